@@ -1,0 +1,119 @@
+"""Backend registry: which kernel implementation `fastconv.functional` dispatches to.
+
+A backend is any object with a ``name`` attribute and the kernel functions listed in
+`KERNELS` (see `fastconv.functional` for their contracts).  The functional layer has
+already validated and normalised every argument before a backend sees it:
+
+* arrays are C-contiguous, float32 or float64, of matching dtype and shape;
+* ``kernel_size``, ``stride`` and ``padding`` are ``(h, w)`` tuples of Python ints;
+* ``labels`` for `softmax_cross_entropy` is an ``(N, K)`` float target of the logits'
+  dtype (integer class labels are turned into one-hot rows by the caller).
+
+To add a backend, write a module exposing ``BACKEND`` (such an object) and register
+its import path in `_BACKEND_MODULES` (or call `register_backend` at run time).  Nothing
+in `fastconv.nn` changes: layers only ever call `fastconv.functional`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+from typing import Iterator
+
+KERNELS = (
+    "im2col",
+    "col2im",
+    "conv2d",
+    "conv2d_backward",
+    "avg_pool2d",
+    "avg_pool2d_backward",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "softmax_cross_entropy",
+)
+
+# name -> module holding a ``BACKEND`` object; imported lazily so that selecting
+# numpy never pays numba's import time, and a missing optional dependency only
+# removes that one backend from `available_backends()`.
+_BACKEND_MODULES: dict[str, str] = {
+    "numpy": "fastconv.backends.numpy_backend",
+    "numba": "fastconv.backends.numba_backend",
+}
+_loaded: dict[str, object] = {}
+_current: object | None = None
+
+DEFAULT_BACKEND = "numba"
+
+
+def register_backend(name: str, module_path: str) -> None:
+    """Make ``name`` selectable; ``module_path`` must define a ``BACKEND`` object."""
+    _BACKEND_MODULES[name] = module_path
+    _loaded.pop(name, None)
+
+
+def _load(name: str):
+    if name not in _BACKEND_MODULES:
+        valid = ", ".join(sorted(_BACKEND_MODULES))
+        raise ValueError(f"unknown backend {name!r}; valid backends are: {valid}")
+    if name not in _loaded:
+        module = importlib.import_module(_BACKEND_MODULES[name])
+        backend = module.BACKEND
+        missing = [k for k in KERNELS if not callable(getattr(backend, k, None))]
+        if missing:
+            raise TypeError(f"backend {name!r} lacks kernels: {', '.join(missing)}")
+        _loaded[name] = backend
+    return _loaded[name]
+
+
+def available_backends() -> list[str]:
+    """Names of the registered backends whose dependencies import on this machine."""
+    names = []
+    for name in _BACKEND_MODULES:
+        try:
+            _load(name)
+        except ImportError:
+            continue
+        names.append(name)
+    return names
+
+
+def set_backend(name: str):
+    """Select the backend every kernel call (and so every layer) uses from now on."""
+    global _current
+    if not isinstance(name, str):
+        raise TypeError(f"backend name must be a str, got {type(name).__name__}")
+    _current = _load(name.strip().lower())
+    return _current
+
+
+def get_backend():
+    """The backend in use (it has a ``.name``); the default is chosen on first use."""
+    if _current is None:
+        _select_default()
+    return _current
+
+
+def _select_default() -> None:
+    """``FASTCONV_BACKEND`` if set (an unknown name is an error, not a silent fallback);
+    otherwise numba, falling back to numpy when numba cannot be imported."""
+    requested = os.environ.get("FASTCONV_BACKEND", "").strip()
+    if requested:
+        set_backend(requested)
+        return
+    try:
+        set_backend(DEFAULT_BACKEND)
+    except ImportError:
+        set_backend("numpy")
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[object]:
+    """Temporarily switch backend; the previous one is restored even on error."""
+    previous = get_backend()
+    backend = set_backend(name)
+    try:
+        yield backend
+    finally:
+        global _current
+        _current = previous

@@ -1,0 +1,277 @@
+"""The kernel interface: validate arguments once, in Python, then dispatch.
+
+Every function here checks shapes, dtypes and hyper-parameters and raises a
+`ValueError` / `TypeError` naming the offending argument *before* any backend (and so
+any unchecked JIT kernel) runs.  Backends receive C-contiguous float32/float64 arrays
+of matching dtype and ``(h, w)`` tuples, see `fastconv.backends`.
+
+Semantics follow PyTorch: NCHW layout, convolution is cross-correlation
+(`F.conv2d`), `im2col`/`col2im` are `F.unfold`/`F.fold`, average pooling counts zero
+padding (`count_include_pad=True`), max pooling returns flat ``h * W + w`` indices into
+each input plane and breaks ties toward the first maximum, and
+`softmax_cross_entropy` is the mean of `F.cross_entropy`.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from fastconv.backends import get_backend
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+# --------------------------------------------------------------------------- checks
+def _pair(value, name: str, minimum: int) -> tuple[int, int]:
+    """An int or an (h, w) pair of ints, each >= minimum, as a tuple of Python ints."""
+    items = (value, value) if isinstance(value, numbers.Integral) else value
+    try:
+        items = tuple(items)
+    except TypeError:
+        raise TypeError(f"{name} must be an int or an (h, w) pair of ints, got {value!r}") from None
+    if len(items) != 2 or not all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in items
+    ):
+        raise TypeError(f"{name} must be an int or an (h, w) pair of ints, got {value!r}")
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int or an (h, w) pair of ints, got {value!r}")
+    if min(items) < minimum:
+        what = "positive" if minimum == 1 else "non-negative"
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return int(items[0]), int(items[1])
+
+
+def _float_array(x, name: str, ndim: int, layout: str) -> np.ndarray:
+    """Check ndim and float dtype; return a C-contiguous array (copying if needed)."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(x).__name__}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got dtype {x.dtype}")
+    if x.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D {layout}, got shape {x.shape}")
+    if 0 in x.shape:
+        raise ValueError(f"{name} must not be empty, got shape {x.shape}")
+    return np.ascontiguousarray(x)
+
+
+def _same_dtype(reference: np.ndarray, ref_name: str, **others: np.ndarray) -> None:
+    for name, arr in others.items():
+        if arr.dtype != reference.dtype:
+            raise TypeError(
+                f"{name} has dtype {arr.dtype} but {ref_name} has {reference.dtype}; "
+                "cast one of them so they match"
+            )
+
+
+def _expect_shape(arr: np.ndarray, name: str, expected: tuple) -> None:
+    if arr.shape != tuple(expected):
+        raise ValueError(f"{name} must have shape {tuple(expected)}, got {arr.shape}")
+
+
+def _output_hw(in_hw, kernel_size, stride, padding, what: str) -> tuple[int, int]:
+    """Spatial output size; the kernel must fit inside the padded input."""
+    out = []
+    for size, k, s, p, axis in zip(in_hw, kernel_size, stride, padding, ("height", "width")):
+        if k > size + 2 * p:
+            raise ValueError(
+                f"{what}: kernel {axis} {k} is larger than the padded input {axis} "
+                f"{size} + 2*{p} = {size + 2 * p}"
+            )
+        out.append((size + 2 * p - k) // s + 1)
+    return out[0], out[1]
+
+
+def _pool_params(kernel_size, stride, padding):
+    kernel_size = _pair(kernel_size, "kernel_size", 1)
+    stride = kernel_size if stride is None else _pair(stride, "stride", 1)
+    padding = _pair(padding, "padding", 0)
+    for p, k in zip(padding, kernel_size):
+        if p > k // 2:
+            # PyTorch's rule: otherwise a window could lie entirely in the padding.
+            raise ValueError(
+                f"padding {padding} must be at most half of kernel_size {kernel_size}"
+            )
+    return kernel_size, stride, padding
+
+
+def _input_shape(x_shape, name: str = "x_shape") -> tuple[int, int, int, int]:
+    try:
+        shape = tuple(int(v) for v in x_shape)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a sequence of 4 ints (N, C, H, W), got {x_shape!r}") from None
+    if len(shape) != 4 or min(shape) < 1:
+        raise ValueError(f"{name} must be 4 positive ints (N, C, H, W), got {x_shape!r}")
+    return shape
+
+
+def conv_output_size(in_hw, kernel_size, stride=1, padding=0) -> tuple[int, int]:
+    """(out_h, out_w) of a convolution or pooling window over an (H, W) input."""
+    return _output_hw(
+        in_hw, _pair(kernel_size, "kernel_size", 1), _pair(stride, "stride", 1),
+        _pair(padding, "padding", 0), "conv_output_size",
+    )
+
+
+# --------------------------------------------------------------------------- im2col
+def im2col(x, kernel_size, stride=1, padding=0) -> np.ndarray:
+    """Unfold sliding windows: ``(N, C, H, W) -> (N, C*kh*kw, out_h*out_w)``.
+
+    Row ``c*kh*kw + i*kw + j`` holds input channel ``c`` at window offset ``(i, j)``,
+    exactly as `torch.nn.functional.unfold`.  Report 000's 'sliding' mode is
+    ``stride=1``; its 'distinct' mode is ``stride=kernel_size``.
+    """
+    x = _float_array(x, "x", 4, "(N, C, H, W)")
+    kernel_size = _pair(kernel_size, "kernel_size", 1)
+    stride = _pair(stride, "stride", 1)
+    padding = _pair(padding, "padding", 0)
+    _output_hw(x.shape[2:], kernel_size, stride, padding, "im2col")
+    return get_backend().im2col(x, kernel_size, stride, padding)
+
+
+def col2im(cols, output_size, kernel_size, stride=1, padding=0) -> np.ndarray:
+    """Fold columns back to images, summing overlaps (`torch.nn.functional.fold`).
+
+    ``cols`` is ``(N, C*kh*kw, L)``; ``output_size`` is the image's ``(H, W)``.
+    """
+    cols = _float_array(cols, "cols", 3, "(N, C*kh*kw, L)")
+    height, width = _pair(output_size, "output_size", 1)
+    kernel_size = _pair(kernel_size, "kernel_size", 1)
+    stride = _pair(stride, "stride", 1)
+    padding = _pair(padding, "padding", 0)
+    out_h, out_w = _output_hw((height, width), kernel_size, stride, padding, "col2im")
+    window = kernel_size[0] * kernel_size[1]
+    if cols.shape[1] % window:
+        raise ValueError(
+            f"cols.shape[1] = {cols.shape[1]} must be a multiple of kh*kw = {window}"
+        )
+    if cols.shape[2] != out_h * out_w:
+        raise ValueError(
+            f"cols.shape[2] = {cols.shape[2]} must equal the number of windows "
+            f"out_h*out_w = {out_h}*{out_w} = {out_h * out_w} for output_size {(height, width)}"
+        )
+    return get_backend().col2im(cols, (height, width), kernel_size, stride, padding)
+
+
+# --------------------------------------------------------------------------- conv
+def _conv_args(x, w, stride, padding, what):
+    x = _float_array(x, "x", 4, "(N, C_in, H, W)")
+    w = _float_array(w, "w", 4, "(C_out, C_in, kh, kw)")
+    _same_dtype(x, "x", w=w)
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"{what}: channel mismatch, x has C_in = {x.shape[1]} channels but w expects "
+            f"{w.shape[1]} (w has shape {w.shape})"
+        )
+    stride = _pair(stride, "stride", 1)
+    padding = _pair(padding, "padding", 0)
+    out_hw = _output_hw(x.shape[2:], w.shape[2:], stride, padding, what)
+    return x, w, stride, padding, out_hw
+
+
+def conv2d(x, w, b=None, stride=1, padding=0) -> np.ndarray:
+    """2-D cross-correlation plus bias, as `torch.nn.functional.conv2d` (no dilation, groups=1).
+
+    x: ``(N, C_in, H, W)``; w: ``(C_out, C_in, kh, kw)``; b: ``(C_out,)`` or None.
+    Returns ``(N, C_out, out_h, out_w)``.
+    """
+    x, w, stride, padding, _ = _conv_args(x, w, stride, padding, "conv2d")
+    if b is not None:
+        b = _float_array(b, "b", 1, "(C_out,)")
+        _same_dtype(x, "x", b=b)
+        _expect_shape(b, "b", (w.shape[0],))
+    return get_backend().conv2d(x, w, b, stride, padding)
+
+
+def conv2d_backward(grad_y, x, w, stride=1, padding=0):
+    """Gradients of `conv2d` w.r.t. its inputs: ``(grad_x, grad_w, grad_b)``."""
+    x, w, stride, padding, (out_h, out_w) = _conv_args(x, w, stride, padding, "conv2d_backward")
+    grad_y = _float_array(grad_y, "grad_y", 4, "(N, C_out, out_h, out_w)")
+    _same_dtype(x, "x", grad_y=grad_y)
+    _expect_shape(grad_y, "grad_y", (x.shape[0], w.shape[0], out_h, out_w))
+    return get_backend().conv2d_backward(grad_y, x, w, stride, padding)
+
+
+# --------------------------------------------------------------------------- pooling
+def avg_pool2d(x, kernel_size, stride=None, padding=0) -> np.ndarray:
+    """Average pooling, zero padding counted in the mean (PyTorch's default).
+
+    ``stride`` defaults to ``kernel_size``.  Windows that do not fit are dropped
+    (floor mode), as in PyTorch.
+    """
+    x = _float_array(x, "x", 4, "(N, C, H, W)")
+    kernel_size, stride, padding = _pool_params(kernel_size, stride, padding)
+    _output_hw(x.shape[2:], kernel_size, stride, padding, "avg_pool2d")
+    return get_backend().avg_pool2d(x, kernel_size, stride, padding)
+
+
+def avg_pool2d_backward(grad_y, x_shape, kernel_size, stride=None, padding=0) -> np.ndarray:
+    """Gradient of `avg_pool2d` w.r.t. its input of shape ``x_shape``."""
+    grad_y = _float_array(grad_y, "grad_y", 4, "(N, C, out_h, out_w)")
+    x_shape = _input_shape(x_shape)
+    kernel_size, stride, padding = _pool_params(kernel_size, stride, padding)
+    out_hw = _output_hw(x_shape[2:], kernel_size, stride, padding, "avg_pool2d_backward")
+    _expect_shape(grad_y, "grad_y", (*x_shape[:2], *out_hw))
+    return get_backend().avg_pool2d_backward(grad_y, x_shape, kernel_size, stride, padding)
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0):
+    """Max pooling: ``(y, indices)``, indices int64 flat ``h * W + w`` into each plane.
+
+    Padding is -inf (never selected); ties go to the first maximum in row-major
+    window order, as `F.max_pool2d(..., return_indices=True)`.
+    """
+    x = _float_array(x, "x", 4, "(N, C, H, W)")
+    kernel_size, stride, padding = _pool_params(kernel_size, stride, padding)
+    _output_hw(x.shape[2:], kernel_size, stride, padding, "max_pool2d")
+    return get_backend().max_pool2d(x, kernel_size, stride, padding)
+
+
+def max_pool2d_backward(grad_y, indices, x_shape, kernel_size, stride=None, padding=0):
+    """Gradient of `max_pool2d`: each ``grad_y`` element is routed to its argmax."""
+    grad_y = _float_array(grad_y, "grad_y", 4, "(N, C, out_h, out_w)")
+    x_shape = _input_shape(x_shape)
+    kernel_size, stride, padding = _pool_params(kernel_size, stride, padding)
+    out_hw = _output_hw(x_shape[2:], kernel_size, stride, padding, "max_pool2d_backward")
+    _expect_shape(grad_y, "grad_y", (*x_shape[:2], *out_hw))
+    if not isinstance(indices, np.ndarray) or indices.dtype.kind not in "iu":
+        raise TypeError("indices must be an integer numpy.ndarray as returned by max_pool2d")
+    _expect_shape(indices, "indices", grad_y.shape)
+    plane = x_shape[2] * x_shape[3]
+    if indices.min() < 0 or indices.max() >= plane:
+        # An out-of-range index would make a JIT kernel write outside grad_x.
+        raise ValueError(f"indices must lie in [0, H*W) = [0, {plane})")
+    indices = np.ascontiguousarray(indices, dtype=np.int64)
+    return get_backend().max_pool2d_backward(grad_y, indices, x_shape, kernel_size, stride, padding)
+
+
+# --------------------------------------------------------------------------- loss
+def softmax_cross_entropy(logits, labels):
+    """Mean softmax cross-entropy and its gradient: ``(loss, grad_logits)``.
+
+    ``labels`` is either int class indices of shape ``(N,)`` or target distributions
+    of shape ``(N, K)`` (one-hot or soft, rows summing to 1).  ``loss`` is a Python
+    float; ``grad_logits = (softmax(logits) - target) / N``.
+    """
+    logits = _float_array(logits, "logits", 2, "(N, K)")
+    n, k = logits.shape
+    if not isinstance(labels, np.ndarray):
+        labels = np.asarray(labels)
+    if labels.ndim == 1:
+        if labels.dtype.kind not in "iu":
+            raise TypeError(f"1-D labels must be integer class indices, got dtype {labels.dtype}")
+        _expect_shape(labels, "labels", (n,))
+        if labels.min() < 0 or labels.max() >= k:
+            raise ValueError(f"labels must lie in [0, {k}) for {k} classes")
+        target = np.zeros_like(logits)
+        target[np.arange(n), labels] = 1
+    elif labels.ndim == 2:
+        if labels.dtype.kind != "f":
+            raise TypeError(f"2-D labels must be float distributions, got dtype {labels.dtype}")
+        _expect_shape(labels, "labels", (n, k))
+        target = np.ascontiguousarray(labels, dtype=logits.dtype)
+    else:
+        raise ValueError(f"labels must be (N,) int or (N, K) float, got shape {labels.shape}")
+    loss, grad = get_backend().softmax_cross_entropy(logits, target)
+    return float(loss), grad

@@ -1,0 +1,37 @@
+"""Shared fixtures: every kernel test runs on every backend that imports here."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastconv
+
+
+@pytest.fixture(params=fastconv.available_backends())
+def backend(request):
+    """Run the test once per available backend, restoring the previous one after."""
+    with fastconv.use_backend(request.param) as selected:
+        yield selected
+
+
+@pytest.fixture(params=[np.float32, np.float64], ids=["f32", "f64"])
+def dtype(request):
+    return np.dtype(request.param)
+
+
+def tolerance(dtype) -> dict:
+    """rtol/atol for comparing two float computations of the same quantity."""
+    return dict(rtol=1e-5, atol=1e-5) if np.dtype(dtype) == np.float32 else dict(rtol=1e-10, atol=1e-12)
+
+
+def shared_data_dir() -> Path | None:
+    """``FASTCONV_DATA`` (or ``../shared/data`` beside the checkout), if it exists."""
+    candidates = [os.environ.get("FASTCONV_DATA"), Path(__file__).resolve().parents[2] / "shared" / "data"]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return None
