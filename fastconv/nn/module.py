@@ -1,0 +1,226 @@
+"""`Parameter` and the `Module` base class: manual backprop, PyTorch-like bookkeeping.
+
+A module's ``forward(x)`` caches what its ``backward`` needs; ``backward(grad_y)``
+returns the gradient w.r.t. ``x`` and *adds* the parameter gradients into each
+``Parameter.grad`` (as PyTorch accumulates into ``.grad``), so ``zero_grad()`` must run
+between steps.  Sub-modules, parameters and buffers are registered explicitly (no
+``__setattr__`` magic), which keeps attribute writes in the hot forward path free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+
+class Parameter:
+    """A trainable array: ``data``, its gradient ``grad`` (same shape and dtype,
+    zero-initialised) and a ``name`` (the attribute name in its module)."""
+
+    __slots__ = ("data", "grad", "name")
+
+    def __init__(self, data: np.ndarray, name: str = ""):
+        self.data = np.ascontiguousarray(data)
+        self.grad = np.zeros_like(self.data)
+        self.name = name
+
+    @property
+    def shape(self) -> tuple:
+        return self.data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    def zero_grad(self) -> None:
+        self.grad.fill(0)
+
+    def __repr__(self) -> str:
+        return f"Parameter(name={self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class of every layer and container.
+
+    Subclasses call ``super().__init__()``, register their state with
+    `register_parameter` / `register_buffer` / `register_module`, and implement
+    ``forward(x)`` and ``backward(grad_y)``.
+    """
+
+    def __init__(self):
+        self.training = True
+        self._parameter_names: list[str] = []
+        self._buffer_names: list[str] = []
+        self._module_names: list[str] = []
+
+    # ------------------------------------------------------------ registration
+    def register_parameter(self, name: str, param: Parameter | None) -> Parameter | None:
+        """Store ``param`` as attribute ``name`` (None is allowed: an absent bias)."""
+        if param is not None:
+            if not isinstance(param, Parameter):
+                raise TypeError(f"{name} must be a Parameter or None, got {type(param).__name__}")
+            param.name = name
+        setattr(self, name, param)
+        if name not in self._parameter_names:
+            self._parameter_names.append(name)
+        return param
+
+    def register_buffer(self, name: str, array: np.ndarray) -> np.ndarray:
+        """Store non-trainable state (BN running statistics) that `state_dict` saves.
+        Buffers must be updated in place so `load_state_dict` and callers holding the
+        array stay in sync."""
+        setattr(self, name, array)
+        if name not in self._buffer_names:
+            self._buffer_names.append(name)
+        return array
+
+    def register_module(self, name: str, module: "Module") -> "Module":
+        if not isinstance(module, Module):
+            raise TypeError(f"{name} must be a Module, got {type(module).__name__}")
+        setattr(self, name, module)
+        if name not in self._module_names:
+            self._module_names.append(name)
+        return module
+
+    # ------------------------------------------------------------ computation
+    def forward(self, x):
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+    def backward(self, grad):
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # ------------------------------------------------------------ traversal
+    def named_children(self) -> list[tuple[str, "Module"]]:
+        """Direct sub-modules with their names (containers override this)."""
+        return [(name, getattr(self, name)) for name in self._module_names]
+
+    def children(self) -> list["Module"]:
+        return [module for _, module in self.named_children()]
+
+    def named_modules(self, prefix: str = "") -> list[tuple[str, "Module"]]:
+        """This module (named ``prefix``, "" at the root) and every descendant."""
+        found = [(prefix, self)]
+        for name, child in self.named_children():
+            found.extend(child.named_modules(f"{prefix}.{name}" if prefix else name))
+        return found
+
+    def modules(self) -> list["Module"]:
+        return [module for _, module in self.named_modules()]
+
+    def _named_arrays(self, prefix: str = ""):
+        """(dotted name, Parameter or buffer ndarray) for this subtree, in order:
+        own parameters, own buffers, then each child's (PyTorch's order)."""
+        for name in self._parameter_names:
+            param = getattr(self, name)
+            if param is not None:
+                yield prefix + name, param
+        for name in self._buffer_names:
+            yield prefix + name, getattr(self, name)
+        for name, child in self.named_children():
+            yield from child._named_arrays(f"{prefix}{name}.")
+
+    def named_parameters(self) -> list[tuple[str, Parameter]]:
+        """(dotted name, Parameter) in a deterministic order; a parameter shared by
+        two modules is listed once (so an optimiser updates it once)."""
+        seen = set()
+        named = []
+        for name, item in self._named_arrays():
+            if isinstance(item, Parameter) and id(item) not in seen:
+                seen.add(id(item))
+                named.append((name, item))
+        return named
+
+    def parameters(self) -> list[Parameter]:
+        return [param for _, param in self.named_parameters()]
+
+    def named_buffers(self) -> list[tuple[str, np.ndarray]]:
+        return [(name, item) for name, item in self._named_arrays() if not isinstance(item, Parameter)]
+
+    def num_parameters(self) -> int:
+        """Number of trainable scalars (buffers excluded)."""
+        return sum(param.data.size for param in self.parameters())
+
+    # ------------------------------------------------------------ modes, grads
+    def train(self, mode: bool = True) -> "Module":
+        """Set training mode (batch statistics, dropout on) here and in every descendant."""
+        self.training = bool(mode)
+        for child in self.children():
+            child.train(mode)
+        return self
+
+    def eval(self) -> "Module":
+        """Evaluation mode: running statistics, dropout off."""
+        return self.train(False)
+
+    def zero_grad(self) -> None:
+        for param in self.parameters():
+            param.grad.fill(0)
+
+    # ------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of every parameter and buffer, keyed by dotted name (``layers.0.weight``,
+        ``layers.1.running_mean``): ready for ``np.savez``."""
+        return {
+            name: (item.data if isinstance(item, Parameter) else item).copy()
+            for name, item in self._named_arrays()
+        }
+
+    def load_state_dict(self, state: Mapping) -> None:
+        """Copy ``state`` into the parameters and buffers, cast to their dtype.
+
+        Strict: a missing key, an unexpected key or a shape mismatch raises
+        `ValueError` naming the key, and nothing is modified unless every entry fits.
+        ``state`` may be any mapping, e.g. the `numpy.lib.npyio.NpzFile` of ``np.load``.
+        """
+        targets = {
+            name: (item.data if isinstance(item, Parameter) else item)
+            for name, item in self._named_arrays()
+        }
+        keys = set(state.keys())
+        missing = [name for name in targets if name not in keys]
+        if missing:
+            raise ValueError(f"state_dict is missing key(s): {', '.join(missing)}")
+        unexpected = sorted(keys - set(targets))
+        if unexpected:
+            raise ValueError(f"state_dict has unexpected key(s): {', '.join(map(str, unexpected))}")
+        values = {}
+        for name, target in targets.items():
+            value = np.asarray(state[name])
+            if value.dtype.kind not in "fiub":
+                raise TypeError(f"state_dict[{name!r}] must be numeric, got dtype {value.dtype}")
+            if value.shape != target.shape:
+                raise ValueError(
+                    f"state_dict[{name!r}] has shape {value.shape}, expected {target.shape}"
+                )
+            values[name] = value
+        for name, target in targets.items():
+            # In place: optimisers and callers keep referring to the same arrays.
+            np.copyto(target, values[name], casting="unsafe")
+
+    # ------------------------------------------------------------ display
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        children = self.named_children()
+        if not children:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        lines = [f"{type(self).__name__}("]
+        for name, child in children:
+            child_repr = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {child_repr}")
+        lines.append(")")
+        return "\n".join(lines)
+
+
+def count_parameters(module: Module) -> int:
+    """Number of trainable scalars in ``module``."""
+    return module.num_parameters()
