@@ -39,6 +39,7 @@ KERNELS = (
 _BACKEND_MODULES: dict[str, str] = {
     "numpy": "fastconv.backends.numpy_backend",
     "numba": "fastconv.backends.numba_backend",
+    "torch": "fastconv.backends.torch_backend",  # optional: only when PyTorch is installed
 }
 _loaded: dict[str, object] = {}
 _current: object | None = None

@@ -33,7 +33,7 @@ from fastconv.data.errors import ChecksumError, DatasetNotFoundError, DownloadEr
 
 __all__ = [
     "DATASETS", "MIRRORS", "SYSTEM_DATA_DIRS", "SPLIT_FILES", "IdxDataset",
-    "cache_root", "candidate_dirs", "find_split_file", "find_dataset_dir",
+    "split_stems", "not_found_error", "cache_root", "candidate_dirs", "find_split_file", "find_dataset_dir",
     "download_file", "download_dataset", "file_md5", "verify_dataset_files",
 ]
 
@@ -117,7 +117,8 @@ def _dataset(name: str) -> IdxDataset:
     return DATASETS[name]
 
 
-def _check_split(split: str) -> tuple[str, str]:
+def split_stems(split: str) -> tuple[str, str]:
+    """The (images, labels) file names of ``split``, without ``.gz``."""
     if split not in SPLIT_FILES:
         raise ValueError(f"split must be one of {sorted(SPLIT_FILES)}, got {split!r}")
     return SPLIT_FILES[split]
@@ -158,7 +159,7 @@ def find_split_file(directory: Path, stem: str) -> Path | None:
 
 def find_dataset_dir(name: str, split: str, root: str | os.PathLike | None = None) -> Path | None:
     """The first folder in lookup order holding both files of ``split``, or None."""
-    stems = _check_split(split)
+    stems = split_stems(split)
     for directory in candidate_dirs(name, root):
         if all(find_split_file(directory, stem) for stem in stems):
             return directory
@@ -167,7 +168,7 @@ def find_dataset_dir(name: str, split: str, root: str | os.PathLike | None = Non
 
 def not_found_error(name: str, split: str, root=None, reason: str = "") -> DatasetNotFoundError:
     """A `DatasetNotFoundError` listing where we looked and how to get the data."""
-    images, labels = _check_split(split)
+    images, labels = split_stems(split)
     searched = "\n".join(f"  - {directory}" for directory in candidate_dirs(name, root))
     message = (
         f"{name} ({split} split) not found: no folder holds {images}[.gz] and {labels}[.gz].\n"
@@ -260,7 +261,7 @@ def download_dataset(name: str, splits: Sequence[str] = ("train", "test"),
     mirrors = list(MIRRORS.get(name, spec.mirrors) if mirrors is None else mirrors)
     checksums = dict(spec.gz_md5 if checksums is None else checksums)
     for split in splits:
-        for stem in _check_split(split):
+        for stem in split_stems(split):
             if find_split_file(dest, stem):
                 continue
             file_name = f"{stem}.gz"

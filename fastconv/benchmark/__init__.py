@@ -1,0 +1,107 @@
+"""`fastconv bench`: numpy vs numba vs PyTorch, per kernel and per training step.
+
+Runs a curated set of the two reports' layer shapes in one process, prints a table
+(median time, IQR, speedup over numpy, ratio to PyTorch, GFLOP/s and % of the
+machine's float32 matmul peak, the numba conv algorithm chosen), the training-step
+times and seconds per 60k-image epoch, JIT compile time separately from run time, and
+writes results.json, results.md and PNG charts to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fastconv bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a representative subset, under a minute")
+    parser.add_argument("--backends", default=None,
+                        help="comma-separated backends (default: every available one)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for numba, PyTorch and BLAS (default: FASTCONV_NUM_THREADS or all cores)")
+    parser.add_argument("--repeat", type=int, default=None, help="timed calls per measurement (default 7, quick 5)")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder")
+    parser.add_argument("--no-scaling", action="store_true", help="skip the batch/channel/thread sweeps")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="skip the cold/warm JIT compile measurement (fresh processes)")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    import fastconv
+    from fastconv.benchmark import report, runner
+    from fastconv.benchmark.timing import machine_info, matmul_peak_gflops
+
+    available = fastconv.available_backends()
+    backends = args.backends.split(",") if args.backends else available
+    unknown = [b for b in backends if b not in available]
+    if unknown:
+        print(f"fastconv bench: backend(s) not available: {', '.join(unknown)}; "
+              f"available: {', '.join(available)}", file=sys.stderr)
+        return 2
+    if "numpy" not in backends:
+        backends = ["numpy", *backends]  # the baseline every speedup is measured against
+    threads = args.threads or int(os.environ.get("FASTCONV_NUM_THREADS", 0)) or os.cpu_count() or 1
+    repeat = args.repeat or (5 if args.quick else 7)
+    dtype = np.dtype(args.dtype)
+    thread_settings = runner.ThreadSettings(threads)
+    thread_settings.apply()
+
+    def log(text):
+        print(text, flush=True)
+
+    results = {
+        "date": datetime.date.today().isoformat(),
+        "command": "fastconv bench " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
+        "machine": machine_info(threads),
+        "dtype": dtype.name,
+        "backends": backends,
+    }
+    machine = results["machine"]
+    log(f"machine: {machine['cpu']} | {machine['cores']} cores, {threads} threads | numpy {machine['numpy']} "
+        f"({machine['blas']}) | numba {machine['numba']} | torch {machine['torch'] or 'not installed'}")
+    results["peak_size"] = 1024 if args.quick else 2048
+    results["peak_gflops"] = matmul_peak_gflops(results["peak_size"])
+    log(f"float32 matmul peak: {results['peak_gflops']:.0f} GFLOP/s")
+
+    if "numba" in backends:
+        # First calls in this process: JIT compile, or load from numba's on-disk cache.
+        import time
+
+        with fastconv.use_backend("numba") as numba_backend:
+            t0 = time.perf_counter()
+            if hasattr(numba_backend, "warmup"):
+                numba_backend.warmup(dtypes=(dtype,))
+            results["numba_first_calls_s"] = time.perf_counter() - t0
+        log(f"numba first calls (compile or cache load) in this process: {results['numba_first_calls_s']:.2f} s")
+    results["compile"] = {}
+    if "numba" in backends and not args.no_compile and not args.quick:
+        with tempfile.TemporaryDirectory(prefix="fastconv-numba-cache-") as cache_dir:
+            results["compile"]["cold (empty cache)"] = runner.first_step_latency(cache_dir)
+            results["compile"]["warm (cached)"] = runner.first_step_latency(cache_dir)
+        log(f"compile: {results['compile']}")
+
+    log("\n" + report.KERNEL_HEADER)
+    results["kernels"] = runner.run_kernels(backends, dtype, repeat, args.quick, results["peak_gflops"], log)
+    log("\ntraining steps:")
+    results["steps"] = runner.run_steps(backends, dtype, repeat, args.quick, "torch" in backends, log)
+    results["scaling"] = [] if args.no_scaling else runner.run_scaling(
+        backends, dtype, repeat, args.quick, threads, thread_settings, log)
+    thread_settings.restore()
+
+    written = report.write_results(results, args.out)
+    log("\n" + report.markdown(results))
+    log("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+

@@ -1,0 +1,5 @@
+import sys
+
+from fastconv.benchmark import main
+
+sys.exit(main())

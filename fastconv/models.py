@@ -1,0 +1,124 @@
+"""The reports' networks as `Sequential` builders, plus a registry to rebuild them.
+
+A checkpoint stores a model's registry ``name`` and its builder keyword arguments;
+``build_model(name, **config)`` rebuilds the same architecture (and, for the same
+``seed``, the same initial weights), and ``default_loss(name)`` gives the loss it is
+trained with.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastconv import nn
+
+
+def report000_cnn(dtype=np.float32, seed: int = 0) -> nn.Sequential:
+    """Report 000's MNIST CNN (28x28 input, 4,842 parameters):
+    conv(1->4, k5, pad2)-ReLU-avgpool2-conv(4->8, k5, pad2)-ReLU-avgpool2-linear(392->10)."""
+    rng = nn.as_generator(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 5, padding=2, dtype=dtype, rng=rng),
+        nn.ReLU(),
+        nn.AvgPool2d(2),
+        nn.Conv2d(4, 8, 5, padding=2, dtype=dtype, rng=rng),
+        nn.ReLU(),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(8 * 7 * 7, 10, dtype=dtype, rng=rng),
+    )
+
+
+def _mlp(widths, dtype, seed) -> nn.Sequential:
+    """Flatten, then Linear-ReLU pairs through ``widths``, with no ReLU on the output."""
+    rng = nn.as_generator(seed)
+    layers: list[nn.Module] = [nn.Flatten()]
+    for index, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(n_in, n_out, dtype=dtype, rng=rng))
+        if index < len(widths) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def mlp1(dtype=np.float32, seed: int = 0) -> nn.Sequential:
+    """Report 000's MLP-1: 784-392-10 with ReLU (311,650 parameters), softmax CE."""
+    return _mlp((784, 392, 10), dtype, seed)
+
+
+def mlp2(dtype=np.float32, seed: int = 0) -> nn.Sequential:
+    """Report 000's MLP-2: 784-392-196-10 with ReLU (386,718 parameters), Euclidean loss."""
+    return _mlp((784, 392, 196, 10), dtype, seed)
+
+
+def letters_cnn(num_classes: int = 26, batch_norm: bool = True, dropout: float = 0.0,
+                dtype=np.float32, seed: int = 0) -> nn.Sequential:
+    """Report 003's letters CNN on 32x32 grey images.
+
+    conv5x5(1->32)-BN-ReLU, conv5x5(32->64)-BN-ReLU, maxpool2,
+    Residual(conv3x3(64->64)-BN-ReLU), conv3x3(64->128)-BN-ReLU, maxpool2,
+    Residual(conv3x3(128->128)-BN-ReLU-Dropout), flatten,
+    linear(8192->256)-BN1d-ReLU-Dropout-linear(256->num_classes).
+
+    As in the report's code every conv/linear keeps its bias; ``batch_norm=False``
+    drops the BN layers and ``dropout=0`` drops the Dropout layers (both identities).
+    """
+    if not 0.0 <= dropout <= 1.0:
+        raise ValueError(f"dropout must lie in [0, 1], got {dropout!r}")
+    rng = nn.as_generator(seed)
+
+    def conv_block(c_in, c_out, k, with_dropout=False) -> list[nn.Module]:
+        block: list[nn.Module] = [nn.Conv2d(c_in, c_out, k, padding=k // 2, dtype=dtype, rng=rng)]
+        if batch_norm:
+            block.append(nn.BatchNorm2d(c_out, dtype=dtype))
+        block.append(nn.ReLU())
+        if with_dropout and dropout > 0:
+            block.append(nn.Dropout(dropout, rng=rng))
+        return block
+
+    head: list[nn.Module] = [nn.Linear(128 * 8 * 8, 256, dtype=dtype, rng=rng)]
+    if batch_norm:
+        head.append(nn.BatchNorm1d(256, dtype=dtype))
+    head.append(nn.ReLU())
+    if dropout > 0:
+        head.append(nn.Dropout(dropout, rng=rng))
+    head.append(nn.Linear(256, num_classes, dtype=dtype, rng=rng))
+
+    return nn.Sequential(
+        *conv_block(1, 32, 5),
+        *conv_block(32, 64, 5),
+        nn.MaxPool2d(2),
+        nn.Residual(nn.Sequential(*conv_block(64, 64, 3))),
+        *conv_block(64, 128, 3),
+        nn.MaxPool2d(2),
+        nn.Residual(nn.Sequential(*conv_block(128, 128, 3, with_dropout=True))),
+        nn.Flatten(),
+        *head,
+    )
+
+
+MODELS = {
+    "cnn": report000_cnn,
+    "mlp1": mlp1,
+    "mlp2": mlp2,
+    "letters-cnn": letters_cnn,
+}
+
+# Report 000 trains MLP-2 with the Euclidean loss; everything else uses softmax CE.
+_LOSSES = {"mlp2": nn.EuclideanLoss}
+
+
+def _check_name(name: str) -> None:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; valid models are: {', '.join(MODELS)}")
+
+
+def build_model(name: str, **config) -> nn.Sequential:
+    """``MODELS[name](**config)``, e.g. ``build_model("letters-cnn", dropout=0.3, seed=1)``."""
+    _check_name(name)
+    return MODELS[name](**config)
+
+
+def default_loss(name: str) -> nn.Loss:
+    """A fresh instance of the loss model ``name`` is trained with."""
+    _check_name(name)
+    return _LOSSES.get(name, nn.SoftmaxCrossEntropyLoss)()
