@@ -95,7 +95,9 @@ def default_hyperparameters(model_name: str, batch_norm: bool = True) -> Hyperpa
         return LETTERS_BN if batch_norm else LETTERS_NO_BN
     from fastconv.models import MODELS
 
-    raise ValueError(f"unknown model {model_name!r}; valid models are: {', '.join(MODELS)}")
+    if model_name not in MODELS:
+        raise ValueError(f"unknown model {model_name!r}; valid models are: {', '.join(MODELS)}")
+    return REPORT000_CNN  # a model registered later: the reference CNN's settings
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -104,6 +106,12 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 # ------------------------------------------------------------------ atomic files
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def _atomic_target(path: Path):
     """Yield a temporary file object beside ``path``; on success it replaces ``path``
@@ -116,6 +124,8 @@ def _atomic_target(path: Path):
             yield tmp_file
             tmp_file.flush()
             os.fsync(tmp_file.fileno())
+        # mkstemp creates the file 0600; give it the permissions open() would have.
+        os.chmod(tmp_name, 0o666 & ~_current_umask())
         os.replace(tmp_name, path)
     except BaseException:  # also KeyboardInterrupt: never leave a temp file behind
         with contextlib.suppress(FileNotFoundError):
@@ -258,31 +268,45 @@ def resolve_dataset(dataset, data_root=None, download: bool = False, seed: int =
 
 
 def _dataset_spec(dataset, data) -> str:
-    """How to load the data set again later (`fastconv viz`): its name, or the
-    absolute path it came from."""
+    """How to load the data set again later (`fastconv viz`, ``--resume``): the name
+    it was asked for, or the absolute form of a path."""
+    from fastconv.data import DATASET_NAMES
+
     if isinstance(dataset, (str, os.PathLike)):
         text = str(dataset)
-        return str(Path(text).resolve()) if Path(text).exists() and os.sep in text or Path(text).is_dir() else text
+        # load_dataset: a known name wins over a folder of the same name
+        return text if text in DATASET_NAMES else str(Path(text).expanduser().resolve())
     return data.name
 
 
-def model_config(model_name: str, data, batch_norm: bool | None, dropout: float | None,
-                 dtype, seed: int) -> dict:
-    """Builder keyword arguments for ``model_name``; options the builder does not
-    take are an error (``--no-bn`` on the report-000 CNN), not silently ignored."""
+def _builder_options(model_name: str) -> set[str]:
     from fastconv.models import MODELS
 
     if model_name not in MODELS:
         raise ValueError(f"unknown model {model_name!r}; valid models are: {', '.join(MODELS)}")
-    accepted = inspect.signature(MODELS[model_name]).parameters
-    config = {"dtype": np.dtype(dtype).name, "seed": int(seed)}
+    return set(inspect.signature(MODELS[model_name]).parameters)
+
+
+def check_model_options(model_name: str, batch_norm: bool | None, dropout: float | None) -> None:
+    """Options the model's builder does not take are an error (``--no-bn`` on the
+    report-000 CNN), not silently ignored.  Checked before any data is loaded."""
+    accepted = _builder_options(model_name)
     for option, value, flag in (("batch_norm", batch_norm, "--no-bn"), ("dropout", dropout, "--dropout")):
-        if value is None:
-            continue
-        if option not in accepted:
+        if value is not None and option not in accepted:
             raise ValueError(f"model {model_name!r} has no {option} option ({flag} applies to letters-cnn)")
-        config[option] = value
-    if "num_classes" in accepted:
+
+
+def model_config(model_name: str, data, batch_norm: bool | None, dropout: float | None,
+                 dtype, seed: int) -> dict:
+    """Builder keyword arguments for ``model_name`` (see `check_model_options`);
+    ``num_classes`` follows the data set when the builder takes it."""
+    check_model_options(model_name, batch_norm, dropout)
+    config = {"dtype": np.dtype(dtype).name, "seed": int(seed)}
+    if batch_norm is not None:
+        config["batch_norm"] = bool(batch_norm)
+    if dropout is not None:
+        config["dropout"] = float(dropout)
+    if "num_classes" in _builder_options(model_name):
         config["num_classes"] = len(data.classes)
     return config
 
@@ -290,7 +314,7 @@ def model_config(model_name: str, data, batch_norm: bool | None, dropout: float 
 def check_model_fits(model, model_name: str, data, dtype) -> None:
     """Forward one test image in eval mode: a shape mismatch between network and data
     becomes one clear error instead of a failure deep inside the first batch."""
-    sample = np.ascontiguousarray(data.test_x[:1], dtype=dtype)
+    sample = as_model_input(data.test_x[:1], dtype)
     shape = "x".join(map(str, data.test_x.shape[1:]))
     what = f"data set {data.name!r} ({shape} images, {len(data.classes)} classes)"
     model.eval()
@@ -305,16 +329,25 @@ def check_model_fits(model, model_name: str, data, dtype) -> None:
 
 
 # ------------------------------------------------------------------ evaluation
+def as_model_input(images: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """Images as the model's float dtype in [0, 1] (uint8 data sets are divided by
+    255), C-contiguous."""
+    from fastconv.data import to_float
+
+    return np.ascontiguousarray(to_float(images, dtype))
+
+
 def evaluate(model, loss_fn, images: np.ndarray, labels: np.ndarray,
-             batch_size: int = 500) -> tuple[float, float]:
-    """Mean loss and accuracy over ``images`` in eval mode (batched; the model's
-    previous mode is restored)."""
+             batch_size: int = 500, dtype=np.float32) -> tuple[float, float]:
+    """Mean loss and accuracy over ``images`` in eval mode (batched, each batch cast
+    to ``dtype``; the model's previous mode is restored)."""
     was_training = model.training
     model.eval()
     total_loss, correct = 0.0, 0
     try:
         for start in range(0, len(images), batch_size):
-            x, y = images[start:start + batch_size], labels[start:start + batch_size]
+            x = as_model_input(images[start:start + batch_size], dtype)
+            y = labels[start:start + batch_size]
             logits = model.forward(x)
             total_loss += loss_fn.forward(logits, y) * len(y)
             correct += int(np.count_nonzero(logits.argmax(axis=1) == y))
@@ -429,10 +462,13 @@ def _train(model_name, dataset, epochs, batch_size, lr, momentum, weight_decay, 
     checkpoint = None
     if resume:
         checkpoint = load_checkpoint(checkpoint_path)
-        _check_resume_matches(checkpoint, model_name, dataset, seed)
+        _check_resume_matches(checkpoint, model_name, dataset)
         meta = checkpoint.meta
         hyper = Hyperparameters(**meta["hyperparameters"])
         seed, limit, dtype = meta["seed"], meta.get("limit"), meta["model_config"]["dtype"]
+        if isinstance(dataset, (str, os.PathLike)) and meta.get("dataset_in_memory"):
+            raise ValueError(f"{checkpoint_path} was trained on an in-memory data set "
+                             f"({meta['dataset_name']!r}); pass that Dataset object to resume")
         data = resolve_dataset(dataset if not isinstance(dataset, (str, os.PathLike)) else meta["dataset"],
                                data_root, download, seed, limit)
         config = meta["model_config"]
@@ -440,6 +476,7 @@ def _train(model_name, dataset, epochs, batch_size, lr, momentum, weight_decay, 
         if checkpoint_path.exists() and not overwrite:
             raise FileExistsError(f"{out_dir} already holds a checkpoint; resume it (--resume), "
                                   "overwrite it (--overwrite) or choose another output folder")
+        check_model_options(model_name, batch_norm, dropout)
         data = resolve_dataset(dataset, data_root, download, seed, limit)
         defaults = default_hyperparameters(model_name, True if batch_norm is None else batch_norm)
         chosen = dict(batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
@@ -455,9 +492,9 @@ def _train(model_name, dataset, epochs, batch_size, lr, momentum, weight_decay, 
     optimizer = SGD(model.parameters(), lr=hyper.lr, momentum=hyper.momentum,
                     weight_decay=hyper.weight_decay)
     scheduler = StepLR(optimizer, step_size=hyper.lr_step, gamma=hyper.lr_gamma)
-    # Cast once: a float64 model then trains on float64 images.
-    train_x = np.ascontiguousarray(data.train_x, dtype=dtype)
-    test_x = np.ascontiguousarray(data.test_x, dtype=dtype)
+    # Images stay as the data set holds them (uint8 or float32); each batch is cast
+    # to the model's dtype on the way in.
+    train_x, test_x = data.train_x, data.test_x
     train_y, test_y = np.asarray(data.train_y), np.asarray(data.test_y)
 
     history: list[dict] = []
@@ -480,6 +517,9 @@ def _train(model_name, dataset, epochs, batch_size, lr, momentum, weight_decay, 
     meta_base = {
         "model": model_name, "model_config": config, "dataset": _dataset_spec(dataset, data)
         if checkpoint is None else checkpoint.meta["dataset"],
+        # A Dataset object passed in: "dataset" is only its name, maybe not loadable.
+        "dataset_in_memory": not isinstance(dataset, (str, os.PathLike)) if checkpoint is None
+        else checkpoint.meta.get("dataset_in_memory", False),
         "dataset_name": data.name, "classes": [str(c) for c in data.classes],
         "seed": int(seed), "limit": limit, "hyperparameters": asdict(hyper),
         "num_parameters": model.num_parameters(),
@@ -504,6 +544,7 @@ def _train(model_name, dataset, epochs, batch_size, lr, momentum, weight_decay, 
     out_dir.mkdir(parents=True, exist_ok=True)
     stop = _StopFlag()
     consistent = True  # False while parameters / progress are half updated
+    unsaved = False  # trained batches not yet in the checkpoint
     interrupted = False
     saved_path = checkpoint_path if checkpoint is not None else None
     model.train()
@@ -522,6 +563,7 @@ def _train(model_name, dataset, epochs, batch_size, lr, momentum, weight_decay, 
                             continue  # resumed mid-epoch: these batches were trained
                         if stop.requested:
                             break
+                        x = as_model_input(x, dtype)
                         consistent = False
                         optimizer.zero_grad()
                         logits = model.forward(x)
@@ -535,6 +577,7 @@ def _train(model_name, dataset, epochs, batch_size, lr, momentum, weight_decay, 
                         state.correct += correct
                         state.seen += len(y)
                         state.seconds = time.perf_counter() - started
+                        unsaved = True
                         iteration_log["epoch"].append(epoch + 1)
                         iteration_log["loss"].append(float(loss))
                         iteration_log["acc"].append(correct / len(y))
@@ -553,7 +596,7 @@ def _train(model_name, dataset, epochs, batch_size, lr, momentum, weight_decay, 
                 if stop.requested and state.batches_done < n_batches:
                     break
                 eval_started = time.perf_counter()
-                test_loss, test_acc = evaluate(model, loss_fn, test_x, test_y, eval_batch_size)
+                test_loss, test_acc = evaluate(model, loss_fn, test_x, test_y, eval_batch_size, dtype)
                 eval_seconds = time.perf_counter() - eval_started
                 record = {
                     "epoch": epoch + 1,
@@ -573,16 +616,17 @@ def _train(model_name, dataset, epochs, batch_size, lr, momentum, weight_decay, 
                     f"acc {record['train_acc']:.4f} | test loss {test_loss:.4f} acc {test_acc:.4f} "
                     f"| {record['seconds']:.1f} s ({record['images_per_second']:.0f} img/s), "
                     f"eval {eval_seconds:.1f} s")
-                saved_path = snapshot()
+                saved_path, unsaved = snapshot(), False
     except KeyboardInterrupt:
         interrupted = True
-        if consistent:
-            saved_path = snapshot()
-        else:
+        if not consistent:
             log("interrupted during a parameter update: that state is not saved")
-    if stop.requested and not interrupted:
+        elif unsaved:
+            saved_path, unsaved = snapshot(), False
+    if stop.requested and state.epochs_done < epochs:
         interrupted = True
-        saved_path = snapshot()
+        if unsaved:
+            saved_path = snapshot()
 
     message = ""
     if interrupted:
@@ -622,7 +666,7 @@ def _check_hyperparameters(hyper: Hyperparameters) -> None:
         raise ValueError(f"lr step must be a positive int (epochs), got {hyper.lr_step!r}")
 
 
-def _check_resume_matches(checkpoint: Checkpoint, model_name: str, dataset, seed: int) -> None:
+def _check_resume_matches(checkpoint: Checkpoint, model_name: str, dataset) -> None:
     """Refuse to resume a checkpoint under a different model (the weights would not
     even fit) or data set."""
     meta = checkpoint.meta

@@ -46,6 +46,7 @@ from fastconv.data.sources import cache_root
 
 __all__ = ["generate_letters", "load_letters", "letter_fonts", "letters_cache_dir", "LETTER_FONT_FILES"]
 
+DEFAULT_PER_CLASS = 100  # images per character: 5,200 in all, 200 per case-folded class
 GENERATOR_VERSION = 1  # bump when the rendering changes, so old caches are redone
 MANIFEST_FILE = "manifest.json"
 
@@ -166,13 +167,14 @@ def _write_tree(tmp_root: Path, per_class: int, seed: int, image_size: int, font
         rng = np.random.default_rng([seed, char_index])
         for sample in range(per_class):
             font = loaded[int(rng.integers(len(loaded)))]
-            Image.fromarray(_render_letter(char, font, image_size, rng)).save(folder / f"{sample:05d}.png", compress_level=1)
+            glyph = Image.fromarray(_render_letter(char, font, image_size, rng))
+            glyph.save(folder / f"{sample:05d}.png", compress_level=1)  # fast; files are tiny anyway
     folder_classes = {_folder_name(char): char for char in characters}
     (tmp_root / FOLDER_CLASSES_FILE).write_text(json.dumps(folder_classes, indent=1), encoding="utf-8")
 
 
-def generate_letters(root: str | os.PathLike, per_class: int = 100, seed: int = 0, image_size: int = 32,
-                     font_files: Sequence[str] = LETTER_FONT_FILES) -> Path:
+def generate_letters(root: str | os.PathLike, per_class: int = DEFAULT_PER_CLASS, seed: int = 0,
+                     image_size: int = 32, font_files: Sequence[str] = LETTER_FONT_FILES) -> Path:
     """Render a synthetic letters image folder at ``root`` (or reuse it) and return ``root``.
 
     SYNTHETIC: printed glyphs from fonts, randomly distorted -- see the module
@@ -230,21 +232,31 @@ def _move_into_place(tmp_root: Path, root: Path, manifest: dict) -> None:
             raise
 
 
-def letters_cache_dir(per_class: int = 100, seed: int = 0, image_size: int = 32) -> Path:
+def letters_cache_dir(per_class: int = DEFAULT_PER_CLASS, seed: int = 0, image_size: int = 32) -> Path:
     """Default folder for a generated letters set: ``<cache>/letters-<params>``."""
     return cache_root() / f"letters-{image_size}px-{per_class}per-seed{seed}"
 
 
-def load_letters(root: str | os.PathLike | None = None, per_class: int = 100, seed: int = 0,
+def load_letters(root: str | os.PathLike | None = None, per_class: int | None = None, seed: int = 0,
                  test_fraction: float = 0.2, image_size: int = 32, fold_case: bool = True) -> Dataset:
     """SYNTHETIC letters (see module docstring) as a train/test `Dataset`.
 
-    Generates the tree at ``root`` (default `letters_cache_dir`) unless a matching
-    one is there, loads it with `ImageFolder` (26 classes 'A'-'Z' with
-    ``fold_case=True``, 52 otherwise) and splits it per class, seeded by ``seed``.
+    With ``per_class=None`` an existing letters tree at ``root`` is used as it is
+    (whatever parameters made it; ``seed`` then only drives the split), and
+    otherwise one with `DEFAULT_PER_CLASS` images per character is generated.
+    With an explicit ``per_class`` the tree at ``root`` must match (or is remade).
+    ``root`` defaults to `letters_cache_dir`.  The tree is loaded with
+    `ImageFolder` (26 classes 'A'-'Z' with ``fold_case=True``, 52 otherwise) and
+    split per class, seeded by ``seed``.
     """
-    root = Path(root) if root is not None else letters_cache_dir(per_class, seed, image_size)
-    generate_letters(root, per_class=per_class, seed=seed, image_size=image_size)
+    existing = _read_manifest(Path(root)) if root is not None and per_class is None else None
+    if existing is not None and existing.get("generator") == "fastconv.data.letters":
+        image_size = int(existing["image_size"])
+    else:
+        per_class = DEFAULT_PER_CLASS if per_class is None else per_class
+        if root is None:
+            root = letters_cache_dir(per_class, seed, image_size)
+        generate_letters(root, per_class=per_class, seed=seed, image_size=image_size)
     folder = ImageFolder(root, image_size=image_size, fold_case=fold_case)
     train_idx, test_idx = stratified_split(folder.labels, test_fraction, seed)
     return Dataset(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.error
@@ -200,7 +201,7 @@ def download_file(urls: Iterable[str], dest: str | os.PathLike, md5: str | None,
     The bytes stream into a temp file beside ``dest`` while being hashed; only a
     file whose MD5 equals ``md5`` is renamed to ``dest`` (``md5=None`` skips the
     check -- only for files without a published checksum).  A failed attempt
-    (HTTP error, timeout, checksum mismatch) deletes its temp file and moves on to
+    (HTTP error, timeout, body cut short, checksum mismatch) deletes its temp file and moves on to
     the next URL; if all fail, `DownloadError` lists what each one did.
     """
     dest = Path(dest)
@@ -212,8 +213,9 @@ def download_file(urls: Iterable[str], dest: str | os.PathLike, md5: str | None,
             return dest
         except ChecksumError as exc:
             failures.append(f"{url}: {exc}")
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            # HTTPError is a URLError; timeouts and resets are OSErrors
+        except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
+            # HTTPError is a URLError; timeouts and resets are OSErrors; a body cut
+            # short is http.client.IncompleteRead
             failures.append(f"{url}: {type(exc).__name__}: {exc}")
     tried = "\n".join(f"  - {failure}" for failure in failures) or "  (no mirror configured)"
     raise DownloadError(f"could not download {dest.name} to {dest.parent}:\n{tried}")
@@ -226,11 +228,16 @@ def _download_verified(url: str, dest: Path, md5: str | None, timeout: float, pr
         digest = hashlib.md5(usedforsecurity=False)
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
+            received = 0
             with _progress_bar(total, dest.name, progress) as bar:
                 for block in iter(lambda: response.read(1 << 16), b""):
                     out.write(block)
                     digest.update(block)
+                    received += len(block)
                     bar.update(len(block))
+        # http.client returns a body cut short by a dropped connection without error
+        if total is not None and received != total:
+            raise DownloadError(f"incomplete download of {dest.name}: {received} of {total} bytes")
         if md5 is not None and digest.hexdigest() != md5.lower():
             raise ChecksumError(f"checksum mismatch for {dest.name}: md5 {digest.hexdigest()}, expected {md5}")
         os.replace(tmp_name, dest)

@@ -1,0 +1,46 @@
+"""Every figure of the reports for a trained checkpoint (same as ``fastconv viz``).
+
+Curves (from the run folder), kernels of the first two conv layers, feature maps of
+chosen test images after the first two conv blocks, t-SNE of the penultimate features
+and of the logits, and report 003's entropy table (printed and saved as entropy.json).
+
+    python examples/visualize.py runs/report000-mnist-numba/model.npz --out figures/
+    python examples/visualize.py runs/letters-bn/model.npz --images 100 1390
+
+How long it takes: dominated by t-SNE (two embeddings of 1,000 points, ~5-10 s each)
+and by one forward pass over the test set for the entropy averages (seconds on numba;
+on numpy the letters CNN needs minutes for a 520-image test set) -- see TIMING below.
+TIMING
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import fastconv
+from fastconv.viz import visualize
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path, help="model.npz or its folder")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--dataset", default=None, help="default: the one it was trained on")
+    parser.add_argument("--images", type=int, nargs="+", default=None)
+    parser.add_argument("--tsne-points", type=int, default=1000)
+    parser.add_argument("--backend", default=None)
+    parser.add_argument("--data-root", default=None)
+    args = parser.parse_args(argv)
+    run_dir = args.checkpoint if args.checkpoint.is_dir() else args.checkpoint.parent
+    out = args.out or run_dir / "figures"
+    with fastconv.use_backend(args.backend or fastconv.get_backend().name):
+        result = visualize(args.checkpoint, out, dataset=args.dataset, sample_indices=args.images,
+                           tsne_points=args.tsne_points, data_root=args.data_root)
+    print(f"wrote {len(result['files'])} files to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,377 @@
+"""Direct (im2col-free) convolution kernels for the numba backend.
+
+Stride 1 uses the "flat plane" formulation: the padded input plane is stored row-major
+with row length ``wp = W + 2*pw`` and the output is accumulated on the same row
+length, so every kernel tap ``(i, j)`` becomes one long axpy over the whole plane::
+
+    acc[q] += w[i, j] * xpad[i*wp + j + q]        for q in [0, span)
+
+with ``span = (out_h - 1)*wp + out_w``.  The ``wp - out_w`` columns of each output row
+are garbage and dropped when writing out (14-27 % waste for the reports' shapes), but
+the inner loop is a single contiguous loop of ~250-1200 elements that LLVM
+vectorises and unrolls; looping over the 14- or 28-wide output rows instead leaves
+most of the work in the scalar remainder of an 8-wide x 4-unrolled vector loop.  The
+taps of one kernel row and two output channels are fused in one pass
+(``_taps2``), so each input vector loaded feeds 10 FMAs.  That needs a zero-padded
+copy of each image (``C*(H+2p)*(W+2p)`` writes against ``C_out*C*kh*kw*out_h*out_w``
+FMAs, i.e. < 4 % of the work); clipped loop bounds would break the flat loop.
+
+The input gradient of a stride-1 convolution is itself such a correlation of the
+zero-framed output gradient with the column-flipped kernel, so it reuses the same
+tap kernels; the weight gradient is the matching set of dot products.  Other strides
+take a plain (still padded, still parallel) loop nest: correct, not tuned.
+
+Every function here trusts its caller (`numba_backend`): arrays C-contiguous and
+writable, shapes consistent, ints in range.  Bounds checks are off, so these must
+only be reached through `fastconv.functional`, which validates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+# reassoc lets LLVM vectorise the dot-product reductions; contract allows FMAs.
+# No nnan/ninf: NaN and inf inputs must propagate as they do in NumPy.
+FASTMATH = {"reassoc", "contract"}
+_JIT = dict(cache=True, nogil=True, fastmath=FASTMATH)
+_PJIT = dict(cache=True, nogil=True, fastmath=FASTMATH, parallel=True)
+
+
+# --------------------------------------------------------------------------- taps
+# acc[q] += sum_j wrow[j] * src[q + j] for q < n: one kernel row, one output plane.
+# Slices (not base + q offsets) keep indices provably non-negative, which is what
+# lets LLVM drop numba's wraparound handling and vectorise (measured 5x).
+@njit(**_JIT)
+def _taps1(acc, src, wrow, kw, n):
+    if kw == 5:
+        w0, w1, w2, w3, w4 = wrow[0], wrow[1], wrow[2], wrow[3], wrow[4]
+        for q in range(n):
+            acc[q] += w0 * src[q] + w1 * src[q + 1] + w2 * src[q + 2] + w3 * src[q + 3] + w4 * src[q + 4]
+    elif kw == 3:
+        w0, w1, w2 = wrow[0], wrow[1], wrow[2]
+        for q in range(n):
+            acc[q] += w0 * src[q] + w1 * src[q + 1] + w2 * src[q + 2]
+    else:
+        for j in range(kw):
+            wv = wrow[j]
+            s = src[j:j + n]
+            for q in range(n):
+                acc[q] += wv * s[q]
+
+
+@njit(**_JIT)
+def _taps2(acc0, acc1, src, wrow0, wrow1, kw, n):
+    """`_taps1` for two output planes sharing the input (each load feeds 2*kw FMAs)."""
+    if kw == 5:
+        a0, a1, a2, a3, a4 = wrow0[0], wrow0[1], wrow0[2], wrow0[3], wrow0[4]
+        b0, b1, b2, b3, b4 = wrow1[0], wrow1[1], wrow1[2], wrow1[3], wrow1[4]
+        for q in range(n):
+            x0 = src[q]
+            x1 = src[q + 1]
+            x2 = src[q + 2]
+            x3 = src[q + 3]
+            x4 = src[q + 4]
+            acc0[q] += a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3 + a4 * x4
+            acc1[q] += b0 * x0 + b1 * x1 + b2 * x2 + b3 * x3 + b4 * x4
+    elif kw == 3:
+        a0, a1, a2 = wrow0[0], wrow0[1], wrow0[2]
+        b0, b1, b2 = wrow1[0], wrow1[1], wrow1[2]
+        for q in range(n):
+            x0 = src[q]
+            x1 = src[q + 1]
+            x2 = src[q + 2]
+            acc0[q] += a0 * x0 + a1 * x1 + a2 * x2
+            acc1[q] += b0 * x0 + b1 * x1 + b2 * x2
+    else:
+        for j in range(kw):
+            wa = wrow0[j]
+            wb = wrow1[j]
+            s = src[j:j + n]
+            for q in range(n):
+                acc0[q] += wa * s[q]
+                acc1[q] += wb * s[q]
+
+
+@njit(**_JIT)
+def _dots2(gw0, gw1, g0, g1, src, kw, n):
+    """gw_c[j] += sum_q g_c[q] * src[q + j]: weight-gradient taps of two output channels."""
+    z = src.dtype.type(0)    # float32 sums for float32 data: full-width vectors
+    if kw == 5:
+        s00 = s01 = s02 = s03 = s04 = z
+        s10 = s11 = s12 = s13 = s14 = z
+        for q in range(n):
+            x0 = src[q]
+            x1 = src[q + 1]
+            x2 = src[q + 2]
+            x3 = src[q + 3]
+            x4 = src[q + 4]
+            a = g0[q]
+            b = g1[q]
+            s00 += a * x0
+            s01 += a * x1
+            s02 += a * x2
+            s03 += a * x3
+            s04 += a * x4
+            s10 += b * x0
+            s11 += b * x1
+            s12 += b * x2
+            s13 += b * x3
+            s14 += b * x4
+        gw0[0] += s00
+        gw0[1] += s01
+        gw0[2] += s02
+        gw0[3] += s03
+        gw0[4] += s04
+        gw1[0] += s10
+        gw1[1] += s11
+        gw1[2] += s12
+        gw1[3] += s13
+        gw1[4] += s14
+    elif kw == 3:
+        s00 = s01 = s02 = z
+        s10 = s11 = s12 = z
+        for q in range(n):
+            x0 = src[q]
+            x1 = src[q + 1]
+            x2 = src[q + 2]
+            a = g0[q]
+            b = g1[q]
+            s00 += a * x0
+            s01 += a * x1
+            s02 += a * x2
+            s10 += b * x0
+            s11 += b * x1
+            s12 += b * x2
+        gw0[0] += s00
+        gw0[1] += s01
+        gw0[2] += s02
+        gw1[0] += s10
+        gw1[1] += s11
+        gw1[2] += s12
+    else:
+        for j in range(kw):
+            s = src[j:j + n]
+            sa = z
+            sb = z
+            for q in range(n):
+                sa += g0[q] * s[q]
+                sb += g1[q] * s[q]
+            gw0[j] += sa
+            gw1[j] += sb
+
+
+@njit(**_JIT)
+def _fill_padded(dst, x_img, ph, pw, wp, plane):
+    """Copy the (C, H, W) image into the interior of zero-bordered (C, hp*wp) planes."""
+    c_in, height, width = x_img.shape
+    for ci in range(c_in):
+        for r in range(height):
+            start = ci * plane + (r + ph) * wp + pw
+            d = dst[start:start + width]
+            s = x_img[ci, r]
+            for c in range(width):
+                d[c] = s[c]
+
+
+# --------------------------------------------------------------------------- forward
+@njit(**_PJIT)
+def conv2d_direct_forward(x, w, b, sh, sw, ph, pw, relu, out, n_chunks):
+    """out = conv(x, w) + b (then max(., 0) if relu), parallel over (image, channel pair)."""
+    n, c_in, height, width = x.shape
+    c_out, _, kh, kw = w.shape
+    out_h, out_w = out.shape[2], out.shape[3]
+    hp = height + 2 * ph
+    wp = width + 2 * pw
+    plane = hp * wp
+    unit = sh == 1 and sw == 1
+    span = (out_h - 1) * wp + out_w if unit else out_h * out_w
+    n_pairs = (c_out + 1) // 2
+    items = n * n_pairs
+    zero = out.dtype.type(0)   # typed, so v stays float32 for float32 input
+    for chunk in prange(n_chunks):
+        first = items * chunk // n_chunks
+        last = items * (chunk + 1) // n_chunks
+        xpad = np.zeros(c_in * plane, dtype=x.dtype)
+        acc = np.empty((2, span), dtype=x.dtype)
+        current = -1
+        for item in range(first, last):
+            img = item // n_pairs
+            co0 = 2 * (item - img * n_pairs)
+            pair = co0 + 1 < c_out
+            if img != current:
+                current = img
+                _fill_padded(xpad, x[img], ph, pw, wp, plane)
+            acc[:] = 0
+            acc0 = acc[0]
+            acc1 = acc[1]
+            if unit:
+                for ci in range(c_in):
+                    for i in range(kh):
+                        start = ci * plane + i * wp
+                        src = xpad[start:start + span + kw - 1]
+                        if pair:
+                            _taps2(acc0, acc1, src, w[co0, ci, i], w[co0 + 1, ci, i], kw, span)
+                        else:
+                            _taps1(acc0, src, w[co0, ci, i], kw, span)
+                row_len = wp
+            else:
+                for c in range(2 if pair else 1):
+                    a = acc[c]
+                    for ci in range(c_in):
+                        for i in range(kh):
+                            for j in range(kw):
+                                wv = w[co0 + c, ci, i, j]
+                                for oh in range(out_h):
+                                    start = ci * plane + (oh * sh + i) * wp + j
+                                    arow = a[oh * out_w:(oh + 1) * out_w]
+                                    for ow in range(out_w):
+                                        arow[ow] += wv * xpad[start + ow * sw]
+                row_len = out_w
+            for c in range(2 if pair else 1):
+                bias = b[co0 + c]
+                a = acc[c]
+                for oh in range(out_h):
+                    arow = a[oh * row_len:oh * row_len + out_w]
+                    orow = out[img, co0 + c, oh]
+                    for ow in range(out_w):
+                        v = arow[ow] + bias
+                        if relu and v < 0:
+                            v = zero
+                        orow[ow] = v
+
+
+# --------------------------------------------------------------------------- backward
+@njit(**_PJIT)
+def conv2d_direct_backward(grad_y, x, w, mask, use_mask, sh, sw, ph, pw, need_grad_x,
+                           grad_x, grad_w_parts, grad_b_parts, n_chunks):
+    """Fused conv backward, parallel over chunks of images.
+
+    Chunk ``t`` accumulates its images' weight/bias gradients into
+    ``grad_w_parts[t]`` / ``grad_b_parts[t]`` (no two threads write the same
+    memory); the caller sums the parts.  With ``use_mask`` the incoming gradient is
+    first multiplied by ``mask > 0`` (the fused ReLU: ``mask`` is the ReLU output).
+    ``grad_x`` is only written when ``need_grad_x``.
+    """
+    n, c_in, height, width = x.shape
+    c_out, _, kh, kw = w.shape
+    out_h, out_w = grad_y.shape[2], grad_y.shape[3]
+    hp = height + 2 * ph
+    wp = width + 2 * pw
+    plane = hp * wp
+    unit = sh == 1 and sw == 1
+    # Output gradient of one image on the padded row length, behind a zero margin of
+    # `margin` so that the input-gradient taps below never index before 0.
+    margin = (kh - 1) * wp + (kw - 1)
+    span = (out_h - 1) * wp + out_w
+    span_x = (height - 1) * wp + width          # input-gradient positions to compute
+    first_x = ph * wp + pw                      # padded position of x[0, 0]
+    zero = grad_y.dtype.type(0)
+    # Column-flipped weights, transposed to (C_in, C_out, kh, kw): the input gradient
+    # is a correlation of the output gradient with these.
+    w_flip = np.empty((c_in, c_out, kh, kw), dtype=w.dtype)
+    for co in range(c_out):
+        for ci in range(c_in):
+            for i in range(kh):
+                for j in range(kw):
+                    w_flip[ci, co, i, j] = w[co, ci, i, kw - 1 - j]
+    for chunk in prange(n_chunks):
+        first = n * chunk // n_chunks
+        last = n * (chunk + 1) // n_chunks
+        gw = grad_w_parts[chunk]
+        gb = grad_b_parts[chunk]
+        xpad = np.zeros(c_in * plane, dtype=x.dtype)
+        gflat = np.zeros((c_out, margin + plane), dtype=x.dtype)
+        gxpad = np.empty((2, plane), dtype=x.dtype)
+        scratch = np.zeros(kw, dtype=grad_w_parts.dtype)
+        for img in range(first, last):
+            _fill_padded(xpad, x[img], ph, pw, wp, plane)
+            for co in range(c_out):
+                g = gflat[co]
+                total = 0.0
+                for oh in range(out_h):
+                    grow = grad_y[img, co, oh]
+                    if unit:
+                        dst = g[margin + oh * wp:margin + oh * wp + out_w]
+                    else:
+                        dst = g[oh * out_w:(oh + 1) * out_w]
+                    if use_mask:
+                        mrow = mask[img, co, oh]
+                        for ow in range(out_w):
+                            v = grow[ow] if mrow[ow] > 0 else zero
+                            dst[ow] = v
+                            total += v
+                    else:
+                        for ow in range(out_w):
+                            dst[ow] = grow[ow]
+                            total += grow[ow]
+                gb[co] += total
+            if unit:
+                # weight gradient: gw[co, ci, i, j] += sum_q g[co, q] * xpad[ci, i*wp + j + q]
+                for co0 in range(0, c_out, 2):
+                    co1 = co0 + 1 if co0 + 1 < c_out else co0
+                    g0 = gflat[co0, margin:margin + span]
+                    g1 = gflat[co1, margin:margin + span]
+                    for ci in range(c_in):
+                        for i in range(kh):
+                            start = ci * plane + i * wp
+                            src = xpad[start:start + span + kw - 1]
+                            if co1 != co0:
+                                _dots2(gw[co0, ci, i], gw[co1, ci, i], g0, g1, src, kw, span)
+                            else:
+                                # odd last channel: pair it with itself, discard the copy
+                                _dots2(gw[co0, ci, i], scratch, g0, g0, src, kw, span)
+                if need_grad_x:
+                    # gxpad[p] += sum_{co,i,j} w[co,ci,i,j] * g[co, p - i*wp - j], p >= first_x
+                    for ci0 in range(0, c_in, 2):
+                        pair = ci0 + 1 < c_in
+                        gxpad[:, :span_x] = 0
+                        a0 = gxpad[0, :span_x]
+                        a1 = gxpad[1, :span_x]
+                        for co in range(c_out):
+                            for i in range(kh):
+                                start = margin - i * wp - (kw - 1) + first_x
+                                src = gflat[co, start:start + span_x + kw - 1]
+                                if pair:
+                                    _taps2(a0, a1, src, w_flip[ci0, co, i], w_flip[ci0 + 1, co, i], kw, span_x)
+                                else:
+                                    _taps1(a0, src, w_flip[ci0, co, i], kw, span_x)
+                        for c in range(2 if pair else 1):
+                            for r in range(height):
+                                srow = gxpad[c, r * wp:r * wp + width]
+                                drow = grad_x[img, ci0 + c, r]
+                                for col in range(width):
+                                    drow[col] = srow[col]
+            else:
+                # Any stride: plain loops over the dense (out_h*out_w) gradient rows.
+                for co in range(c_out):
+                    g = gflat[co]
+                    for ci in range(c_in):
+                        for i in range(kh):
+                            for j in range(kw):
+                                s = 0.0
+                                for oh in range(out_h):
+                                    start = ci * plane + (oh * sh + i) * wp + j
+                                    grow = g[oh * out_w:(oh + 1) * out_w]
+                                    for ow in range(out_w):
+                                        s += grow[ow] * xpad[start + ow * sw]
+                                gw[co, ci, i, j] += s
+                if need_grad_x:
+                    gx = gxpad[0]
+                    for ci in range(c_in):
+                        gx[:] = 0
+                        for co in range(c_out):
+                            g = gflat[co]
+                            for i in range(kh):
+                                for j in range(kw):
+                                    wv = w[co, ci, i, j]
+                                    for oh in range(out_h):
+                                        start = (oh * sh + i) * wp + j
+                                        grow = g[oh * out_w:(oh + 1) * out_w]
+                                        for ow in range(out_w):
+                                            gx[start + ow * sw] += wv * grow[ow]
+                        for r in range(height):
+                            srow = gx[(r + ph) * wp + pw:(r + ph) * wp + pw + width]
+                            drow = grad_x[img, ci, r]
+                            for col in range(width):
+                                drow[col] = srow[col]

@@ -1,0 +1,512 @@
+"""The numba backend: JIT-compiled kernels behind the `fastconv.functional` interface.
+
+Kernels live in ``_numba_conv`` (direct convolution), ``_numba_im2col`` (im2col,
+col2im and the GEMM layout shuffles) and ``_numba_pool`` (pooling, softmax
+cross-entropy).  They are ``@njit(cache=True)``: compiled on first use, once per
+dtype (float32, float64) -- every shape and hyper-parameter is passed as a plain int,
+so no shape ever triggers a recompile -- and loaded from numba's on-disk cache by
+later processes.  `warmup` compiles everything up front.
+
+Convolution has two algorithms, chosen per (shapes, stride, padding, dtype, pass):
+
+* ``"direct"``: fused loops, no column buffer (bias and ReLU applied on write-out;
+  backward computes grad_x, grad_w and grad_b in one pass over each image, with
+  per-thread partial sums for grad_w/grad_b).  Wins for small channel counts.
+* ``"gemm"``: numba im2col of a chunk of the batch into a ``(C*kh*kw, n*L)`` buffer,
+  one OpenBLAS matmul for the whole chunk, then a scatter to NCHW; backward is
+  ``grad_w = G @ cols.T``, ``grad_cols = W.T @ G`` and a numba col2im.  Wins once
+  channel counts make the GEMM big enough for BLAS to run near peak.
+
+The choice is `conv_algorithm` (a heuristic fitted to measurements, see
+`_heuristic`); ``FASTCONV_CONV_ALGO=direct|gemm|auto|benchmark`` (read at every
+call) or `set_conv_algorithm` overrides it; ``benchmark`` times both candidates once
+per key, like cuDNN's benchmark mode.  The algorithms that ran are recorded in
+`last_conv_algorithms`.
+
+Threads: ``FASTCONV_NUM_THREADS`` (default: all cores, numba's
+``NUMBA_NUM_THREADS``) is applied at import; `set_num_threads` / `get_num_threads`
+change / read it (numba's own setting is per calling thread; set it from the thread
+that runs the kernels).
+
+Arguments arrive validated and normalised by `fastconv.functional`; the kernels do
+no bounds checking, so call them only through it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import warnings
+
+import numba
+import numpy as np
+
+from fastconv.backends import _numba_conv as _conv
+from fastconv.backends import _numba_im2col as _cols
+from fastconv.backends import _numba_pool as _pool
+
+name = "numba"
+
+ALGORITHMS = ("direct", "gemm")
+_MODES = ("auto", "benchmark") + ALGORITHMS
+
+# --------------------------------------------------------------------------- threads
+_num_threads = numba.config.NUMBA_NUM_THREADS
+
+
+def get_num_threads() -> int:
+    """Threads the kernels use (at most numba's ``NUMBA_NUM_THREADS``)."""
+    return _num_threads
+
+
+def set_num_threads(n: int) -> int:
+    """Use ``n`` threads in the numba kernels; returns the previous count.
+
+    ``n`` is clipped to numba's ``NUMBA_NUM_THREADS`` (the size of its thread pool,
+    fixed at first use).  The BLAS used by the GEMM path is limited too, when
+    ``threadpoolctl`` is installed.
+    """
+    global _num_threads
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"number of threads must be an int, got {n!r}")
+    if n < 1:
+        raise ValueError(f"number of threads must be >= 1, got {n}")
+    limit = numba.config.NUMBA_NUM_THREADS
+    if n > limit:
+        warnings.warn(f"{n} threads requested, numba's pool has {limit}; using {limit}",
+                      RuntimeWarning, stacklevel=2)
+        n = limit
+    previous = _num_threads
+    _num_threads = int(n)
+    numba.set_num_threads(_num_threads)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        pass
+    else:
+        threadpool_limits(limits=_num_threads, user_api="blas")
+    return previous
+
+
+def _threads_from_env() -> None:
+    value = os.environ.get("FASTCONV_NUM_THREADS", "").strip()
+    if not value:
+        return
+    try:
+        count = int(value)
+    except ValueError:
+        raise ValueError(f"FASTCONV_NUM_THREADS must be a positive int, got {value!r}") from None
+    set_num_threads(count)
+
+
+def _chunks(items: int, work: float, min_work: float = 2e5) -> int:
+    """Parallel chunks for a kernel: one per thread, but no more than the items and
+    none smaller than ``min_work`` flops-ish (a parallel launch costs a few us)."""
+    by_work = int(work // min_work)
+    return max(1, min(_num_threads, items, by_work))
+
+
+# --------------------------------------------------------------------------- arrays
+def _kernel_array(a: np.ndarray) -> np.ndarray:
+    """C-contiguous, aligned and writable: the one array type each kernel is compiled
+    for (a read-only input would otherwise trigger a second compilation)."""
+    if a.flags.c_contiguous and a.flags.aligned and a.flags.writeable:
+        return a
+    return np.array(a, order="C", copy=True)
+
+
+_dummy_cache: dict = {}
+
+
+def _dummy(dtype, ndim: int) -> np.ndarray:
+    """Placeholder for an unused optional array argument (keeps one specialisation)."""
+    key = (np.dtype(dtype), ndim)
+    if key not in _dummy_cache:
+        _dummy_cache[key] = np.zeros((1,) * ndim, dtype=dtype)
+    return _dummy_cache[key]
+
+
+_local = threading.local()
+
+
+def _workspace(slot: str, size: int, dtype) -> np.ndarray:
+    """A flat per-thread scratch buffer, reused across calls.
+
+    The GEMM path's column buffers reach hundreds of MB; a fresh ``np.empty`` each
+    call would page-fault all of it in again (measured ~10 ms per 200 MB).
+    """
+    spaces = getattr(_local, "spaces", None)
+    if spaces is None:
+        spaces = _local.spaces = {}
+    key = (slot, np.dtype(dtype))
+    buf = spaces.get(key)
+    if buf is None or buf.size < size:
+        buf = spaces[key] = np.empty(size, dtype=dtype)
+    return buf[:size]
+
+
+def clear_workspace() -> None:
+    """Free this thread's cached GEMM buffers."""
+    _local.spaces = {}
+
+
+# --------------------------------------------------------------------------- im2col
+def _out_hw(height, width, kernel_size, stride, padding):
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    return (height + 2 * ph - kh) // sh + 1, (width + 2 * pw - kw) // sw + 1
+
+
+def im2col(x, kernel_size, stride, padding):
+    x = _kernel_array(x)
+    n, c, height, width = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    out_h, out_w = _out_hw(height, width, kernel_size, stride, padding)
+    rows, windows = c * kh * kw, out_h * out_w
+    cols = np.empty((n, rows, windows), dtype=x.dtype)
+    _cols.im2col_into(x, kh, kw, sh, sw, ph, pw, out_h, out_w, cols.reshape(-1),
+                      windows, rows * windows, 0, n, _chunks(n * rows, cols.size))
+    return cols
+
+
+def col2im(cols, output_size, kernel_size, stride, padding):
+    cols = _kernel_array(cols)
+    n, rows, windows = cols.shape
+    (height, width), (kh, kw), (sh, sw), (ph, pw) = output_size, kernel_size, stride, padding
+    c = rows // (kh * kw)
+    out_h, out_w = _out_hw(height, width, kernel_size, stride, padding)
+    grad_x = np.empty((n, c, height, width), dtype=cols.dtype)
+    _cols.col2im_from(cols.reshape(-1), windows, rows * windows, 0, n, kh, kw, sh, sw, ph, pw,
+                      out_h, out_w, grad_x, _chunks(n * c, cols.size))
+    return grad_x
+
+
+# --------------------------------------------------------------------------- algorithm choice
+_forced_algorithm: str | None = None
+last_conv_algorithms: dict = {}
+"""``(pass, x_shape, w_shape, stride, padding, dtype) -> "direct" | "gemm"`` for every
+convolution run so far (the latest choice per key), for benchmark tables."""
+_benchmarked: dict = {}
+
+
+def set_conv_algorithm(algorithm: str | None) -> None:
+    """Force ``"direct"`` or ``"gemm"``, pick per shape (``"auto"``), time both once per
+    key (``"benchmark"``), or ``None`` to follow ``FASTCONV_CONV_ALGO`` again."""
+    global _forced_algorithm
+    if algorithm is not None:
+        algorithm = _check_mode(algorithm, "set_conv_algorithm")
+    _forced_algorithm = algorithm
+
+
+def get_conv_algorithm_mode() -> str:
+    """The selection mode in force: setter, else ``FASTCONV_CONV_ALGO``, else ``auto``."""
+    if _forced_algorithm is not None:
+        return _forced_algorithm
+    env = os.environ.get("FASTCONV_CONV_ALGO", "").strip().lower()
+    return _check_mode(env, "FASTCONV_CONV_ALGO") if env else "auto"
+
+
+def _check_mode(mode, source) -> str:
+    if not isinstance(mode, str) or mode.strip().lower() not in _MODES:
+        raise ValueError(f"{source}: unknown convolution algorithm {mode!r}; "
+                         f"valid: {', '.join(_MODES)}")
+    return mode.strip().lower()
+
+
+def _key(pass_, x_shape, w_shape, stride, padding, dtype):
+    return (pass_, tuple(int(v) for v in x_shape), tuple(int(v) for v in w_shape),
+            tuple(stride), tuple(padding), np.dtype(dtype).name)
+
+
+def _heuristic(x_shape, w_shape, stride, padding, dtype, pass_) -> str:
+    """Direct loops unless the GEMM is large enough for BLAS to pay off.
+
+    The GEMM is ``(C_out x C_in*kh*kw) @ (C_in*kh*kw x N*L)``; BLAS efficiency grows
+    with the smaller dimensions C_out and C_in*kh*kw, while the direct kernel runs at
+    a roughly constant ~40-55 GFLOP/s per core whatever the channel counts (and
+    suffers at stride > 1, where it is not tuned).  See the module docstring of
+    ``numba_backend`` and the measurements in the project notes.
+    """
+    c_out, c_in, kh, kw = w_shape
+    if tuple(stride) != (1, 1):
+        return "gemm"
+    depth = c_in * kh * kw
+    if c_out >= _GEMM_MIN_COUT and depth >= _GEMM_MIN_DEPTH:
+        return "gemm"
+    return "direct"
+
+
+_GEMM_MIN_COUT = 16
+_GEMM_MIN_DEPTH = 128
+
+
+def conv_algorithm(x_shape, w_shape, stride=(1, 1), padding=(0, 0), dtype=np.float32,
+                   pass_: str = "forward") -> str:
+    """Which algorithm (``"direct"`` or ``"gemm"``) a convolution with these arguments
+    runs now, under the current mode (forced, heuristic or benchmarked)."""
+    if pass_ not in ("forward", "backward"):
+        raise ValueError(f"pass_ must be 'forward' or 'backward', got {pass_!r}")
+    stride = _as_pair(stride)
+    padding = _as_pair(padding)
+    mode = get_conv_algorithm_mode()
+    if mode in ALGORITHMS:
+        return mode
+    if mode == "benchmark":
+        key = _key(pass_, x_shape, w_shape, stride, padding, dtype)
+        if key in _benchmarked:
+            return _benchmarked[key]
+    return _heuristic(tuple(x_shape), tuple(w_shape), stride, padding, dtype, pass_)
+
+
+def _as_pair(v):
+    return (int(v), int(v)) if np.isscalar(v) else (int(v[0]), int(v[1]))
+
+
+def _choose(pass_, x, w, stride, padding, run):
+    """Pick (and record) the algorithm for this call; ``run(algo)`` executes one."""
+    key = _key(pass_, x.shape, w.shape, stride, padding, x.dtype)
+    mode = get_conv_algorithm_mode()
+    if mode == "benchmark" and key not in _benchmarked:
+        timings = {}
+        result = None
+        for algo in ALGORITHMS:
+            run(algo)                                    # compile / fault in buffers
+            start = time.perf_counter()
+            result = run(algo)
+            timings[algo] = time.perf_counter() - start
+        _benchmarked[key] = min(timings, key=timings.get)
+        last_conv_algorithms[key] = _benchmarked[key]
+        return _benchmarked[key], None
+    algo = conv_algorithm(x.shape, w.shape, stride, padding, x.dtype, pass_)
+    last_conv_algorithms[key] = algo
+    return algo, None
+
+
+# --------------------------------------------------------------------------- conv: direct
+def _direct_forward(x, w, b, stride, padding, relu):
+    n, _, height, width = x.shape
+    c_out, c_in, kh, kw = w.shape
+    out_h, out_w = _out_hw(height, width, (kh, kw), stride, padding)
+    y = np.empty((n, c_out, out_h, out_w), dtype=x.dtype)
+    work = 2.0 * y.size * c_in * kh * kw
+    _conv.conv2d_direct_forward(x, w, b, stride[0], stride[1], padding[0], padding[1],
+                                bool(relu), y, _chunks(n * ((c_out + 1) // 2), work))
+    return y
+
+
+def _direct_backward(grad_y, x, w, mask, stride, padding, need_grad_x):
+    n = x.shape[0]
+    c_out = w.shape[0]
+    work = 4.0 * grad_y.size * w[0].size
+    chunks = _chunks(n, work)
+    grad_w_parts = np.zeros((chunks,) + w.shape, dtype=x.dtype)
+    grad_b_parts = np.zeros((chunks, c_out), dtype=x.dtype)
+    grad_x = np.empty_like(x) if need_grad_x else _dummy(x.dtype, 4)
+    use_mask = mask is not None
+    _conv.conv2d_direct_backward(grad_y, x, w, mask if use_mask else _dummy(x.dtype, 4),
+                                 use_mask, stride[0], stride[1], padding[0], padding[1],
+                                 bool(need_grad_x), grad_x, grad_w_parts, grad_b_parts, chunks)
+    grad_w = grad_w_parts[0] if chunks == 1 else grad_w_parts.sum(axis=0)
+    grad_b = grad_b_parts[0] if chunks == 1 else grad_b_parts.sum(axis=0)
+    return (grad_x if need_grad_x else None), grad_w, grad_b
+
+
+# --------------------------------------------------------------------------- conv: gemm
+# Images per GEMM: as many as keep the column buffer under this many bytes.
+_GEMM_BUFFER_BYTES = 256 << 20
+
+
+def _gemm_batch(n, depth, windows, itemsize):
+    return max(1, min(n, _GEMM_BUFFER_BYTES // max(1, depth * windows * itemsize)))
+
+
+def _gemm_forward(x, w, b, stride, padding, relu):
+    n, c_in, height, width = x.shape
+    c_out, _, kh, kw = w.shape
+    (sh, sw), (ph, pw) = stride, padding
+    out_h, out_w = _out_hw(height, width, (kh, kw), stride, padding)
+    windows, depth = out_h * out_w, c_in * kh * kw
+    y = np.empty((n, c_out, out_h, out_w), dtype=x.dtype)
+    y3 = y.reshape(n, c_out, windows)
+    w2 = w.reshape(c_out, depth)
+    per = _gemm_batch(n, depth, windows, x.itemsize)
+    cols = _workspace("cols", depth * per * windows, x.dtype)
+    rows = _workspace("rows", c_out * per * windows, x.dtype)
+    for first in range(0, n, per):
+        last = min(n, first + per)
+        span = (last - first) * windows
+        cbuf = cols[:depth * span]
+        _cols.im2col_into(x, kh, kw, sh, sw, ph, pw, out_h, out_w, cbuf, span, windows,
+                          first, last, _chunks((last - first) * depth, cbuf.size))
+        rbuf = rows[:c_out * span].reshape(c_out, span)
+        np.matmul(w2, cbuf.reshape(depth, span), out=rbuf)
+        _cols.rows_to_nchw(rbuf, b, bool(relu), y3, first, _chunks((last - first) * c_out, rbuf.size))
+    return y
+
+
+def _gemm_backward(grad_y, x, w, mask, stride, padding, need_grad_x):
+    n, c_in, height, width = x.shape
+    c_out, _, kh, kw = w.shape
+    (sh, sw), (ph, pw) = stride, padding
+    out_h, out_w = grad_y.shape[2:]
+    windows, depth = out_h * out_w, c_in * kh * kw
+    w2 = w.reshape(c_out, depth)
+    gy3 = grad_y.reshape(n, c_out, windows)
+    use_mask = mask is not None
+    mask3 = mask.reshape(n, c_out, windows) if use_mask else _dummy(x.dtype, 3)
+    per = _gemm_batch(n, depth, windows, x.itemsize)
+    cols = _workspace("cols", depth * per * windows, x.dtype)
+    rows = _workspace("rows", c_out * per * windows, x.dtype)
+    grad_x = np.empty_like(x) if need_grad_x else None
+    grad_w = None
+    grad_b = None
+    for first in range(0, n, per):
+        last = min(n, first + per)
+        span = (last - first) * windows
+        rbuf = rows[:c_out * span].reshape(c_out, span)
+        _cols.nchw_to_rows(gy3, mask3, use_mask, first, last, rbuf,
+                           _chunks((last - first) * c_out, rbuf.size))
+        cbuf = cols[:depth * span]
+        _cols.im2col_into(x, kh, kw, sh, sw, ph, pw, out_h, out_w, cbuf, span, windows,
+                          first, last, _chunks((last - first) * depth, cbuf.size))
+        c2 = cbuf.reshape(depth, span)
+        part_w = rbuf @ c2.T
+        part_b = rbuf.sum(axis=1)
+        grad_w = part_w if grad_w is None else grad_w + part_w
+        grad_b = part_b if grad_b is None else grad_b + part_b
+        if need_grad_x:
+            np.matmul(w2.T, rbuf, out=c2)              # the columns are no longer needed
+            _cols.col2im_from(cbuf, span, windows, first, last, kh, kw, sh, sw, ph, pw,
+                              out_h, out_w, grad_x, _chunks((last - first) * c_in, cbuf.size))
+    return grad_x, grad_w.reshape(w.shape), grad_b
+
+
+# --------------------------------------------------------------------------- conv: entry points
+def _forward(x, w, b, stride, padding, relu):
+    x = _kernel_array(x)
+    w = _kernel_array(w)
+    b = np.zeros(w.shape[0], dtype=x.dtype) if b is None else _kernel_array(b)
+
+    def run(algo):
+        fn = _direct_forward if algo == "direct" else _gemm_forward
+        return fn(x, w, b, stride, padding, relu)
+
+    algo, _ = _choose("forward", x, w, stride, padding, run)
+    return run(algo)
+
+
+def _backward(grad_y, x, w, mask, stride, padding, need_grad_x):
+    grad_y = _kernel_array(grad_y)
+    x = _kernel_array(x)
+    w = _kernel_array(w)
+    mask = None if mask is None else _kernel_array(mask)
+
+    def run(algo):
+        fn = _direct_backward if algo == "direct" else _gemm_backward
+        return fn(grad_y, x, w, mask, stride, padding, need_grad_x)
+
+    algo, _ = _choose("backward", x, w, stride, padding, run)
+    return run(algo)
+
+
+def conv2d(x, w, b, stride, padding):
+    return _forward(x, w, b, stride, padding, relu=False)
+
+
+def conv2d_backward(grad_y, x, w, stride, padding):
+    return _backward(grad_y, x, w, None, stride, padding, need_grad_x=True)
+
+
+# --------------------------------------------------------------------------- pooling
+def avg_pool2d(x, kernel_size, stride, padding):
+    x = _kernel_array(x)
+    n, c, height, width = x.shape
+    out_h, out_w = _out_hw(height, width, kernel_size, stride, padding)
+    y = np.empty((n, c, out_h, out_w), dtype=x.dtype)
+    _pool.avg_pool2d_forward(x, *kernel_size, *stride, *padding, y,
+                             _chunks(n * c, x.size, 1e5))
+    return y
+
+
+def avg_pool2d_backward(grad_y, x_shape, kernel_size, stride, padding):
+    grad_y = _kernel_array(grad_y)
+    n, c = x_shape[:2]
+    grad_x = np.empty(tuple(x_shape), dtype=grad_y.dtype)
+    _pool.avg_pool2d_backward(grad_y, *kernel_size, *stride, *padding, grad_x,
+                              _chunks(n * c, grad_x.size, 1e5))
+    return grad_x
+
+
+def max_pool2d(x, kernel_size, stride, padding):
+    x = _kernel_array(x)
+    n, c, height, width = x.shape
+    out_h, out_w = _out_hw(height, width, kernel_size, stride, padding)
+    y = np.empty((n, c, out_h, out_w), dtype=x.dtype)
+    indices = np.empty((n, c, out_h, out_w), dtype=np.int64)
+    _pool.max_pool2d_forward(x, *kernel_size, *stride, *padding, y, indices,
+                             _chunks(n * c, x.size, 1e5))
+    return y, indices
+
+
+def max_pool2d_backward(grad_y, indices, x_shape, kernel_size, stride, padding):
+    n, c, height, width = x_shape
+    grad_y = _kernel_array(grad_y)
+    indices = _kernel_array(np.asarray(indices, dtype=np.int64))
+    grad_x = np.empty((n, c, height * width), dtype=grad_y.dtype)
+    _pool.max_pool2d_backward(grad_y.reshape(n, c, -1), indices.reshape(n, c, -1), grad_x,
+                              _chunks(n * c, grad_x.size, 1e5))
+    return grad_x.reshape(n, c, height, width)
+
+
+# --------------------------------------------------------------------------- loss
+def softmax_cross_entropy(logits, target):
+    logits = _kernel_array(logits)
+    target = _kernel_array(target)
+    grad = np.empty_like(logits)
+    loss = _pool.softmax_cross_entropy(logits, target, grad)
+    return logits.dtype.type(loss), grad
+
+
+# --------------------------------------------------------------------------- compile cost
+def warmup(dtypes=(np.float32,)) -> float:
+    """Compile (or load from numba's cache) every kernel for ``dtypes``; returns seconds.
+
+    Runs each kernel once on tiny inputs, both convolution algorithms, forward and
+    backward, with and without ReLU/mask, so that no later call pays compilation.
+    """
+    start = time.perf_counter()
+    rng = np.random.default_rng(0)
+    for dtype in dtypes:
+        dtype = np.dtype(dtype)
+        x = rng.standard_normal((2, 3, 6, 5)).astype(dtype)
+        w = rng.standard_normal((3, 3, 3, 2)).astype(dtype)
+        b = rng.standard_normal(3).astype(dtype)
+        for algo in ALGORITHMS:
+            fwd = _direct_forward if algo == "direct" else _gemm_forward
+            bwd = _direct_backward if algo == "direct" else _gemm_backward
+            y = fwd(x, w, b, (1, 1), (1, 1), True)
+            bwd(np.ones_like(y), x, w, y, (1, 1), (1, 1), True)
+        cols = im2col(x, (2, 2), (1, 1), (0, 0))
+        col2im(cols, (6, 5), (2, 2), (1, 1), (0, 0))
+        avg_pool2d_backward(avg_pool2d(x, (2, 2), (2, 2), (0, 0)), x.shape, (2, 2), (2, 2), (0, 0))
+        y, idx = max_pool2d(x, (2, 2), (2, 2), (0, 0))
+        max_pool2d_backward(y, idx, x.shape, (2, 2), (2, 2), (0, 0))
+        softmax_cross_entropy(x.reshape(2, -1), np.full((2, 90), 1 / 90, dtype=dtype))
+    return time.perf_counter() - start
+
+
+def compiled_signatures() -> dict:
+    """``kernel name -> number of compiled specialisations`` (should be <= 2 each)."""
+    kernels = {}
+    for module in (_conv, _cols, _pool):
+        for attr in dir(module):
+            obj = getattr(module, attr)
+            if isinstance(obj, numba.core.registry.CPUDispatcher) and not attr.startswith("_"):
+                kernels[attr] = len(obj.signatures)
+    return kernels
+
+
+_threads_from_env()
+
+BACKEND = sys.modules[__name__]

@@ -1,0 +1,108 @@
+"""The ``fastconv`` command: exit codes, one-line errors, and the sub-commands end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv.cli import main
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.startswith("fastconv: error: ")
+    return err
+
+
+def test_info(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert f"fastconv {fastconv.__version__}" in out
+    for name in fastconv.available_backends():
+        assert name in out
+    assert "cpu cores" in out
+
+
+def test_usage_errors_exit_2(capsys):
+    assert main([]) == 2
+    assert main(["train", "--model", "resnet"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
+    assert main(["train", "--epochs", "0"]) == 2
+    assert main(["--help"]) == 0
+
+
+def test_unknown_dataset_is_one_clear_line(capsys, tmp_path):
+    assert main(["train", "--dataset", "no-such-set", "--out", str(tmp_path / "run")]) == 1
+    assert "unknown dataset 'no-such-set'" in one_line_error(capsys)
+
+
+def test_missing_data_is_reported_not_raised(capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("FASTCONV_DATA", raising=False)
+    monkeypatch.setenv("FASTCONV_CACHE", str(tmp_path / "cache"))
+    from fastconv.data import sources
+
+    if sources.find_dataset_dir("mnist", "test") is not None:
+        pytest.skip("MNIST is installed system-wide here")
+    assert main(["train", "--dataset", "mnist", "--data-root", str(tmp_path), "--out", str(tmp_path / "r")]) == 1
+    assert "mnist (test split) not found" in one_line_error(capsys)
+
+
+def test_unknown_backend_and_misplaced_options(capsys, tmp_path):
+    assert main(["train", "--backend", "cuda", "--dataset", "digits"]) == 1
+    err = one_line_error(capsys)
+    assert "unknown backend 'cuda'" in err and "numpy" in err
+    assert main(["train", "--model", "cnn", "--no-bn", "--dataset", "digits", "--out", str(tmp_path)]) == 1
+    assert "letters-cnn" in one_line_error(capsys)
+
+
+def test_train_resume_and_viz(capsys, tmp_path):
+    run = tmp_path / "run"
+    common = ["--model", "cnn", "--dataset", "digits", "--limit", "150", "--backend", "numpy",
+              "--out", str(run), "--no-progress"]
+    assert main(["train", "--epochs", "1", *common]) == 0
+    assert len(json.loads((run / "history.json").read_text())) == 1
+    # Same folder again without --resume: refused, nothing overwritten
+    assert main(["train", "--epochs", "1", *common]) == 1
+    assert "--resume" in one_line_error(capsys)
+    assert main(["train", "--epochs", "2", "--resume", *common]) == 0
+    history = json.loads((run / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2]
+    with np.load(run / "model.npz", allow_pickle=False) as npz:
+        assert json.loads(str(npz["meta"]))["limit"] == 150
+
+    figures = tmp_path / "figures"
+    assert main(["viz", "--checkpoint", str(run / "model.npz"), "--out", str(figures),
+                 "--tsne-points", "40"]) == 0
+    assert (figures / "entropy.json").exists() and (figures / "kernels_conv2.png").exists()
+    assert main(["viz", "--checkpoint", str(tmp_path / "nothing.npz")]) == 1
+    assert "no checkpoint" in one_line_error(capsys)
+
+
+def test_compare_writes_plot_and_tables(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", "--dataset", "digits", "--limit", "100", "--epochs", "1",
+                 "--backends", "numpy", "--out", str(out), "--no-progress"]) == 0
+    summary = json.loads((out / "comparison.json").read_text())
+    rows = {row["model"]: row for row in summary["rows"]}
+    assert {m: r["parameters"] for m, r in rows.items()} == {"cnn": 4842, "mlp1": 311_650, "mlp2": 386_718}
+    assert rows["mlp2"]["loss"] == "EuclideanLoss" and rows["cnn"]["loss"] == "SoftmaxCrossEntropyLoss"
+    assert all(r["seconds_per_epoch"] > 0 and 0 <= r["test_acc"] <= 1 for r in rows.values())
+    assert rows["cnn"]["speedup_vs_numpy"] == pytest.approx(1.0)
+    markdown = (out / "comparison.md").read_text()
+    assert "| numpy | cnn |" in markdown and "4,842" in markdown
+    assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["compare", "--backends", "gpu", "--out", str(out)]) == 1
+    assert "not available" in one_line_error(capsys)
+
+
+def test_bench_forwards_its_arguments(monkeypatch):
+    import fastconv.benchmark
+
+    received = []
+    monkeypatch.setattr(fastconv.benchmark, "main", lambda argv: received.append(argv) or 7)
+    assert main(["bench", "--quick", "--backends", "numpy"]) == 7
+    assert received == [["--quick", "--backends", "numpy"]]
