@@ -20,7 +20,8 @@ available.  Accuracies are therefore not comparable with the report's.  Any fold
 with one sub-folder of images per class works the same way.
 
 Optimiser (the report does not give one): SGD, batch 64, momentum 0.9, weight decay
-5e-4, lr 0.05 with BN and 0.01 without (0.05 diverges without BN), halved every 5 epochs.
+5e-4, halved every 5 epochs; lr 0.05 with BN, 0.001 without (without BN, lr 0.05 and
+0.01 stay at chance after 2 epochs; see fastconv.train.LETTERS_NO_BN).
 
 How long it takes (2-core machine shared with other jobs; extrapolated from measured
 batches, training time only):

@@ -26,6 +26,10 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # --------------------------------------------------------------------------- checks
 def _pair(value, name: str, minimum: int) -> tuple[int, int]:
     """An int or an (h, w) pair of ints, each >= minimum, as a tuple of Python ints."""
+    # Fast path: layers call this on every forward with already-normalised tuples.
+    if type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int:
+        if value[0] >= minimum and value[1] >= minimum:
+            return value
     items = (value, value) if isinstance(value, numbers.Integral) else value
     try:
         items = tuple(items)
@@ -275,3 +279,56 @@ def softmax_cross_entropy(logits, labels):
         raise ValueError(f"labels must be (N,) int or (N, K) float, got shape {labels.shape}")
     loss, grad = get_backend().softmax_cross_entropy(logits, target)
     return float(loss), grad
+
+
+# =========================================================================== fused ops
+# Added with the numba backend.  Each is also implemented by the NumPy reference
+# backend as a plain composition of the kernels above; a backend without one of
+# them makes the call fail with a NotImplementedError that names the backend.
+def _fused_kernel(op: str):
+    backend = get_backend()
+    kernel = getattr(backend, op, None)
+    if not callable(kernel):
+        raise NotImplementedError(
+            f"backend {getattr(backend, 'name', backend)!r} does not implement {op}; "
+            "use the unfused kernels or another backend"
+        )
+    return kernel
+
+
+def conv2d_relu(x, w, b=None, stride=1, padding=0) -> np.ndarray:
+    """``max(conv2d(x, w, b, stride, padding), 0)``, fused into the convolution's
+    write-out where the backend can.  Returns ``(N, C_out, out_h, out_w)``."""
+    x, w, stride, padding, _ = _conv_args(x, w, stride, padding, "conv2d_relu")
+    if b is not None:
+        b = _float_array(b, "b", 1, "(C_out,)")
+        _same_dtype(x, "x", b=b)
+        _expect_shape(b, "b", (w.shape[0],))
+    return _fused_kernel("conv2d_relu")(x, w, b, stride, padding)
+
+
+def conv2d_relu_backward(grad_y, y, x, w, stride=1, padding=0, input_grad=True):
+    """Gradients of `conv2d_relu`: ``(grad_x, grad_w, grad_b)``.
+
+    ``y`` is the forward output (the ReLU passes gradient where ``y > 0``, so the
+    gradient at exactly 0 is 0, as in PyTorch).  With ``input_grad=False`` (a
+    network's first layer) ``grad_x`` is not computed and None is returned for it.
+    """
+    x, w, stride, padding, (out_h, out_w) = _conv_args(x, w, stride, padding, "conv2d_relu_backward")
+    grad_y = _float_array(grad_y, "grad_y", 4, "(N, C_out, out_h, out_w)")
+    y = _float_array(y, "y", 4, "(N, C_out, out_h, out_w)")
+    _same_dtype(x, "x", grad_y=grad_y, y=y)
+    expected = (x.shape[0], w.shape[0], out_h, out_w)
+    _expect_shape(grad_y, "grad_y", expected)
+    _expect_shape(y, "y", expected)
+    return _fused_kernel("conv2d_relu_backward")(grad_y, y, x, w, stride, padding, bool(input_grad))
+
+
+def conv2d_backward_weights(grad_y, x, w, stride=1, padding=0):
+    """``(grad_w, grad_b)`` of `conv2d`, skipping the input gradient (a network's
+    first layer, whose input is data, needs none)."""
+    x, w, stride, padding, (out_h, out_w) = _conv_args(x, w, stride, padding, "conv2d_backward_weights")
+    grad_y = _float_array(grad_y, "grad_y", 4, "(N, C_out, out_h, out_w)")
+    _same_dtype(x, "x", grad_y=grad_y)
+    _expect_shape(grad_y, "grad_y", (x.shape[0], w.shape[0], out_h, out_w))
+    return _fused_kernel("conv2d_backward_weights")(grad_y, x, w, stride, padding)

@@ -76,11 +76,12 @@ REPORT000_CNN = Hyperparameters(batch_size=50, lr=0.1, momentum=1e-4, weight_dec
 REPORT000_MLP1 = Hyperparameters(batch_size=100, lr=0.1, momentum=1e-4, weight_decay=1e-4)
 REPORT000_MLP2 = Hyperparameters(batch_size=100, lr=0.1, momentum=1e-4, weight_decay=2e-4)
 # Report 003 does not state its optimiser.  For the deep BN network: batch 64,
-# ordinary heavy-ball momentum 0.9 with lr 0.05 (an effective step of 0.5, which BN
-# tolerates), weight decay 5e-4 and the same halving every 5 epochs.  Without BN the
-# same step makes the 8-layer net diverge in its first epoch, so it gets lr 0.01.
+# heavy-ball momentum 0.9, lr 0.05, weight decay 5e-4, halved every 5 epochs
+# (measured on the synthetic letters: test accuracy 0.78 after 1 epoch, 0.92 after 2).
+# Without BN the residual stack's logits start large and lr 0.05 or 0.01 leaves the
+# net stuck at chance (loss ln 26) after 2 epochs; lr 0.001 learns (0.20, 0.42).
 LETTERS_BN = Hyperparameters(batch_size=64, lr=0.05, momentum=0.9, weight_decay=5e-4)
-LETTERS_NO_BN = Hyperparameters(batch_size=64, lr=0.01, momentum=0.9, weight_decay=5e-4)
+LETTERS_NO_BN = Hyperparameters(batch_size=64, lr=0.001, momentum=0.9, weight_decay=5e-4)
 
 
 def default_hyperparameters(model_name: str, batch_norm: bool = True) -> Hyperparameters:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 # Report 000 plotted one point every 25 iterations; a moving average of that width
 # gives the same readable curve without dropping data.
@@ -78,6 +79,7 @@ def plot_epoch_curves(history: list[dict], path, title: str = "") -> Path:
             ax.plot(epochs, [record[f"{split}_{key}"] for record in history], style,
                     markersize=3, label=split)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("accuracy" if key == "acc" else "loss")
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize=8)
@@ -126,15 +128,15 @@ def plot_kernels(weight: np.ndarray, path, title: str = "", max_out: int = 64,
     c_out, c_in = weight.shape[:2]
     shown = weight[:max_out, :max_in]
     limit = float(np.abs(shown).max()) or 1.0
-    fig = Figure(figsize=(max(3.0, 0.45 * shown.shape[1] * shown.shape[3] / 5 + 1.5),
-                          max(3.0, 0.45 * shown.shape[0] * shown.shape[2] / 5 + 1.0)))
+    height = max(3.0, 0.45 * shown.shape[0] * shown.shape[2] / 5 + 1.0)
+    fig = Figure(figsize=(max(3.0, 0.45 * shown.shape[1] * shown.shape[3] / 5 + 1.5), height))
     ax = fig.subplots()
     image = ax.imshow(mosaic(shown), cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
     ax.set_xlabel(f"input channel ({shown.shape[1]} of {c_in})")
     ax.set_ylabel(f"output channel ({shown.shape[0]} of {c_out})")
     ax.set_xticks([])
     ax.set_yticks([])
-    fig.colorbar(image, ax=ax, shrink=0.8)
+    fig.colorbar(image, ax=ax, shrink=min(0.8, 4.0 / height), pad=0.03)
     ax.set_title(title or f"conv kernels {tuple(weight.shape)}", fontsize=10)
     return _save(fig, path)
 
@@ -173,6 +175,12 @@ def tsne_embedding(features: np.ndarray, seed: int = 0, perplexity: float = 30.0
     from threadpoolctl import threadpool_limits
 
     features = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
+    # scikit-learn's Barnes-Hut code can crash the process (SIGSEGV) on NaN input or
+    # on points that are all identical, which is what a diverged model produces.
+    if not np.all(np.isfinite(features)):
+        raise ValueError("t-SNE input holds NaN or inf values (did training diverge?)")
+    if np.ptp(features, axis=0).max() == 0:
+        raise ValueError("t-SNE input points are all identical (did training diverge?)")
     perplexity = float(min(perplexity, max(2.0, (len(features) - 1) / 3.0)))
     tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed)
     # One OpenMP thread: Barnes-Hut t-SNE on ~1000 points gains little from threads
@@ -228,6 +236,7 @@ def plot_comparison(runs: list[dict], path, title: str = "") -> Path:
     ax_loss.set_ylabel("test loss (each model's own loss)")
     for ax in (ax_acc, ax_loss):
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title or "CNN vs MLP")
@@ -317,8 +326,13 @@ def visualize(checkpoint, out_dir, dataset=None, sample_indices=None, tsne_point
     if count >= 5:  # t-SNE needs a handful of points
         for name, values in (("features", np.concatenate(features)), ("logits", np.concatenate(logits))):
             what = "penultimate features" if name == "features" else "logits"
-            files.append(plot_tsne(tsne_embedding(values, seed=seed), test_y[chosen],
-                                   out_dir / f"tsne_{name}.png", classes=classes,
+            try:
+                embedding = tsne_embedding(values, seed=seed)
+            except ValueError as exc:
+                log(f"skipping the t-SNE of the {what}: {exc}")
+                continue
+            files.append(plot_tsne(embedding, test_y[chosen], out_dir / f"tsne_{name}.png",
+                                   classes=classes,
                                    title=f"t-SNE of {what} ({values.shape[1]}-D, {count} test images)"))
 
     # Entropy table (report 003 §4.3).

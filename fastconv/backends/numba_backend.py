@@ -40,10 +40,18 @@ import threading
 import time
 import warnings
 
-import numba
-import numpy as np
+# numba's OpenMP workers otherwise spin for ~10 ms after every parallel kernel (libgomp's
+# default GOMP_SPINCOUNT); on a loaded or oversubscribed machine (BLAS threads, other
+# processes) that turned 0.2 ms kernels into 8-30 ms ones, while passive waiting costs
+# ~5-10 us per launch.  Only a default: an explicit OMP_WAIT_POLICY wins.  It must be
+# set before numba starts its thread pool (first parallel kernel call).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
 
 from fastconv.backends import _numba_conv as _conv
+from fastconv.backends import _numba_gemm as _gemm
 from fastconv.backends import _numba_im2col as _cols
 from fastconv.backends import _numba_pool as _pool
 
@@ -65,8 +73,8 @@ def set_num_threads(n: int) -> int:
     """Use ``n`` threads in the numba kernels; returns the previous count.
 
     ``n`` is clipped to numba's ``NUMBA_NUM_THREADS`` (the size of its thread pool,
-    fixed at first use).  The BLAS used by the GEMM path is limited too, when
-    ``threadpoolctl`` is installed.
+    fixed at first use).  The GEMM path calls BLAS single-threaded from each of these
+    threads, so NumPy's own BLAS thread count is left alone.
     """
     global _num_threads
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
@@ -81,12 +89,6 @@ def set_num_threads(n: int) -> int:
     previous = _num_threads
     _num_threads = int(n)
     numba.set_num_threads(_num_threads)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        pass
-    else:
-        threadpool_limits(limits=_num_threads, user_api="blas")
     return previous
 
 
@@ -166,7 +168,7 @@ def im2col(x, kernel_size, stride, padding):
     rows, windows = c * kh * kw, out_h * out_w
     cols = np.empty((n, rows, windows), dtype=x.dtype)
     _cols.im2col_into(x, kh, kw, sh, sw, ph, pw, out_h, out_w, cols.reshape(-1),
-                      windows, rows * windows, 0, n, _chunks(n * rows, cols.size))
+                      windows, rows * windows, _chunks(n * c, cols.size))
     return cols
 
 
@@ -177,7 +179,7 @@ def col2im(cols, output_size, kernel_size, stride, padding):
     c = rows // (kh * kw)
     out_h, out_w = _out_hw(height, width, kernel_size, stride, padding)
     grad_x = np.empty((n, c, height, width), dtype=cols.dtype)
-    _cols.col2im_from(cols.reshape(-1), windows, rows * windows, 0, n, kh, kw, sh, sw, ph, pw,
+    _cols.col2im_from(cols.reshape(-1), windows, rows * windows, kh, kw, sh, sw, ph, pw,
                       out_h, out_w, grad_x, _chunks(n * c, cols.size))
     return grad_x
 
@@ -263,24 +265,24 @@ def _as_pair(v):
     return (int(v), int(v)) if np.isscalar(v) else (int(v[0]), int(v[1]))
 
 
-def _choose(pass_, x, w, stride, padding, run):
-    """Pick (and record) the algorithm for this call; ``run(algo)`` executes one."""
+def _choose(pass_, x, w, stride, padding, run) -> str:
+    """Pick (and record) the algorithm for this call; ``run(algo)`` executes one.
+
+    In ``benchmark`` mode the first call for a key runs both algorithms twice (the
+    first run compiles and faults in buffers) and keeps the faster.
+    """
     key = _key(pass_, x.shape, w.shape, stride, padding, x.dtype)
-    mode = get_conv_algorithm_mode()
-    if mode == "benchmark" and key not in _benchmarked:
+    if get_conv_algorithm_mode() == "benchmark" and key not in _benchmarked:
         timings = {}
-        result = None
         for algo in ALGORITHMS:
-            run(algo)                                    # compile / fault in buffers
+            run(algo)
             start = time.perf_counter()
-            result = run(algo)
+            run(algo)
             timings[algo] = time.perf_counter() - start
         _benchmarked[key] = min(timings, key=timings.get)
-        last_conv_algorithms[key] = _benchmarked[key]
-        return _benchmarked[key], None
     algo = conv_algorithm(x.shape, w.shape, stride, padding, x.dtype, pass_)
     last_conv_algorithms[key] = algo
-    return algo, None
+    return algo
 
 
 # --------------------------------------------------------------------------- conv: direct
@@ -313,12 +315,65 @@ def _direct_backward(grad_y, x, w, mask, stride, padding, need_grad_x):
 
 
 # --------------------------------------------------------------------------- conv: gemm
-# Images per GEMM: as many as keep the column buffer under this many bytes.
-_GEMM_BUFFER_BYTES = 256 << 20
+# Column buffer per thread and group of images: small enough to stay in L2 (2 MB per
+# core here), large enough that the GEMM's short dimension (group * L) is not tiny.
+_GEMM_GROUP_BYTES = 1 << 20
 
 
-def _gemm_batch(n, depth, windows, itemsize):
-    return max(1, min(n, _GEMM_BUFFER_BYTES // max(1, depth * windows * itemsize)))
+class _SingleThreadedBlas:
+    """Context manager: the BLAS that numba's ``np.dot`` calls (SciPy's) runs on one
+    thread while the numba threads each call it, then gets its thread count back.
+
+    Uses threadpoolctl; without it ``available`` is False and the GEMM path runs on
+    one numba thread calling the (multi-threaded) BLAS instead.
+    """
+
+    def __init__(self):
+        self._libs = None
+
+    def _find(self):
+        try:
+            import scipy.linalg.cython_blas  # noqa: F401  (what numba's np.dot calls)
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            return []
+        blas = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
+        scipy_own = [lib for lib in blas if "scipy" in os.path.basename(os.path.dirname(lib.filepath))]
+        return scipy_own or blas
+
+    @property
+    def available(self) -> bool:
+        if self._libs is None:
+            self._libs = self._find()
+        return bool(self._libs)
+
+    def __enter__(self):
+        self._saved = []
+        if self.available:
+            for lib in self._libs:
+                count = lib.get_num_threads()
+                if count != 1:
+                    lib.set_num_threads(1)
+                    self._saved.append((lib, count))
+        return self
+
+    def __exit__(self, *exc):
+        for lib, count in self._saved:
+            lib.set_num_threads(count)
+        return False
+
+
+_single_threaded_blas = _SingleThreadedBlas()
+
+
+def _gemm_plan(n, depth, c_out, windows, itemsize):
+    """(threads, images per group) for the per-thread GEMM."""
+    chunks = _chunks(n, 2.0 * n * c_out * depth * windows, 1e6)
+    if not _single_threaded_blas.available:
+        chunks = 1
+    per_thread = -(-n // chunks)
+    group = max(1, min(per_thread, _GEMM_GROUP_BYTES // max(1, depth * windows * itemsize)))
+    return chunks, group
 
 
 def _gemm_forward(x, w, b, stride, padding, relu):
@@ -328,20 +383,14 @@ def _gemm_forward(x, w, b, stride, padding, relu):
     out_h, out_w = _out_hw(height, width, (kh, kw), stride, padding)
     windows, depth = out_h * out_w, c_in * kh * kw
     y = np.empty((n, c_out, out_h, out_w), dtype=x.dtype)
-    y3 = y.reshape(n, c_out, windows)
-    w2 = w.reshape(c_out, depth)
-    per = _gemm_batch(n, depth, windows, x.itemsize)
-    cols = _workspace("cols", depth * per * windows, x.dtype)
-    rows = _workspace("rows", c_out * per * windows, x.dtype)
-    for first in range(0, n, per):
-        last = min(n, first + per)
-        span = (last - first) * windows
-        cbuf = cols[:depth * span]
-        _cols.im2col_into(x, kh, kw, sh, sw, ph, pw, out_h, out_w, cbuf, span, windows,
-                          first, last, _chunks((last - first) * depth, cbuf.size))
-        rbuf = rows[:c_out * span].reshape(c_out, span)
-        np.matmul(w2, cbuf.reshape(depth, span), out=rbuf)
-        _cols.rows_to_nchw(rbuf, b, bool(relu), y3, first, _chunks((last - first) * c_out, rbuf.size))
+    chunks, group = _gemm_plan(n, depth, c_out, windows, x.itemsize)
+    span = group * windows
+    ws_cols = _workspace("cols", chunks * depth * span, x.dtype).reshape(chunks, depth * span)
+    ws_rows = _workspace("rows", chunks * c_out * span, x.dtype).reshape(chunks, c_out * span)
+    with _single_threaded_blas:
+        _gemm.conv2d_gemm_forward(x, w.reshape(c_out, depth), b, kh, kw, sh, sw, ph, pw,
+                                  out_h, out_w, bool(relu), group,
+                                  y.reshape(n, c_out, windows), ws_cols, ws_rows, chunks)
     return y
 
 
@@ -351,35 +400,26 @@ def _gemm_backward(grad_y, x, w, mask, stride, padding, need_grad_x):
     (sh, sw), (ph, pw) = stride, padding
     out_h, out_w = grad_y.shape[2:]
     windows, depth = out_h * out_w, c_in * kh * kw
-    w2 = w.reshape(c_out, depth)
-    gy3 = grad_y.reshape(n, c_out, windows)
+    chunks, group = _gemm_plan(n, depth, c_out, windows, x.itemsize)
+    span = group * windows
+    ws_cols = _workspace("cols", chunks * depth * span, x.dtype).reshape(chunks, depth * span)
+    ws_rows = _workspace("rows", chunks * c_out * span, x.dtype).reshape(chunks, c_out * span)
+    ws_w = _workspace("wpart", chunks * c_out * depth, x.dtype).reshape(chunks, c_out, depth)
+    grad_w_parts = np.zeros((chunks, c_out, depth), dtype=x.dtype)
+    grad_b_parts = np.zeros((chunks, c_out), dtype=x.dtype)
+    grad_x = np.empty_like(x) if need_grad_x else _dummy(x.dtype, 4)
     use_mask = mask is not None
     mask3 = mask.reshape(n, c_out, windows) if use_mask else _dummy(x.dtype, 3)
-    per = _gemm_batch(n, depth, windows, x.itemsize)
-    cols = _workspace("cols", depth * per * windows, x.dtype)
-    rows = _workspace("rows", c_out * per * windows, x.dtype)
-    grad_x = np.empty_like(x) if need_grad_x else None
-    grad_w = None
-    grad_b = None
-    for first in range(0, n, per):
-        last = min(n, first + per)
-        span = (last - first) * windows
-        rbuf = rows[:c_out * span].reshape(c_out, span)
-        _cols.nchw_to_rows(gy3, mask3, use_mask, first, last, rbuf,
-                           _chunks((last - first) * c_out, rbuf.size))
-        cbuf = cols[:depth * span]
-        _cols.im2col_into(x, kh, kw, sh, sw, ph, pw, out_h, out_w, cbuf, span, windows,
-                          first, last, _chunks((last - first) * depth, cbuf.size))
-        c2 = cbuf.reshape(depth, span)
-        part_w = rbuf @ c2.T
-        part_b = rbuf.sum(axis=1)
-        grad_w = part_w if grad_w is None else grad_w + part_w
-        grad_b = part_b if grad_b is None else grad_b + part_b
-        if need_grad_x:
-            np.matmul(w2.T, rbuf, out=c2)              # the columns are no longer needed
-            _cols.col2im_from(cbuf, span, windows, first, last, kh, kw, sh, sw, ph, pw,
-                              out_h, out_w, grad_x, _chunks((last - first) * c_in, cbuf.size))
-    return grad_x, grad_w.reshape(w.shape), grad_b
+    w2 = w.reshape(c_out, depth)
+    with _single_threaded_blas:
+        _gemm.conv2d_gemm_backward(grad_y.reshape(n, c_out, windows), x, w2,
+                                   np.ascontiguousarray(w2.T), mask3, use_mask,
+                                   kh, kw, sh, sw, ph, pw, out_h, out_w, group,
+                                   bool(need_grad_x), grad_x, grad_w_parts, grad_b_parts,
+                                   ws_cols, ws_rows, ws_w, chunks)
+    grad_w = grad_w_parts[0] if chunks == 1 else grad_w_parts.sum(axis=0)
+    grad_b = grad_b_parts[0] if chunks == 1 else grad_b_parts.sum(axis=0)
+    return (grad_x if need_grad_x else None), grad_w.reshape(w.shape), grad_b
 
 
 # --------------------------------------------------------------------------- conv: entry points
@@ -392,7 +432,7 @@ def _forward(x, w, b, stride, padding, relu):
         fn = _direct_forward if algo == "direct" else _gemm_forward
         return fn(x, w, b, stride, padding, relu)
 
-    algo, _ = _choose("forward", x, w, stride, padding, run)
+    algo = _choose("forward", x, w, stride, padding, run)
     return run(algo)
 
 
@@ -406,7 +446,7 @@ def _backward(grad_y, x, w, mask, stride, padding, need_grad_x):
         fn = _direct_backward if algo == "direct" else _gemm_backward
         return fn(grad_y, x, w, mask, stride, padding, need_grad_x)
 
-    algo, _ = _choose("backward", x, w, stride, padding, run)
+    algo = _choose("backward", x, w, stride, padding, run)
     return run(algo)
 
 
@@ -416,6 +456,19 @@ def conv2d(x, w, b, stride, padding):
 
 def conv2d_backward(grad_y, x, w, stride, padding):
     return _backward(grad_y, x, w, None, stride, padding, need_grad_x=True)
+
+
+def conv2d_relu(x, w, b, stride, padding):
+    return _forward(x, w, b, stride, padding, relu=True)
+
+
+def conv2d_relu_backward(grad_y, y, x, w, stride, padding, input_grad):
+    return _backward(grad_y, x, w, y, stride, padding, need_grad_x=input_grad)
+
+
+def conv2d_backward_weights(grad_y, x, w, stride, padding):
+    _, grad_w, grad_b = _backward(grad_y, x, w, None, stride, padding, need_grad_x=False)
+    return grad_w, grad_b
 
 
 # --------------------------------------------------------------------------- pooling
@@ -499,7 +552,7 @@ def warmup(dtypes=(np.float32,)) -> float:
 def compiled_signatures() -> dict:
     """``kernel name -> number of compiled specialisations`` (should be <= 2 each)."""
     kernels = {}
-    for module in (_conv, _cols, _pool):
+    for module in (_conv, _gemm, _cols, _pool):
         for attr in dir(module):
             obj = getattr(module, attr)
             if isinstance(obj, numba.core.registry.CPUDispatcher) and not attr.startswith("_"):

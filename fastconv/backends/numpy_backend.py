@@ -144,4 +144,22 @@ def softmax_cross_entropy(logits, target):
     return loss, grad.astype(logits.dtype, copy=False)
 
 
+# --------------------------------------------------------------------------- fused ops
+# Plain compositions of the kernels above (see the fused-ops section of
+# `fastconv.functional`); the numba backend fuses them for speed.
+def conv2d_relu(x, w, b, stride, padding):
+    return np.maximum(conv2d(x, w, b, stride, padding), 0)
+
+
+def conv2d_relu_backward(grad_y, y, x, w, stride, padding, input_grad):
+    grad_z = grad_y * (y > 0)                                    # ReLU'(0) = 0
+    grad_x, grad_w, grad_b = conv2d_backward(grad_z, x, w, stride, padding)
+    return (grad_x if input_grad else None), grad_w, grad_b
+
+
+def conv2d_backward_weights(grad_y, x, w, stride, padding):
+    _, grad_w, grad_b = conv2d_backward(grad_y, x, w, stride, padding)
+    return grad_w, grad_b
+
+
 BACKEND = sys.modules[__name__]

@@ -1,10 +1,16 @@
 """Layers, containers and losses with manual backprop, on whichever backend is selected.
 
->>> from fastconv import nn
->>> model = nn.Sequential(nn.Conv2d(1, 4, 5, padding=2, rng=0), nn.ReLU(),
-...                       nn.AvgPool2d(2), nn.Flatten(), nn.Linear(4 * 14 * 14, 10, rng=0))
->>> loss_fn = nn.SoftmaxCrossEntropyLoss()
->>> loss = loss_fn(model(x), labels); model.backward(loss_fn.backward())
+    from fastconv import nn
+    model = nn.Sequential(nn.Conv2d(1, 4, 5, padding=2, rng=0), nn.ReLU(),
+                          nn.AvgPool2d(2), nn.Flatten(), nn.Linear(4 * 14 * 14, 10, rng=0))
+    loss_fn = nn.SoftmaxCrossEntropyLoss()
+    model.zero_grad()
+    loss = loss_fn(model(x), labels)          # x: (N, 1, 28, 28) float32, labels: (N,) int
+    model.backward(loss_fn.backward())        # fills every parameter's .grad
+
+Backprop is manual: ``forward`` caches what ``backward`` needs, ``backward`` returns
+the input gradient and accumulates parameter gradients.  Layers never import a
+backend; convolution and pooling go through `fastconv.functional`.
 
 Modules:
     module      `Parameter`, `Module` (parameters, modes, state_dict), `count_parameters`

@@ -1,0 +1,118 @@
+"""im2col + GEMM convolution for the numba backend, one BLAS call per thread and group.
+
+Each numba thread takes a contiguous share of the batch and, for groups of ``group``
+images at a time, unfolds them into its own ``(C*kh*kw, group*L)`` column buffer,
+calls a *single-threaded* BLAS GEMM on it (``np.dot`` inside numba: SciPy's BLAS) and
+scatters the ``(C_out, group*L)`` result into NCHW with the bias (and ReLU) applied.
+The caller limits that BLAS to one thread for the duration of the call.
+
+Why not one whole-batch ``numpy.matmul`` on a ``(C*kh*kw, N*L)`` buffer: measured
+on this project's 2-core machine (report 003 layers, batch 64) that buffer is up to
+210 MB, written by im2col and read back by the GEMM from DRAM; OpenBLAS's own
+threading over GEMMs with 64-128 rows ran at 25-50 GFLOP/s on a busy machine, and
+its spinning workers fought numba's.  Per-thread groups keep the column buffer in
+L2 (group chosen so it is ~1 MB), never need the NCHW <-> rows transposes of the
+whole batch, and scale with numba's pool.
+
+Backward per group: ``rows`` = the output gradient (masked by the ReLU output when
+fused), ``grad_w += rows @ cols.T`` into the thread's own partial sum,
+``grad_cols = W.T @ rows`` (into the same column buffer) and a col2im into the
+group's ``grad_x`` planes.  Partial ``grad_w``/``grad_b`` are summed by the caller.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from fastconv.backends._numba_im2col import col2im_group, im2col_group
+
+_PJIT = dict(cache=True, nogil=True, parallel=True)
+
+
+@njit(**_PJIT)
+def conv2d_gemm_forward(x, w2, b, kh, kw, sh, sw, ph, pw, out_h, out_w, relu, group,
+                        y3, ws_cols, ws_rows, n_chunks):
+    """y3[n, co, l] = (w2 @ im2col(x))[co, (n, l)] + b[co], ReLU'd if asked."""
+    n = x.shape[0]
+    c_out, depth = w2.shape
+    windows = out_h * out_w
+    zero = y3.dtype.type(0)
+    for chunk in prange(n_chunks):
+        first = n * chunk // n_chunks
+        last = n * (chunk + 1) // n_chunks
+        cols_flat = ws_cols[chunk]
+        rows_flat = ws_rows[chunk]
+        pad = np.zeros((x.shape[2] + 2 * ph, x.shape[3] + 2 * pw), dtype=x.dtype)
+        for g0 in range(first, last, group):
+            g1 = min(last, g0 + group)
+            span = (g1 - g0) * windows
+            im2col_group(x, g0, g1, kh, kw, sh, sw, ph, pw, out_h, out_w, pad, cols_flat, span, windows)
+            cols = cols_flat[:depth * span].reshape((depth, span))
+            rows = rows_flat[:c_out * span].reshape((c_out, span))
+            np.dot(w2, cols, rows)
+            for k in range(g1 - g0):
+                for co in range(c_out):
+                    src = rows[co, k * windows:(k + 1) * windows]
+                    dst = y3[g0 + k, co]
+                    bias = b[co]
+                    if relu:
+                        for l in range(windows):
+                            v = src[l] + bias
+                            dst[l] = v if v > 0 else zero
+                    else:
+                        for l in range(windows):
+                            dst[l] = src[l] + bias
+
+
+@njit(**_PJIT)
+def conv2d_gemm_backward(gy3, x, w2, w2t, mask3, use_mask, kh, kw, sh, sw, ph, pw, out_h, out_w,
+                         group, need_grad_x, grad_x, grad_w_parts, grad_b_parts,
+                         ws_cols, ws_rows, ws_w, n_chunks):
+    """Per-thread partial grad_w (C_out, C*kh*kw) / grad_b, and grad_x if asked."""
+    n = x.shape[0]
+    c_out, depth = w2.shape
+    windows = out_h * out_w
+    zero = gy3.dtype.type(0)
+    for chunk in prange(n_chunks):
+        first = n * chunk // n_chunks
+        last = n * (chunk + 1) // n_chunks
+        cols_flat = ws_cols[chunk]
+        rows_flat = ws_rows[chunk]
+        part = ws_w[chunk]
+        gw = grad_w_parts[chunk]
+        gb = grad_b_parts[chunk]
+        pad = np.zeros((x.shape[2] + 2 * ph, x.shape[3] + 2 * pw), dtype=x.dtype)
+        gpad = np.empty_like(pad)
+        for g0 in range(first, last, group):
+            g1 = min(last, g0 + group)
+            span = (g1 - g0) * windows
+            rows = rows_flat[:c_out * span].reshape((c_out, span))
+            for k in range(g1 - g0):
+                for co in range(c_out):
+                    src = gy3[g0 + k, co]
+                    dst = rows[co, k * windows:(k + 1) * windows]
+                    total = 0.0
+                    if use_mask:
+                        m = mask3[g0 + k, co]
+                        for l in range(windows):
+                            v = src[l] if m[l] > 0 else zero
+                            dst[l] = v
+                            total += v
+                    else:
+                        for l in range(windows):
+                            dst[l] = src[l]
+                            total += src[l]
+                    gb[co] += total
+            im2col_group(x, g0, g1, kh, kw, sh, sw, ph, pw, out_h, out_w, pad, cols_flat, span, windows)
+            cols = cols_flat[:depth * span].reshape((depth, span))
+            np.dot(rows, cols.T, part)
+            for co in range(c_out):
+                grow = gw[co]
+                prow = part[co]
+                for r in range(depth):
+                    grow[r] += prow[r]
+            if need_grad_x:
+                np.dot(w2t, rows, cols)          # the columns themselves are done with
+                col2im_group(cols_flat, span, windows, g0, g1, kh, kw, sh, sw, ph, pw,
+                             out_h, out_w, gpad, grad_x)
