@@ -12,7 +12,18 @@ The report: CNN >= 2 h for 30 epochs in NumPy (98.58%), MLP-1 2 min (98.32%), ML
 
 How long it takes (2-core machine shared with other jobs; extrapolated from measured
 epochs, training time only):
-TIMING
+    fastconv compare --dataset mnist --epochs 2 --backends numpy,numba (measured):
+    backend  model  s/epoch  test acc after 2 epochs
+    numpy    cnn    8.6      0.9325
+    numpy    mlp1   1.6      0.8970
+    numpy    mlp2   2.1      0.8775
+    numba    cnn    0.9      0.9325   (9.8x numpy)
+    numba    mlp1   2.0      0.8970   (no conv kernels: same NumPy matmuls, timing noise)
+    numba    mlp2   2.8      0.8775
+
+  So 30 epochs of all three on MNIST's 8k split: ~6.1 min on numpy, ~2.9 min on numba
+  (extrapolated; on the full 60k MNIST multiply by 7.5).  Both backends give the same
+  accuracies to 4 digits.
 """
 
 from __future__ import annotations

@@ -17,7 +17,18 @@ scikit-learn's 1,797 digits upscaled to 28x28 (no download).  Point FASTCONV_DAT
 
 How long it takes (2-core machine shared with other jobs; training time per epoch
 excluding evaluation, extrapolated from the measured epochs):
-TIMING
+    data (train/test)          numba                          numpy
+    mnist (8,000 / 2,000)      0.6-1.3 s/epoch, 10 epochs     8.5 s/epoch, 10 epochs
+                               in 15 s (measured)             in ~1.6 min (1 epoch measured)
+    fashion-mnist (60k / 10k)  5-8.5 s/epoch, 5 epochs in     40 s/epoch + 4 s eval, 5 epochs
+                               ~35 s (measured)               in ~4 min (1 epoch measured)
+    digits (1,438 / 359)       < 0.3 s/epoch                  ~1 s/epoch (measured)
+
+  plus ~10 s for the figures (t-SNE of 1,000 points twice; measured on MNIST with
+  either backend).  The first numba run in a fresh environment adds a few seconds of
+  JIT compilation (cached afterwards).  Accuracy measured with numba, seed 0: MNIST
+  split 0.9635 after 10 epochs (seeds 1, 2: 0.9725, 0.9635); Fashion-MNIST 0.855
+  after 2 epochs, 0.8685 after 5 (PyTorch reference in shared/data: ~0.87).
 """
 
 from __future__ import annotations

@@ -25,7 +25,18 @@ Optimiser (the report does not give one): SGD, batch 64, momentum 0.9, weight de
 
 How long it takes (2-core machine shared with other jobs; extrapolated from measured
 batches, training time only):
-TIMING
+    letters-cnn, 4,160 training / 1,040 test images:
+    numba   ~75 images/s in training: ~55 s per epoch + ~10 s evaluation
+            (measured on 512 images); the default 3 runs x 10 epochs: ~35 min
+    numpy   4.3 images/s: ~16 min per epoch + ~40 s evaluation (measured on 256
+            images); 3 runs x 10 epochs: ~8.5 h -- use --epochs 2 --limit 1000 to
+            get a taste (~20 min)
+
+  plus ~30 s (numba) / ~1.5 min (numpy) for the figures and the entropy table of the
+  BN model (extrapolated from 256-image evaluations).  Accuracy on the synthetic
+  letters, measured with fastconv's PyTorch-adapter backend (same network, same
+  numbers up to rounding, faster): with BN 0.78 after 1 epoch and 0.92 after 2;
+  without BN (lr 0.001) 0.20 and 0.42.
 """
 
 from __future__ import annotations

@@ -9,8 +9,11 @@ and of the logits, and report 003's entropy table (printed and saved as entropy.
 
 How long it takes: dominated by t-SNE (two embeddings of 1,000 points, ~5-10 s each)
 and by one forward pass over the test set for the entropy averages (seconds on numba;
-on numpy the letters CNN needs minutes for a 520-image test set) -- see TIMING below.
-TIMING
+on numpy the letters CNN needs minutes for a 520-image test set):
+    report000 CNN on MNIST (2,000 test images, 1,000 t-SNE points): 10.6 s on numba,
+    11.4 s on numpy (measured, wall clock including start-up).
+    letters CNN on the synthetic letters (1,040 test images): ~30 s on numba,
+    ~1.5 min on numpy (extrapolated from 256-image evaluations).
 """
 
 from __future__ import annotations

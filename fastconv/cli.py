@@ -159,10 +159,10 @@ def _run_compare(args) -> int:
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    compare(args.dataset, epochs=args.epochs, backends=backends, models=models, out_dir=args.out,
-            seed=args.seed, limit=args.limit, data_root=args.data_root, download=args.download,
-            progress=not args.no_progress)
-    return 0
+    summary = compare(args.dataset, epochs=args.epochs, backends=backends, models=models,
+                      out_dir=args.out, seed=args.seed, limit=args.limit, data_root=args.data_root,
+                      download=args.download, progress=not args.no_progress)
+    return EXIT_INTERRUPTED if summary["interrupted"] else 0
 
 
 def _run_info(args) -> int:
@@ -180,8 +180,11 @@ def _run_info(args) -> int:
     if "numba" in available:
         import numba
 
-        print(f"numba {numba.__version__}: {numba.get_num_threads()} threads, "
-              f"threading layer {numba.config.THREADING_LAYER}")
+        try:  # only known once a parallel kernel has run
+            layer = numba.threading_layer()
+        except ValueError:
+            layer = f"{numba.config.THREADING_LAYER} (none started yet)"
+        print(f"numba {numba.__version__}: {numba.get_num_threads()} threads, threading layer {layer}")
     try:
         import torch
 

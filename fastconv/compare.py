@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import fastconv
-from fastconv.train import resolve_dataset, train, write_json_atomic
+from fastconv.train import train, write_json_atomic
 
 COMPARED_MODELS = ("cnn", "mlp1", "mlp2")
 
@@ -37,7 +37,8 @@ def compare(dataset="mnist", epochs: int = 5, backends: Sequence[str] | None = N
             progress: bool = True, log: Callable[[str], None] = print) -> dict:
     """Train every model in ``models`` on every backend in ``backends`` (default: the
     current one) for ``epochs`` epochs and write the comparison plot and tables.
-    Returns the JSON summary (``rows`` plus the file names)."""
+    Returns the JSON summary (``rows``, ``interrupted`` and the file names)."""
+    from fastconv.models import default_loss
     from fastconv.viz import plot_comparison
 
     backends = list(backends) if backends else [fastconv.get_backend().name]
@@ -46,45 +47,44 @@ def compare(dataset="mnist", epochs: int = 5, backends: Sequence[str] | None = N
         raise ValueError(f"backend(s) {', '.join(unknown)} not available; "
                          f"available: {', '.join(fastconv.available_backends())}")
     out_dir = Path(out_dir)
-    data = resolve_dataset(dataset, data_root, download, seed, limit)
-    rows, runs = [], []
-    for backend in backends:
-        for model_name in models:
-            log(f"--- {model_name} on {backend} ---")
-            result = train(model_name, data, epochs=epochs, out_dir=out_dir / backend / model_name,
-                           seed=seed, overwrite=True, progress=progress, backend=backend, log=log)
-            if not result.history:
-                raise KeyboardInterrupt  # interrupted before one epoch finished: stop comparing
+    rows, runs, result, interrupted = [], [], None, False
+    for backend, model_name in ((b, m) for b in backends for m in models):
+        log(f"--- {model_name} on {backend} ---")
+        # Each run loads the data itself (name or path, with the limit), so every
+        # checkpoint records how to reload it for `fastconv viz` or --resume.
+        result = train(model_name, dataset, epochs=epochs, out_dir=out_dir / backend / model_name,
+                       seed=seed, overwrite=True, progress=progress, backend=backend,
+                       limit=limit, data_root=data_root, download=download, log=log)
+        if result.history:
             first, later = _seconds_per_epoch(result.history)
-            final = result.history[-1]
-            from fastconv.models import default_loss
-
             rows.append({
                 "backend": backend, "model": model_name,
                 "loss": type(default_loss(model_name)).__name__,
                 "parameters": result.num_parameters,
                 "epochs": len(result.history),
                 "seconds_first_epoch": first, "seconds_per_epoch": later,
-                "test_acc": final["test_acc"], "best_test_acc": max(r["test_acc"] for r in result.history),
-                "test_loss": final["test_loss"],
+                "test_acc": result.history[-1]["test_acc"],
+                "best_test_acc": max(r["test_acc"] for r in result.history),
+                "test_loss": result.history[-1]["test_loss"],
             })
             runs.append({"label": f"{model_name} ({backend})", "model": model_name,
                          "backend": backend, "history": result.history})
-            if result.interrupted:
-                log("comparison stopped early (interrupted)")
-                break
-        else:
-            continue
-        break
+        if result.interrupted:
+            interrupted = True
+            log("comparison stopped early (interrupted); the table holds the runs so far")
+            break
     _add_speedups(rows)
-    summary = {"dataset": data.name, "train_images": int(len(data.train_y)),
-               "test_images": int(len(data.test_y)), "epochs": epochs, "seed": seed, "rows": rows}
+    summary = {"dataset": result.dataset_name, "train_images": result.train_images,
+               "test_images": result.test_images, "epochs": epochs, "seed": seed,
+               "interrupted": interrupted, "rows": rows, "files": []}
+    if not rows:
+        return summary
     out_dir.mkdir(parents=True, exist_ok=True)
     figure = plot_comparison(runs, out_dir / "comparison.png",
-                             title=f"CNN vs MLP on {data.name} ({len(data.train_y)} training images)")
+                             title=f"CNN vs MLP on {result.dataset_name} ({result.train_images} training images)")
     table = format_table(summary)
     (out_dir / "comparison.md").write_text(table + "\n")
-    write_json_atomic(out_dir / "comparison.json", summary)
+    write_json_atomic(out_dir / "comparison.json", {k: v for k, v in summary.items() if k != "files"})
     summary["files"] = [str(figure), str(out_dir / "comparison.md"), str(out_dir / "comparison.json")]
     log(table)
     return summary

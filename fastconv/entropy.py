@@ -208,16 +208,20 @@ def format_entropy_report(report: dict) -> str:
             f"Image {sample['index']} (label {sample['label']}): recognition result "
             f"{sample['predicted']} (confidence = {sample['confidence']:.2f})",
             f"  Entropy of input image = {sample['input_image']:.2f} {unit}",
-            "  Entropy of features = " + ", ".join(f"{v:.2f}" for v in sample["features"]),
+            "  Entropy of features = " + _join(sample["features"]),
             f"  Entropy of prediction = {sample['prediction']:.2f}",
         ]
     mean = report["mean"]
     lines += [
         f"Averages over {report['num_images']} test images ({unit}):",
         f"  Entropy of input test images = {mean['input_image']:.2f}",
-        "  Entropy of features = " + ", ".join(f"{v:.2f}" for v in mean["features"]),
+        "  Entropy of features = " + _join(mean["features"]),
         f"  Entropy of random guess = {mean['random_guess']:.2f}",
         f"  Entropy of symbols in text labels = {mean['label_distribution']:.2f}",
         f"  Entropy of using trained model = {mean['prediction']:.2f}",
     ]
     return "\n".join(lines)
+
+
+def _join(values) -> str:
+    return ", ".join(f"{v:.2f}" for v in values) if values else "(no conv blocks)"

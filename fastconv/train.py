@@ -40,7 +40,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -350,7 +350,7 @@ def evaluate(model, loss_fn, images: np.ndarray, labels: np.ndarray,
             x = as_model_input(images[start:start + batch_size], dtype)
             y = labels[start:start + batch_size]
             logits = model.forward(x)
-            total_loss += loss_fn.forward(logits, y) * len(y)
+            total_loss += float(loss_fn.forward(logits, y)) * len(y)
             correct += int(np.count_nonzero(logits.argmax(axis=1) == y))
     finally:
         model.train(was_training)
@@ -399,6 +399,9 @@ class TrainResult:
     model: object = None
     num_parameters: int = 0
     message: str = ""
+    dataset_name: str = ""
+    train_images: int = 0
+    test_images: int = 0
 
 
 @dataclass
@@ -446,7 +449,9 @@ def train(model_name: str, dataset, epochs: int = 10, batch_size: int | None = N
     log = log or (_log_default if progress else print)
     context = fastconv.use_backend(backend) if backend else contextlib.nullcontext()
     with context:
-        return _train(**{k: v for k, v in locals().items() if k not in ("context", "backend")})
+        # Every argument (log now resolved) except the backend, which is in effect.
+        arguments = {k: v for k, v in locals().items() if k not in ("context", "backend")}
+        return _train(**arguments)
 
 
 def _train(model_name, dataset, epochs, batch_size, lr, momentum, weight_decay, lr_step,
@@ -510,9 +515,9 @@ def _train(model_name, dataset, epochs, batch_size, lr, momentum, weight_decay, 
         iteration_log = {k: list(np.asarray(checkpoint.iteration_log.get(k, [])).tolist())
                          for k in iteration_log}
         state = _Progress(**checkpoint.meta["progress"])
-        where = (f"epoch {state.epochs_done}" if state.complete else
-                 f"epoch {state.epochs_done + 1}, batch {state.batches_done}")
-        log(f"resuming {model_name} on {data.name} from {checkpoint_path} (after {where})")
+        where = (f"after epoch {state.epochs_done}" if state.complete else
+                 f"in epoch {state.epochs_done + 1} after batch {state.batches_done}")
+        log(f"resuming {model_name} on {data.name} from {checkpoint_path} ({where})")
 
     backend_name = fastconv.get_backend().name
     meta_base = {
@@ -532,8 +537,8 @@ def _train(model_name, dataset, epochs, batch_size, lr, momentum, weight_decay, 
         f"weight decay {hyper.weight_decay:g}")
 
     def snapshot() -> Path:
-        meta = dict(meta_base, history=history, progress=asdict(state),
-                    backend=backend_name)
+        meta = dict(meta_base, epoch=state.epochs_done, history=history,
+                    progress=asdict(state), backend=backend_name)
         arrays = {"epoch": np.asarray(iteration_log["epoch"], dtype=np.int32),
                   "loss": np.asarray(iteration_log["loss"], dtype=np.float64),
                   "acc": np.asarray(iteration_log["acc"], dtype=np.float64)}
@@ -542,6 +547,9 @@ def _train(model_name, dataset, epochs, batch_size, lr, momentum, weight_decay, 
         write_json_atomic(out_dir / ITERATIONS_NAME, iteration_log)
         return save_checkpoint(checkpoint_path, model, optimizer, scheduler, meta, arrays)
 
+    if state.epochs_done >= epochs:
+        log(f"nothing to train: the checkpoint already has {state.epochs_done} epochs "
+            f"(ask for more with --epochs)")
     out_dir.mkdir(parents=True, exist_ok=True)
     stop = _StopFlag()
     consistent = True  # False while parameters / progress are half updated
@@ -568,7 +576,7 @@ def _train(model_name, dataset, epochs, batch_size, lr, momentum, weight_decay, 
                         consistent = False
                         optimizer.zero_grad()
                         logits = model.forward(x)
-                        loss = loss_fn.forward(logits, y)
+                        loss = float(loss_fn.forward(logits, y))
                         model.backward(loss_fn.backward())
                         optimizer.step()
                         correct = int(np.count_nonzero(logits.argmax(axis=1) == y))
@@ -642,13 +650,14 @@ def _train(model_name, dataset, epochs, batch_size, lr, momentum, weight_decay, 
             message = (f"interrupted; checkpoint {saved_path} holds the state {where}. "
                        f"Continue with the same command plus --resume.")
         log(message)
-    if plots and history or plots and iteration_log["loss"]:
+    if plots and (history or iteration_log["loss"]):
         from fastconv.viz import plot_training_curves
 
         plot_training_curves(out_dir)
     return TrainResult(out_dir=out_dir, history=history, interrupted=interrupted,
                        checkpoint=saved_path, model=model,
-                       num_parameters=model.num_parameters(), message=message)
+                       num_parameters=model.num_parameters(), message=message,
+                       dataset_name=data.name, train_images=len(train_y), test_images=len(test_y))
 
 
 def _progress_bar(enabled: bool, total: int, initial: int, epoch: int, epochs: int):

@@ -13,7 +13,6 @@ import signal
 import numpy as np
 import pytest
 
-import fastconv
 from fastconv import models, nn
 from fastconv.data import Dataset, load_dataset
 from fastconv.train import (

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from fastconv.backends._numba_im2col import col2im_group, im2col_group
+from fastconv.backends._numba_im2col import _col2im_group, _im2col_group
 
 _PJIT = dict(cache=True, nogil=True, parallel=True)
 
@@ -47,7 +47,7 @@ def conv2d_gemm_forward(x, w2, b, kh, kw, sh, sw, ph, pw, out_h, out_w, relu, gr
         for g0 in range(first, last, group):
             g1 = min(last, g0 + group)
             span = (g1 - g0) * windows
-            im2col_group(x, g0, g1, kh, kw, sh, sw, ph, pw, out_h, out_w, pad, cols_flat, span, windows)
+            _im2col_group(x, g0, g1, kh, kw, sh, sw, ph, pw, out_h, out_w, pad, cols_flat, span, windows)
             cols = cols_flat[:depth * span].reshape((depth, span))
             rows = rows_flat[:c_out * span].reshape((c_out, span))
             np.dot(w2, cols, rows)
@@ -104,7 +104,7 @@ def conv2d_gemm_backward(gy3, x, w2, w2t, mask3, use_mask, kh, kw, sh, sw, ph, p
                             dst[l] = src[l]
                             total += src[l]
                     gb[co] += total
-            im2col_group(x, g0, g1, kh, kw, sh, sw, ph, pw, out_h, out_w, pad, cols_flat, span, windows)
+            _im2col_group(x, g0, g1, kh, kw, sh, sw, ph, pw, out_h, out_w, pad, cols_flat, span, windows)
             cols = cols_flat[:depth * span].reshape((depth, span))
             np.dot(rows, cols.T, part)
             for co in range(c_out):
@@ -114,5 +114,5 @@ def conv2d_gemm_backward(gy3, x, w2, w2t, mask3, use_mask, kh, kw, sh, sw, ph, p
                     grow[r] += prow[r]
             if need_grad_x:
                 np.dot(w2t, rows, cols)          # the columns themselves are done with
-                col2im_group(cols_flat, span, windows, g0, g1, kh, kw, sh, sw, ph, pw,
+                _col2im_group(cols_flat, span, windows, g0, g1, kh, kw, sh, sw, ph, pw,
                              out_h, out_w, gpad, grad_x)

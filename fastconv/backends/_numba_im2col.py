@@ -15,7 +15,7 @@ loop bounds (zero-fill the out-of-range part of each output row, copy the rest):
 made the per-row clipping dominate.  col2im accumulates into a padded scratch plane
 the same way and crops it.
 
-The per-plane helpers are also called per thread by the GEMM convolution in
+The per-plane helpers (`_im2col_group`, `_col2im_group`) are also called per thread by the GEMM convolution in
 ``_numba_gemm``.  All functions trust their caller: arrays C-contiguous, sizes
 consistent, scratch planes ``(H + 2*ph, W + 2*pw)`` with zero borders.
 """
@@ -30,7 +30,7 @@ _PJIT = dict(cache=True, nogil=True, parallel=True)
 
 
 @njit(**_JIT)
-def im2col_plane(x_plane, kh, kw, sh, sw, ph, pw, out_h, out_w, pad, dst, row_base, row_stride):
+def _im2col_plane(x_plane, kh, kw, sh, sw, ph, pw, out_h, out_w, pad, dst, row_base, row_stride):
     """Rows ``(i, j)`` of one input plane: ``dst[row_base + (i*kw + j)*row_stride + l]``.
 
     ``pad`` is a scratch ``(H + 2*ph, W + 2*pw)`` plane whose border is zero; its
@@ -59,8 +59,8 @@ def im2col_plane(x_plane, kh, kw, sh, sw, ph, pw, out_h, out_w, pad, dst, row_ba
 
 
 @njit(**_JIT)
-def col2im_plane(src, row_base, row_stride, kh, kw, sh, sw, ph, pw, out_h, out_w, pad, out_plane):
-    """Inverse of `im2col_plane`: sum the rows back into ``out_plane`` (overwritten),
+def _col2im_plane(src, row_base, row_stride, kh, kw, sh, sw, ph, pw, out_h, out_w, pad, out_plane):
+    """Inverse of `_im2col_plane`: sum the rows back into ``out_plane`` (overwritten),
     accumulating in the scratch plane ``pad`` (fully overwritten, border included)."""
     height, width = out_plane.shape
     pad[:, :] = 0
@@ -86,23 +86,23 @@ def col2im_plane(src, row_base, row_stride, kh, kw, sh, sw, ph, pw, out_h, out_w
 
 
 @njit(**_JIT)
-def im2col_group(x, first, last, kh, kw, sh, sw, ph, pw, out_h, out_w, pad, dst, row_stride, img_stride):
+def _im2col_group(x, first, last, kh, kw, sh, sw, ph, pw, out_h, out_w, pad, dst, row_stride, img_stride):
     """Serial im2col of images [first, last) into the flat buffer ``dst``."""
     c_in = x.shape[1]
     for k in range(last - first):
         for ci in range(c_in):
-            im2col_plane(x[first + k, ci], kh, kw, sh, sw, ph, pw, out_h, out_w, pad, dst,
+            _im2col_plane(x[first + k, ci], kh, kw, sh, sw, ph, pw, out_h, out_w, pad, dst,
                          ci * kh * kw * row_stride + k * img_stride, row_stride)
 
 
 @njit(**_JIT)
-def col2im_group(src, row_stride, img_stride, first, last, kh, kw, sh, sw, ph, pw, out_h, out_w,
+def _col2im_group(src, row_stride, img_stride, first, last, kh, kw, sh, sw, ph, pw, out_h, out_w,
                  pad, grad_x):
     """Serial col2im of images [first, last): ``grad_x[first:last]`` overwritten."""
     c_in = grad_x.shape[1]
     for k in range(last - first):
         for ci in range(c_in):
-            col2im_plane(src, ci * kh * kw * row_stride + k * img_stride, row_stride,
+            _col2im_plane(src, ci * kh * kw * row_stride + k * img_stride, row_stride,
                          kh, kw, sh, sw, ph, pw, out_h, out_w, pad, grad_x[first + k, ci])
 
 
@@ -116,7 +116,7 @@ def im2col_into(x, kh, kw, sh, sw, ph, pw, out_h, out_w, dst, row_stride, img_st
         for item in range(items * chunk // n_chunks, items * (chunk + 1) // n_chunks):
             k = item // c_in
             ci = item - k * c_in
-            im2col_plane(x[k, ci], kh, kw, sh, sw, ph, pw, out_h, out_w, pad, dst,
+            _im2col_plane(x[k, ci], kh, kw, sh, sw, ph, pw, out_h, out_w, pad, dst,
                          ci * kh * kw * row_stride + k * img_stride, row_stride)
 
 
@@ -131,5 +131,5 @@ def col2im_from(src, row_stride, img_stride, kh, kw, sh, sw, ph, pw, out_h, out_
         for item in range(items * chunk // n_chunks, items * (chunk + 1) // n_chunks):
             k = item // c_in
             ci = item - k * c_in
-            col2im_plane(src, ci * kh * kw * row_stride + k * img_stride, row_stride,
+            _col2im_plane(src, ci * kh * kw * row_stride + k * img_stride, row_stride,
                          kh, kw, sh, sw, ph, pw, out_h, out_w, pad, grad_x[k, ci])

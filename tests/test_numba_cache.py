@@ -1,0 +1,96 @@
+"""Compiled kernels are cached on disk: a second process loads them instead of
+recompiling.  Each test uses its own ``NUMBA_CACHE_DIR`` so the first process
+really starts cold."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("numba")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Two cheap-to-compile kernels (~2 s cold), reached through fastconv.functional.
+FEW_KERNELS = textwrap.dedent("""
+    import json, os, time
+    import numpy as np
+    import fastconv, fastconv.functional as F
+    fastconv.set_backend("numba")
+    from fastconv.backends import numba_backend as NB, _numba_pool as P
+    x = np.random.default_rng(0).random((2, 3, 6, 6)).astype(np.float32)
+    start = time.perf_counter()
+    F.max_pool2d(x, 2)
+    F.softmax_cross_entropy(x.reshape(2, -1), np.array([0, 1]))
+    elapsed = time.perf_counter() - start
+    stats = {name: getattr(P, name).stats for name in ("max_pool2d_forward", "softmax_cross_entropy")}
+    print(json.dumps(dict(
+        seconds=elapsed,
+        hits={k: sum(s.cache_hits.values()) for k, s in stats.items()},
+        misses={k: sum(s.cache_misses.values()) for k, s in stats.items()},
+        threads=NB.get_num_threads(),
+        omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"),
+    )))
+""")
+
+# Every kernel, float32, via the backend's warmup().
+ALL_KERNELS = textwrap.dedent("""
+    import json, time
+    start = time.perf_counter()
+    from fastconv.backends import numba_backend as NB
+    imported = time.perf_counter() - start
+    seconds = NB.warmup()
+    import numba
+    from fastconv.backends import _numba_conv, _numba_gemm, _numba_im2col, _numba_pool
+    hits = misses = 0
+    for module in (_numba_conv, _numba_gemm, _numba_im2col, _numba_pool):
+        for name in dir(module):
+            obj = getattr(module, name)
+            if isinstance(obj, numba.core.registry.CPUDispatcher) and obj.signatures:
+                hits += sum(obj.stats.cache_hits.values())
+                misses += sum(obj.stats.cache_misses.values())
+    print(json.dumps(dict(import_seconds=imported, warmup_seconds=seconds, hits=hits, misses=misses)))
+""")
+
+
+def run_python(code, cache_dir, **env):
+    environ = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), **env)
+    environ.pop("FASTCONV_BACKEND", None)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environ,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_second_process_loads_kernels_from_cache(tmp_path):
+    cold = run_python(FEW_KERNELS, tmp_path)
+    assert all(count == 0 for count in cold["hits"].values()), cold
+    assert any(tmp_path.rglob("*.nbi")), "no numba index file written"
+    # FASTCONV_NUM_THREADS is applied at import; an explicit OMP_WAIT_POLICY is kept.
+    warm = run_python(FEW_KERNELS, tmp_path, FASTCONV_NUM_THREADS="1", OMP_WAIT_POLICY="ACTIVE")
+    assert all(count >= 1 for count in warm["hits"].values()), warm
+    assert all(count == 0 for count in warm["misses"].values()), warm
+    assert warm["seconds"] < cold["seconds"]
+    assert warm["threads"] == 1
+    assert warm["omp_wait_policy"] == "ACTIVE"
+    assert cold["omp_wait_policy"] == "PASSIVE"            # the backend's default
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("FASTCONV_COMPILE_TESTS"),
+                    reason="~30 s of cold compilation; set FASTCONV_COMPILE_TESTS=1 to run")
+def test_all_kernels_cold_then_warm(tmp_path):
+    """Cold compile of every kernel (float32) vs loading them all from the cache."""
+    cold = run_python(ALL_KERNELS, tmp_path)
+    warm = run_python(ALL_KERNELS, tmp_path)
+    print(f"\ncold warmup {cold['warmup_seconds']:.1f} s, warm {warm['warmup_seconds']:.2f} s "
+          f"(import {warm['import_seconds']:.2f} s)")
+    assert cold["hits"] == 0
+    assert warm["misses"] == 0 and warm["hits"] > 0
+    assert warm["warmup_seconds"] < 5
