@@ -36,6 +36,7 @@ FEW_KERNELS = textwrap.dedent("""
         misses={k: sum(s.cache_misses.values()) for k, s in stats.items()},
         threads=NB.get_num_threads(),
         omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"),
+        spin_count=os.environ.get("GOMP_SPINCOUNT"),
     )))
 """)
 
@@ -61,7 +62,9 @@ ALL_KERNELS = textwrap.dedent("""
 
 def run_python(code, cache_dir, **env):
     environ = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), **env)
-    environ.pop("FASTCONV_BACKEND", None)
+    for name in ("FASTCONV_BACKEND", "FASTCONV_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        if name not in env:
+            environ.pop(name, None)
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environ,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
@@ -72,14 +75,15 @@ def test_second_process_loads_kernels_from_cache(tmp_path):
     cold = run_python(FEW_KERNELS, tmp_path)
     assert all(count == 0 for count in cold["hits"].values()), cold
     assert any(tmp_path.rglob("*.nbi")), "no numba index file written"
-    # FASTCONV_NUM_THREADS is applied at import; an explicit OMP_WAIT_POLICY is kept.
+    # FASTCONV_NUM_THREADS is applied at import; an explicit OMP_WAIT_POLICY is kept
+    # (and then no spin count is imposed).
     warm = run_python(FEW_KERNELS, tmp_path, FASTCONV_NUM_THREADS="1", OMP_WAIT_POLICY="ACTIVE")
     assert all(count >= 1 for count in warm["hits"].values()), warm
     assert all(count == 0 for count in warm["misses"].values()), warm
     assert warm["seconds"] < cold["seconds"]
     assert warm["threads"] == 1
-    assert warm["omp_wait_policy"] == "ACTIVE"
-    assert cold["omp_wait_policy"] == "PASSIVE"            # the backend's default
+    assert warm["omp_wait_policy"] == "ACTIVE" and warm["spin_count"] is None
+    assert cold["spin_count"] == "10000"                   # the backend's default
 
 
 @pytest.mark.slow

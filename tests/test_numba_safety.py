@@ -16,13 +16,15 @@ X = np.zeros((2, 3, 8, 8), np.float32)
 W = np.zeros((4, 3, 3, 3), np.float32)
 Y = np.zeros((2, 4, 6, 6), np.float32)
 G = np.zeros((2, 3, 4, 4), np.float32)
+LOGITS = np.zeros((3, 4), np.float32)
 
 BAD_CALLS = [
     ("x 3-D", lambda: F.conv2d(X[0], W)),
     ("x 5-D", lambda: F.conv2d(X[None], W)),
     ("channel mismatch", lambda: F.conv2d(X, W[:, :2])),
     ("kernel taller than padded input", lambda: F.conv2d(X, np.zeros((4, 3, 9, 3), np.float32))),
-    ("kernel wider than padded input", lambda: F.conv2d(X, np.zeros((4, 3, 3, 11), np.float32), padding=1)),
+    ("kernel wider than padded input",
+     lambda: F.conv2d(X, np.zeros((4, 3, 3, 11), np.float32), padding=1)),
     ("zero stride", lambda: F.conv2d(X, W, stride=0)),
     ("negative stride", lambda: F.conv2d(X, W, stride=(1, -2))),
     ("negative padding", lambda: F.conv2d(X, W, padding=-1)),
@@ -59,14 +61,15 @@ BAD_CALLS = [
     ("max backward huge index", lambda: F.max_pool2d_backward(
         G, np.full(G.shape, 2**62, np.int64), X.shape, 2)),
     ("max backward float indices", lambda: F.max_pool2d_backward(G, np.zeros(G.shape), X.shape, 2)),
-    ("max backward indices shape", lambda: F.max_pool2d_backward(G, np.zeros((2, 3, 4), np.int64), X.shape, 2)),
-    ("labels out of range", lambda: F.softmax_cross_entropy(np.zeros((3, 4), np.float32), np.array([0, 4, 1]))),
-    ("labels negative", lambda: F.softmax_cross_entropy(np.zeros((3, 4), np.float32), np.array([0, -1, 1]))),
-    ("labels float 1-D", lambda: F.softmax_cross_entropy(np.zeros((3, 4), np.float32), np.zeros(3))),
-    ("labels length", lambda: F.softmax_cross_entropy(np.zeros((3, 4), np.float32), np.array([0, 1]))),
-    ("labels one-hot shape", lambda: F.softmax_cross_entropy(np.zeros((3, 4), np.float32), np.zeros((3, 5)))),
-    ("labels 3-D", lambda: F.softmax_cross_entropy(np.zeros((3, 4), np.float32), np.zeros((3, 4, 1)))),
-    ("logits int", lambda: F.softmax_cross_entropy(np.zeros((3, 4), np.int32), np.array([0, 1, 2]))),
+    ("max backward indices shape",
+     lambda: F.max_pool2d_backward(G, np.zeros((2, 3, 4), np.int64), X.shape, 2)),
+    ("labels out of range", lambda: F.softmax_cross_entropy(LOGITS, np.array([0, 4, 1]))),
+    ("labels negative", lambda: F.softmax_cross_entropy(LOGITS, np.array([0, -1, 1]))),
+    ("labels float 1-D", lambda: F.softmax_cross_entropy(LOGITS, np.zeros(3))),
+    ("labels length", lambda: F.softmax_cross_entropy(LOGITS, np.array([0, 1]))),
+    ("labels one-hot shape", lambda: F.softmax_cross_entropy(LOGITS, np.zeros((3, 5)))),
+    ("labels 3-D", lambda: F.softmax_cross_entropy(LOGITS, np.zeros((3, 4, 1)))),
+    ("logits int", lambda: F.softmax_cross_entropy(LOGITS.astype(np.int32), np.array([0, 1, 2]))),
 ]
 
 
@@ -165,7 +168,8 @@ def test_random_hyper_parameters_never_crash(seed):
     """Random (often invalid) shapes and hyper-parameters: numba either raises the
     same error as numpy or returns the same result.  A crash would kill the run."""
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal(tuple(int(v) for v in rng.integers(1, 7, size=4))).astype(np.float32)
+    shape = tuple(int(v) for v in rng.integers(1, 7, size=4))
+    x = rng.standard_normal(shape).astype(np.float32)
     w_shape = (int(rng.integers(1, 4)), x.shape[1] if seed % 5 else x.shape[1] + 1,
                *(int(v) for v in rng.integers(1, 8, size=2)))
     w = rng.standard_normal(w_shape).astype(np.float32)
@@ -175,7 +179,8 @@ def test_random_hyper_parameters_never_crash(seed):
     pool_pad = tuple(int(v) for v in rng.integers(0, 3, size=2))
     calls = [
         lambda: F.conv2d(x, w, None, stride, padding),
-        lambda: F.conv2d_backward(np.ones((x.shape[0], w.shape[0], 2, 2), np.float32), x, w, stride, padding),
+        lambda: F.conv2d_backward(np.ones((x.shape[0], w.shape[0], 2, 2), np.float32), x, w,
+                                  stride, padding),
         lambda: F.im2col(x, kernel, stride, padding),
         lambda: F.avg_pool2d(x, kernel, stride, pool_pad),
         lambda: F.max_pool2d(x, kernel, stride, pool_pad),

@@ -78,6 +78,49 @@ def _taps2(acc0, acc1, src, wrow0, wrow1, kw, n):
 
 
 @njit(**_JIT)
+def _taps2x2(acc0, acc1, src_a, src_b, wa0, wa1, wb0, wb1, kw, n):
+    """`_taps2` for two kernel rows at once (sources ``src_a``, ``src_b``): half the
+    accumulator loads/stores and calls; ~10 % faster on report 000's 14x14 layer."""
+    if kw == 5:
+        a0, a1, a2, a3, a4 = wa0[0], wa0[1], wa0[2], wa0[3], wa0[4]
+        b0, b1, b2, b3, b4 = wa1[0], wa1[1], wa1[2], wa1[3], wa1[4]
+        c0, c1, c2, c3, c4 = wb0[0], wb0[1], wb0[2], wb0[3], wb0[4]
+        d0, d1, d2, d3, d4 = wb1[0], wb1[1], wb1[2], wb1[3], wb1[4]
+        for q in range(n):
+            x0 = src_a[q]
+            x1 = src_a[q + 1]
+            x2 = src_a[q + 2]
+            x3 = src_a[q + 3]
+            x4 = src_a[q + 4]
+            y0 = src_b[q]
+            y1 = src_b[q + 1]
+            y2 = src_b[q + 2]
+            y3 = src_b[q + 3]
+            y4 = src_b[q + 4]
+            acc0[q] += (a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3 + a4 * x4
+                        + c0 * y0 + c1 * y1 + c2 * y2 + c3 * y3 + c4 * y4)
+            acc1[q] += (b0 * x0 + b1 * x1 + b2 * x2 + b3 * x3 + b4 * x4
+                        + d0 * y0 + d1 * y1 + d2 * y2 + d3 * y3 + d4 * y4)
+    elif kw == 3:
+        a0, a1, a2 = wa0[0], wa0[1], wa0[2]
+        b0, b1, b2 = wa1[0], wa1[1], wa1[2]
+        c0, c1, c2 = wb0[0], wb0[1], wb0[2]
+        d0, d1, d2 = wb1[0], wb1[1], wb1[2]
+        for q in range(n):
+            x0 = src_a[q]
+            x1 = src_a[q + 1]
+            x2 = src_a[q + 2]
+            y0 = src_b[q]
+            y1 = src_b[q + 1]
+            y2 = src_b[q + 2]
+            acc0[q] += a0 * x0 + a1 * x1 + a2 * x2 + c0 * y0 + c1 * y1 + c2 * y2
+            acc1[q] += b0 * x0 + b1 * x1 + b2 * x2 + d0 * y0 + d1 * y1 + d2 * y2
+    else:
+        _taps2(acc0, acc1, src_a, wa0, wa1, kw, n)
+        _taps2(acc0, acc1, src_b, wb0, wb1, kw, n)
+
+
+@njit(**_JIT)
 def _dots2(gw0, gw1, g0, g1, src, kw, n):
     """gw_c[j] += sum_q g_c[q] * src[q + j]: weight-gradient taps of two output channels."""
     z = src.dtype.type(0)    # float32 sums for float32 data: full-width vectors
@@ -190,11 +233,18 @@ def conv2d_direct_forward(x, w, b, sh, sw, ph, pw, relu, out, n_chunks):
             acc0 = acc[0]
             acc1 = acc[1]
             if unit:
+                co1 = co0 + 1 if pair else co0
                 for ci in range(c_in):
-                    for i in range(kh):
+                    for i in range(0, kh - 1, 2):
                         start = ci * plane + i * wp
-                        src = xpad[start:start + span + kw - 1]
-                        _taps2(acc0, acc1, src, w[co0, ci, i], w[co0 + 1 if pair else co0, ci, i], kw, span)
+                        _taps2x2(acc0, acc1, xpad[start:start + span + kw - 1],
+                                 xpad[start + wp:start + wp + span + kw - 1],
+                                 w[co0, ci, i], w[co1, ci, i], w[co0, ci, i + 1], w[co1, ci, i + 1],
+                                 kw, span)
+                    if kh % 2:
+                        start = ci * plane + (kh - 1) * wp
+                        _taps2(acc0, acc1, xpad[start:start + span + kw - 1],
+                               w[co0, ci, kh - 1], w[co1, ci, kh - 1], kw, span)
                 row_len = wp
             else:
                 for c in range(2 if pair else 1):
@@ -309,12 +359,19 @@ def conv2d_direct_backward(grad_y, x, w, mask, use_mask, sh, sw, ph, pw, need_gr
                         gxpad[:, :span_x] = 0
                         a0 = gxpad[0, :span_x]
                         a1 = gxpad[1, :span_x]
+                        ci1 = ci0 + 1 if pair else ci0
                         for co in range(c_out):
-                            for i in range(kh):
+                            g = gflat[co]
+                            for i in range(0, kh - 1, 2):
                                 start = margin - i * wp - (kw - 1) + first_x
-                                src = gflat[co, start:start + span_x + kw - 1]
-                                _taps2(a0, a1, src, w_flip[ci0, co, i],
-                                       w_flip[ci0 + 1 if pair else ci0, co, i], kw, span_x)
+                                _taps2x2(a0, a1, g[start:start + span_x + kw - 1],
+                                         g[start - wp:start - wp + span_x + kw - 1],
+                                         w_flip[ci0, co, i], w_flip[ci1, co, i],
+                                         w_flip[ci0, co, i + 1], w_flip[ci1, co, i + 1], kw, span_x)
+                            if kh % 2:
+                                start = margin - (kh - 1) * wp - (kw - 1) + first_x
+                                _taps2(a0, a1, g[start:start + span_x + kw - 1],
+                                       w_flip[ci0, co, kh - 1], w_flip[ci1, co, kh - 1], kw, span_x)
                         for c in range(2 if pair else 1):
                             for r in range(height):
                                 srow = gxpad[c, r * wp:r * wp + width]

@@ -6,13 +6,15 @@ calls a *single-threaded* BLAS GEMM on it (``np.dot`` inside numba: SciPy's BLAS
 scatters the ``(C_out, group*L)`` result into NCHW with the bias (and ReLU) applied.
 The caller limits that BLAS to one thread for the duration of the call.
 
-Why not one whole-batch ``numpy.matmul`` on a ``(C*kh*kw, N*L)`` buffer: measured
-on this project's 2-core machine (report 003 layers, batch 64) that buffer is up to
-210 MB, written by im2col and read back by the GEMM from DRAM; OpenBLAS's own
-threading over GEMMs with 64-128 rows ran at 25-50 GFLOP/s on a busy machine, and
-its spinning workers fought numba's.  Per-thread groups keep the column buffer in
-L2 (group chosen so it is ~1 MB), never need the NCHW <-> rows transposes of the
-whole batch, and scale with numba's pool.
+Why not one whole-batch ``numpy.matmul`` on a ``(C*kh*kw, N*L)`` buffer (numba
+im2col, one multi-threaded OpenBLAS call, transpose to NCHW), measured on this
+project's 2-core machine for report 003's layers (batch 64, forward, float32):
+73 / 13.3 / 19.3 / 8.2 ms against 42.5 / 7.7 / 12.4 / 6.6 ms this way (32->64 k5,
+64->64, 64->128, 128->128 k3).  The whole-batch buffer reaches 210 MB, written by
+im2col and read back by the GEMM from DRAM, and OpenBLAS's threading over GEMMs
+with only 64-128 rows scales poorly (and its spinning workers fight numba's on a
+loaded machine).  Per-thread groups keep the column buffer in L2 (group chosen so it
+is ~1 MB), need no whole-batch transposes, and scale with numba's pool.
 
 Backward per group: ``rows`` = the output gradient (masked by the ReLU output when
 fused), ``grad_w += rows @ cols.T`` into the thread's own partial sum,
@@ -49,6 +51,21 @@ def conv2d_gemm_forward(x, w2, b, kh, kw, sh, sw, ph, pw, out_h, out_w, relu, gr
             span = (g1 - g0) * windows
             _im2col_group(x, g0, g1, kh, kw, sh, sw, ph, pw, out_h, out_w, pad, cols_flat, span, windows)
             cols = cols_flat[:depth * span].reshape((depth, span))
+            if g1 - g0 == 1:
+                # one image: the GEMM writes straight into its (C_out, L) output planes
+                y_img = y3[g0]
+                np.dot(w2, cols, y_img)
+                for co in range(c_out):
+                    dst = y_img[co]
+                    bias = b[co]
+                    if relu:
+                        for l in range(windows):
+                            v = dst[l] + bias
+                            dst[l] = v if v > 0 else zero
+                    else:
+                        for l in range(windows):
+                            dst[l] += bias
+                continue
             rows = rows_flat[:c_out * span].reshape((c_out, span))
             np.dot(w2, cols, rows)
             for k in range(g1 - g0):
@@ -87,23 +104,33 @@ def conv2d_gemm_backward(gy3, x, w2, w2t, mask3, use_mask, kh, kw, sh, sw, ph, p
         for g0 in range(first, last, group):
             g1 = min(last, g0 + group)
             span = (g1 - g0) * windows
-            rows = rows_flat[:c_out * span].reshape((c_out, span))
-            for k in range(g1 - g0):
+            if g1 - g0 == 1 and not use_mask:
+                # one image, no mask: its (C_out, L) gradient planes are the rows
+                rows = gy3[g0]
                 for co in range(c_out):
-                    src = gy3[g0 + k, co]
-                    dst = rows[co, k * windows:(k + 1) * windows]
                     total = 0.0
-                    if use_mask:
-                        m = mask3[g0 + k, co]
-                        for l in range(windows):
-                            v = src[l] if m[l] > 0 else zero
-                            dst[l] = v
-                            total += v
-                    else:
-                        for l in range(windows):
-                            dst[l] = src[l]
-                            total += src[l]
+                    src = rows[co]
+                    for l in range(windows):
+                        total += src[l]
                     gb[co] += total
+            else:
+                rows = rows_flat[:c_out * span].reshape((c_out, span))
+                for k in range(g1 - g0):
+                    for co in range(c_out):
+                        src = gy3[g0 + k, co]
+                        dst = rows[co, k * windows:(k + 1) * windows]
+                        total = 0.0
+                        if use_mask:
+                            m = mask3[g0 + k, co]
+                            for l in range(windows):
+                                v = src[l] if m[l] > 0 else zero
+                                dst[l] = v
+                                total += v
+                        else:
+                            for l in range(windows):
+                                dst[l] = src[l]
+                                total += src[l]
+                        gb[co] += total
             _im2col_group(x, g0, g1, kh, kw, sh, sw, ph, pw, out_h, out_w, pad, cols_flat, span, windows)
             cols = cols_flat[:depth * span].reshape((depth, span))
             np.dot(rows, cols.T, part)

@@ -15,8 +15,8 @@ loop bounds (zero-fill the out-of-range part of each output row, copy the rest):
 made the per-row clipping dominate.  col2im accumulates into a padded scratch plane
 the same way and crops it.
 
-The per-plane helpers (`_im2col_group`, `_col2im_group`) are also called per thread by the GEMM convolution in
-``_numba_gemm``.  All functions trust their caller: arrays C-contiguous, sizes
+The group helpers (`_im2col_group`, `_col2im_group`) are also called per thread by
+the GEMM convolution in ``_numba_gemm``.  All functions trust their caller: arrays C-contiguous, sizes
 consistent, scratch planes ``(H + 2*ph, W + 2*pw)`` with zero borders.
 """
 
@@ -86,7 +86,8 @@ def _col2im_plane(src, row_base, row_stride, kh, kw, sh, sw, ph, pw, out_h, out_
 
 
 @njit(**_JIT)
-def _im2col_group(x, first, last, kh, kw, sh, sw, ph, pw, out_h, out_w, pad, dst, row_stride, img_stride):
+def _im2col_group(x, first, last, kh, kw, sh, sw, ph, pw, out_h, out_w, pad, dst,
+                  row_stride, img_stride):
     """Serial im2col of images [first, last) into the flat buffer ``dst``."""
     c_in = x.shape[1]
     for k in range(last - first):

@@ -28,9 +28,72 @@ def _columns(j, sw, pw, width, out_w):
     return lo, max(lo, hi)
 
 
-# The loops below run over whole output rows (for each window offset (r, j): all
-# output columns at once), not window by window: 2-5x faster on report 000's 2x2
-# pools, where a per-window loop spends its time on bounds arithmetic.
+# 2x2 windows with stride 2 and no padding (both reports' pools) take a dedicated
+# path: 7x (average) and 2-3x (max, branch-free selects) faster than the general
+# loops on report 000's shapes.  The general loops run over whole output rows (for
+# each window offset (r, j): all output columns at once), not window by window.
+@njit(**_JIT)
+def _is_2x2(kh, kw, sh, sw, ph, pw):
+    return kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
+
+
+@njit(**_JIT)
+def _avg_2x2(plane, dst):
+    quarter = plane.dtype.type(0.25)          # exact: same result as dividing by 4
+    for oh in range(dst.shape[0]):
+        a = plane[2 * oh]
+        b = plane[2 * oh + 1]
+        d = dst[oh]
+        for ow in range(dst.shape[1]):
+            d[ow] = ((a[2 * ow] + a[2 * ow + 1]) + (b[2 * ow] + b[2 * ow + 1])) * quarter
+
+
+@njit(**_JIT)
+def _avg_2x2_backward(src, plane):
+    quarter = src.dtype.type(0.25)
+    plane[:, :] = 0                           # rows/columns beyond the last window
+    for oh in range(src.shape[0]):
+        g = src[oh]
+        a = plane[2 * oh]
+        b = plane[2 * oh + 1]
+        for ow in range(src.shape[1]):
+            v = g[ow] * quarter
+            a[2 * ow] = v
+            a[2 * ow + 1] = v
+            b[2 * ow] = v
+            b[2 * ow + 1] = v
+
+
+@njit(**_JIT)
+def _max_2x2(plane, dst, where):
+    width = plane.shape[1]
+    for oh in range(dst.shape[0]):
+        a = plane[2 * oh]
+        b = plane[2 * oh + 1]
+        d = dst[oh]
+        e = where[oh]
+        base = 2 * oh * width
+        for ow in range(dst.shape[1]):
+            # non-short-circuit | and & keep this branch-free (random data would
+            # mispredict every other branch)
+            best = a[2 * ow]
+            off = 0
+            v = a[2 * ow + 1]
+            take = (v > best) | ((v != v) & (best == best))
+            best = v if take else best
+            off = 1 if take else off
+            v = b[2 * ow]
+            take = (v > best) | ((v != v) & (best == best))
+            best = v if take else best
+            off = width if take else off
+            v = b[2 * ow + 1]
+            take = (v > best) | ((v != v) & (best == best))
+            best = v if take else best
+            off = width + 1 if take else off
+            d[ow] = best
+            e[ow] = base + 2 * ow + off
+
+
 @njit(**_PJIT)
 def avg_pool2d_forward(x, kh, kw, sh, sw, ph, pw, out, n_chunks):
     n, c, height, width = x.shape
@@ -42,6 +105,9 @@ def avg_pool2d_forward(x, kh, kw, sh, sw, ph, pw, out, n_chunks):
             img = item // c
             ch = item - img * c
             plane = x[img, ch]
+            if _is_2x2(kh, kw, sh, sw, ph, pw):
+                _avg_2x2(plane, out[img, ch])
+                continue
             for oh in range(out_h):
                 drow = out[img, ch, oh]
                 drow[:] = 0
@@ -72,6 +138,9 @@ def avg_pool2d_backward(grad_y, kh, kw, sh, sw, ph, pw, grad_x, n_chunks):
             img = item // c
             ch = item - img * c
             plane = grad_x[img, ch]
+            if _is_2x2(kh, kw, sh, sw, ph, pw):
+                _avg_2x2_backward(grad_y[img, ch], plane)
+                continue
             plane[:, :] = 0
             for oh in range(out_h):
                 grow = grad_y[img, ch, oh]
@@ -101,6 +170,9 @@ def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, out, indices, n_chunks):
             img = item // c
             ch = item - img * c
             plane = x[img, ch]
+            if _is_2x2(kh, kw, sh, sw, ph, pw):
+                _max_2x2(plane, out[img, ch], indices[img, ch])
+                continue
             for oh in range(out_h):
                 best = out[img, ch, oh]
                 where = indices[img, ch, oh]
