@@ -4,7 +4,7 @@ The model is run layer by layer (nested `Sequential` containers are flattened, a
 `Residual` block is one step) and three things are recorded:
 
 * **conv blocks** -- the output of each convolution block: the first ReLU after a
-  `Conv2d` (report 000's "ReLU outputs"), or the output of a `Residual` whose body
+  `Conv2d`, or a fused `Conv2dReLU` (report 000's "ReLU outputs"), or the output of a `Residual` whose body
   holds a convolution (report 003's ``x3 = conv3(p1) + p1``).  For report 003's
   network these are the five maps ``x1 .. x5`` whose entropies the report lists;
 * **features** -- the input of the last `Linear` layer (the "features before the last
@@ -50,6 +50,9 @@ def conv_block_ends(layers: list) -> list[int]:
     ends, after_conv = [], False
     for index, layer in enumerate(layers):
         if isinstance(layer, nn.Residual) and _contains_conv(layer):
+            ends.append(index)
+            after_conv = False
+        elif isinstance(layer, nn.Conv2dReLU):
             ends.append(index)
             after_conv = False
         elif isinstance(layer, nn.Conv2d):

@@ -282,18 +282,10 @@ def softmax_cross_entropy(logits, labels):
 
 
 # =========================================================================== fused ops
-# Added with the numba backend.  Each is also implemented by the NumPy reference
-# backend as a plain composition of the kernels above; a backend without one of
-# them makes the call fail with a NotImplementedError that names the backend.
+# Optional in a backend: one that implements them (numba) runs them in one pass;
+# for any other the same result is composed here from the kernels above.
 def _fused_kernel(op: str):
-    backend = get_backend()
-    kernel = getattr(backend, op, None)
-    if not callable(kernel):
-        raise NotImplementedError(
-            f"backend {getattr(backend, 'name', backend)!r} does not implement {op}; "
-            "use the unfused kernels or another backend"
-        )
-    return kernel
+    return getattr(get_backend(), op, None)
 
 
 def conv2d_relu(x, w, b=None, stride=1, padding=0) -> np.ndarray:
@@ -304,7 +296,11 @@ def conv2d_relu(x, w, b=None, stride=1, padding=0) -> np.ndarray:
         b = _float_array(b, "b", 1, "(C_out,)")
         _same_dtype(x, "x", b=b)
         _expect_shape(b, "b", (w.shape[0],))
-    return _fused_kernel("conv2d_relu")(x, w, b, stride, padding)
+    fused = _fused_kernel("conv2d_relu")
+    if fused is not None:
+        return fused(x, w, b, stride, padding)
+    y = get_backend().conv2d(x, w, b, stride, padding)
+    return np.maximum(y, 0, out=y)
 
 
 def conv2d_relu_backward(grad_y, y, x, w, stride=1, padding=0, input_grad=True):
@@ -321,7 +317,13 @@ def conv2d_relu_backward(grad_y, y, x, w, stride=1, padding=0, input_grad=True):
     expected = (x.shape[0], w.shape[0], out_h, out_w)
     _expect_shape(grad_y, "grad_y", expected)
     _expect_shape(y, "y", expected)
-    return _fused_kernel("conv2d_relu_backward")(grad_y, y, x, w, stride, padding, bool(input_grad))
+    fused = _fused_kernel("conv2d_relu_backward")
+    if fused is not None:
+        return fused(grad_y, y, x, w, stride, padding, bool(input_grad))
+    grad_z = grad_y * (y > 0).astype(grad_y.dtype)
+    if not input_grad:
+        return (None, *_backward_weights(grad_z, x, w, stride, padding))
+    return get_backend().conv2d_backward(grad_z, x, w, stride, padding)
 
 
 def conv2d_backward_weights(grad_y, x, w, stride=1, padding=0):
@@ -331,4 +333,12 @@ def conv2d_backward_weights(grad_y, x, w, stride=1, padding=0):
     grad_y = _float_array(grad_y, "grad_y", 4, "(N, C_out, out_h, out_w)")
     _same_dtype(x, "x", grad_y=grad_y)
     _expect_shape(grad_y, "grad_y", (x.shape[0], w.shape[0], out_h, out_w))
-    return _fused_kernel("conv2d_backward_weights")(grad_y, x, w, stride, padding)
+    return _backward_weights(grad_y, x, w, stride, padding)
+
+
+def _backward_weights(grad_y, x, w, stride, padding):
+    fused = _fused_kernel("conv2d_backward_weights")
+    if fused is not None:
+        return fused(grad_y, x, w, stride, padding)
+    _, grad_w, grad_b = get_backend().conv2d_backward(grad_y, x, w, stride, padding)
+    return grad_w, grad_b

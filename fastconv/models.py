@@ -15,14 +15,15 @@ from fastconv import nn
 
 def report000_cnn(dtype=np.float32, seed: int = 0) -> nn.Sequential:
     """Report 000's MNIST CNN (28x28 input, 4,842 parameters):
-    conv(1->4, k5, pad2)-ReLU-avgpool2-conv(4->8, k5, pad2)-ReLU-avgpool2-linear(392->10)."""
+    conv(1->4, k5, pad2)-ReLU-avgpool2-conv(4->8, k5, pad2)-ReLU-avgpool2-linear(392->10).
+
+    Each conv-ReLU pair is one fused `Conv2dReLU`; the first skips the gradient
+    with respect to the images."""
     rng = nn.as_generator(seed)
     return nn.Sequential(
-        nn.Conv2d(1, 4, 5, padding=2, dtype=dtype, rng=rng),
-        nn.ReLU(),
+        nn.Conv2dReLU(1, 4, 5, padding=2, input_grad=False, dtype=dtype, rng=rng),
         nn.AvgPool2d(2),
-        nn.Conv2d(4, 8, 5, padding=2, dtype=dtype, rng=rng),
-        nn.ReLU(),
+        nn.Conv2dReLU(4, 8, 5, padding=2, dtype=dtype, rng=rng),
         nn.AvgPool2d(2),
         nn.Flatten(),
         nn.Linear(8 * 7 * 7, 10, dtype=dtype, rng=rng),
@@ -60,17 +61,21 @@ def letters_cnn(num_classes: int = 26, batch_norm: bool = True, dropout: float =
     linear(8192->256)-BN1d-ReLU-Dropout-linear(256->num_classes).
 
     As in the report's code every conv/linear keeps its bias; ``batch_norm=False``
-    drops the BN layers and ``dropout=0`` drops the Dropout layers (both identities).
+    drops the BN layers (each conv-ReLU pair then becomes a fused `Conv2dReLU`) and
+    ``dropout=0`` drops the Dropout layers (both identities).  The first conv skips
+    the gradient with respect to the images (``input_grad=False``).
     """
     if not 0.0 <= dropout <= 1.0:
         raise ValueError(f"dropout must lie in [0, 1], got {dropout!r}")
     rng = nn.as_generator(seed)
 
     def conv_block(c_in, c_out, k, with_dropout=False) -> list[nn.Module]:
-        block: list[nn.Module] = [nn.Conv2d(c_in, c_out, k, padding=k // 2, dtype=dtype, rng=rng)]
+        # The first conv sees the images, whose gradient nobody needs.
+        options = dict(padding=k // 2, input_grad=c_in > 1, dtype=dtype, rng=rng)
         if batch_norm:
-            block.append(nn.BatchNorm2d(c_out, dtype=dtype))
-        block.append(nn.ReLU())
+            block = [nn.Conv2d(c_in, c_out, k, **options), nn.BatchNorm2d(c_out, dtype=dtype), nn.ReLU()]
+        else:
+            block = [nn.Conv2dReLU(c_in, c_out, k, **options)]
         if with_dropout and dropout > 0:
             block.append(nn.Dropout(dropout, rng=rng))
         return block

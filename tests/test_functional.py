@@ -84,6 +84,34 @@ def test_conv2d_matches_loops(backend, dtype, seed):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
+def test_fused_conv_relu_matches_loops(backend, dtype, seed):
+    """The fused ops (native on numba, composed in `functional` elsewhere)."""
+    case = random_conv_case(seed)
+    rng = case["rng"]
+    args = (case["stride"], case["padding"])
+    x = rng.standard_normal(case["shape"]).astype(dtype)
+    w = rng.standard_normal((case["c_out"], case["shape"][1], *case["kernel_size"])).astype(dtype)
+    b = rng.standard_normal(case["c_out"]).astype(dtype)
+    z = loops.conv2d(x, w, b, *args)
+    y = F.conv2d_relu(x, w, b, *args)
+    assert y.dtype == dtype and (y == 0).any() and (y > 0).any()
+    np.testing.assert_allclose(y, np.maximum(z, 0), **tolerance(dtype))
+
+    grad_y = rng.standard_normal(y.shape).astype(dtype)
+    expected = loops.conv2d_backward(grad_y * (z > 0), x, w, *args)
+    got = F.conv2d_relu_backward(grad_y, y, x, w, *args)
+    for g, e, name in zip(got, expected, ("grad_x", "grad_w", "grad_b")):
+        np.testing.assert_allclose(g, e, **tolerance(dtype), err_msg=name)
+    none_x, grad_w, grad_b = F.conv2d_relu_backward(grad_y, y, x, w, *args, input_grad=False)
+    assert none_x is None
+    np.testing.assert_allclose(grad_w, expected[1], **tolerance(dtype))
+    np.testing.assert_allclose(grad_b, expected[2], **tolerance(dtype))
+    plain = loops.conv2d_backward(grad_y, x, w, *args)
+    for g, e in zip(F.conv2d_backward_weights(grad_y, x, w, *args), plain[1:]):
+        np.testing.assert_allclose(g, e, **tolerance(dtype))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 def test_im2col_col2im_match_loops(backend, dtype, seed):
     case = random_conv_case(seed)
     x = case["rng"].standard_normal(case["shape"]).astype(dtype)
@@ -129,6 +157,14 @@ def test_max_pool_ties_go_to_first_maximum(backend, dtype):
     x[0, 0, 1, 1] = x[0, 0, 0, 1] = 1.0       # two maxima in the first window
     _, indices = F.max_pool2d(x, 2)
     np.testing.assert_array_equal(indices[0, 0], [[1, 2], [8, 10]])
+
+
+def test_max_pool_never_points_into_padding(backend, dtype):
+    """A window of real -inf values selects its first real position, not padding."""
+    x = np.full((1, 1, 3, 3), -np.inf, dtype=dtype)
+    y, indices = F.max_pool2d(x, 3, stride=2, padding=1)
+    assert np.all(y == -np.inf)
+    np.testing.assert_array_equal(indices[0, 0], [[0, 1], [3, 4]])
 
 
 def test_avg_pool_counts_zero_padding(backend, dtype):

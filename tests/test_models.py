@@ -45,16 +45,44 @@ def test_mnist_models_map_digits_to_ten_logits(backend, name):
     x = np.random.default_rng(0).random((3, 1, 28, 28), dtype=np.float32)
     y = model(x)
     assert y.shape == (3, 10) and y.dtype == np.float32
-    assert model.backward(np.ones_like(y)).shape == x.shape
+    grad_x = model.backward(np.ones_like(y))
+    if name == "cnn":
+        assert grad_x is None          # its first conv skips the gradient of the images
+    else:
+        assert grad_x.shape == x.shape
 
 
 def test_report000_cnn_layout():
     model = models.report000_cnn()
     kinds = [type(layer).__name__ for layer in model]
-    assert kinds == ["Conv2d", "ReLU", "AvgPool2d", "Conv2d", "ReLU", "AvgPool2d", "Flatten", "Linear"]
+    assert kinds == ["Conv2dReLU", "AvgPool2d", "Conv2dReLU", "AvgPool2d", "Flatten", "Linear"]
     assert model[0].weight.shape == (4, 1, 5, 5) and model[0].padding == (2, 2)
-    assert model[3].weight.shape == (8, 4, 5, 5) and model[2].kernel_size == (2, 2)
-    assert model[7].weight.shape == (10, 392)
+    assert not model[0].input_grad and model[2].input_grad
+    assert model[2].weight.shape == (8, 4, 5, 5) and model[1].kernel_size == (2, 2)
+    assert model[5].weight.shape == (10, 392)
+
+
+def test_report000_cnn_equals_its_unfused_form(backend):
+    """Fusing conv+ReLU and skipping the image gradient change nothing else."""
+    fused = models.report000_cnn(dtype=np.float64, seed=3)
+    conv1, pool, conv2 = fused[0], fused[1], fused[2]
+    plain = nn.Sequential(nn.Conv2d(1, 4, 5, padding=2, dtype=np.float64), nn.ReLU(), nn.AvgPool2d(2),
+                          nn.Conv2d(4, 8, 5, padding=2, dtype=np.float64), nn.ReLU(), nn.AvgPool2d(2),
+                          nn.Flatten(), nn.Linear(392, 10, dtype=np.float64))
+    plain.load_state_dict({"layers.0.weight": conv1.weight.data, "layers.0.bias": conv1.bias.data,
+                           "layers.3.weight": conv2.weight.data, "layers.3.bias": conv2.bias.data,
+                           "layers.7.weight": fused[5].weight.data, "layers.7.bias": fused[5].bias.data})
+    assert pool.kernel_size == (2, 2)
+    x = np.random.default_rng(0).random((4, 1, 28, 28))
+    grad_y = np.random.default_rng(1).standard_normal((4, 10))
+    np.testing.assert_allclose(fused.forward(x), plain.forward(x), rtol=1e-12, atol=1e-12)
+    fused.zero_grad()
+    plain.zero_grad()
+    fused.backward(grad_y)
+    plain.backward(grad_y)
+    assert np.abs(fused[0].weight.grad).max() > 0
+    for f, p in zip(fused.parameters(), plain.parameters()):
+        np.testing.assert_allclose(f.grad, p.grad, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("batch_norm", [True, False], ids=["bn", "no-bn"])
@@ -114,7 +142,7 @@ def test_report000_cnn_gradients(backend):
     model = models.report000_cnn(dtype=np.float64, seed=1)
     x = np.random.default_rng(2).random((2, 1, 28, 28))
     checked = check_gradients(model, x, samples_per_tensor=6)
-    assert len(checked) == 7
+    assert len(checked) == 6 and "input" not in checked        # first conv: input_grad=False
     assert check_directional_derivatives(model, x) == checked
 
 
@@ -126,6 +154,8 @@ def test_letters_cnn_gradients_in_training_mode():
     weight; biases, BN parameters and other backends are covered layer by layer in
     test_nn, and the input gradient already passes through every layer's backward."""
     model = models.letters_cnn(dropout=0.3, dtype=np.float64, seed=1)
+    assert not model[0].input_grad
+    model[0].input_grad = True            # so the check covers every layer's backward
     dropouts = [m for m in model.modules() if isinstance(m, nn.Dropout)]
 
     def reseed_all():

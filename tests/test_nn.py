@@ -34,7 +34,8 @@ def numerical_gradient(f, array: np.ndarray, indices=None) -> np.ndarray:
 
 def check_gradients(module, x, before_forward=None, samples_per_tensor=None, seed=0, atol=None):
     """Compare ``module.backward`` with central differences of ``sum(forward(x) * r)``
-    for a fixed random ``r``: the input gradient and every parameter's ``.grad``.
+    for a fixed random ``r``: the input gradient (unless backward returns None) and
+    every parameter's ``.grad``.
 
     ``before_forward`` runs before every forward (to reseed dropout so each forward
     draws the same mask).  With ``samples_per_tensor`` only that many random entries
@@ -58,7 +59,8 @@ def check_gradients(module, x, before_forward=None, samples_per_tensor=None, see
     module.zero_grad()
     forward()
     grad_x = module.backward(weight.copy())
-    assert grad_x.shape == x.shape and grad_x.dtype == x.dtype
+    inputs = [] if grad_x is None else [("input", x, grad_x)]   # None: input_grad=False
+    assert grad_x is None or (grad_x.shape == x.shape and grad_x.dtype == x.dtype)
 
     def sample(array):
         if samples_per_tensor is None or array.size <= samples_per_tensor:
@@ -66,7 +68,7 @@ def check_gradients(module, x, before_forward=None, samples_per_tensor=None, see
         return rng.choice(array.size, samples_per_tensor, replace=False)
 
     checked = []
-    for name, array, analytic in [("input", x, grad_x)] + [
+    for name, array, analytic in inputs + [
         (name, param.data, param.grad.copy()) for name, param in module.named_parameters()
     ]:
         indices = sample(array)
@@ -105,8 +107,9 @@ def check_directional_derivatives(module, x, before_forward=None, seed=0, eps=1e
     module.zero_grad()
     loss()
     grad_x = module.backward(weight.copy())
+    inputs = [] if grad_x is None else [("input", x, grad_x)]
     checked = []
-    for name, array, analytic in [("input", x, grad_x)] + [
+    for name, array, analytic in inputs + [
         (name, param.data, param.grad.copy()) for name, param in module.named_parameters()
         if include(name)
     ]:
@@ -153,6 +156,41 @@ def test_conv2d_gradients(backend, shape, c_out, kernel, stride, padding, bias):
     layer = nn.Conv2d(shape[1], c_out, kernel, stride, padding, bias=bias, dtype=np.float64, rng=0)
     checked = check_gradients(layer, random_input(shape))
     assert checked == (["input", "weight", "bias"] if bias else ["input", "weight"])
+
+
+@pytest.mark.parametrize("shape, c_out, kernel, stride, padding, bias", CONV_CASES)
+def test_conv2d_relu_gradients(backend, shape, c_out, kernel, stride, padding, bias):
+    layer = nn.Conv2dReLU(shape[1], c_out, kernel, stride, padding, bias=bias, dtype=np.float64, rng=0)
+    x = random_input(shape)
+    y = layer.forward(x)
+    assert (y == 0).any() and (y > 0).any()
+    # a ReLU kink closer than the difference step would make the check meaningless
+    assert np.abs(nn.Conv2d.forward(layer, x)).min() > 1e-5
+    checked = check_gradients(layer, x)
+    assert checked == (["input", "weight", "bias"] if bias else ["input", "weight"])
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["conv", "conv-relu"])
+def test_conv2d_without_input_grad_gives_the_same_weight_grads(backend, fused):
+    layer_type = nn.Conv2dReLU if fused else nn.Conv2d
+    full = layer_type(3, 4, (3, 2), stride=2, padding=1, dtype=np.float64, rng=0)
+    first = layer_type(3, 4, (3, 2), stride=2, padding=1, input_grad=False, dtype=np.float64, rng=0)
+    x = random_input((2, 3, 7, 6))
+    grad_y = np.random.default_rng(5).standard_normal(full.forward(x).shape)
+    first.forward(x)
+    assert first.backward(grad_y) is None
+    assert full.backward(grad_y).shape == x.shape
+    assert np.abs(first.weight.grad).max() > 0
+    for a, b in zip(first.parameters(), full.parameters()):
+        np.testing.assert_allclose(a.grad, b.grad, rtol=1e-12, atol=1e-14)
+    assert "input_grad=False" in repr(first)
+
+
+def test_first_layer_without_input_grad_must_be_first():
+    model = nn.Sequential(nn.ReLU(), nn.Conv2d(1, 1, 1, input_grad=False, dtype=np.float64))
+    model.forward(np.ones((1, 1, 2, 2)))
+    with pytest.raises(RuntimeError, match="Conv2d returned no input gradient"):
+        model.backward(np.ones((1, 1, 2, 2)))
 
 
 @pytest.mark.parametrize("n, n_in, n_out, bias", [(1, 5, 3, True), (4, 7, 2, False), (3, 1, 1, True)])

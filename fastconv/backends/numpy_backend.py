@@ -83,7 +83,7 @@ def conv2d_backward(grad_y, x, w, stride, padding):
     return grad_x, grad_w, grad_b
 
 
-def _tiles(shape, kernel_size, stride, padding):
+def _tiles(kernel_size, stride, padding):
     """True when pooling windows tile the input without overlap or padding, so a
     reshape does the pooling (report 000's non-overlapping average pooling)."""
     return tuple(stride) == tuple(kernel_size) and tuple(padding) == (0, 0)
@@ -92,7 +92,7 @@ def _tiles(shape, kernel_size, stride, padding):
 def avg_pool2d(x, kernel_size, stride, padding):
     n, c, height, width = x.shape
     kh, kw = kernel_size
-    if _tiles(x.shape, kernel_size, stride, padding):
+    if _tiles(kernel_size, stride, padding):
         out_h, out_w = height // kh, width // kw
         blocks = x[:, :, :out_h * kh, :out_w * kw].reshape(n, c, out_h, kh, out_w, kw)
         return blocks.mean(axis=(3, 5))
@@ -104,7 +104,7 @@ def avg_pool2d_backward(grad_y, x_shape, kernel_size, stride, padding):
     n, c, height, width = x_shape
     kh, kw = kernel_size
     share = grad_y / (kh * kw)
-    if _tiles(x_shape, kernel_size, stride, padding):
+    if _tiles(kernel_size, stride, padding):
         out_h, out_w = grad_y.shape[2:]
         grad_x = np.zeros(x_shape, dtype=grad_y.dtype)
         blocks = np.broadcast_to(share[:, :, :, None, :, None], (n, c, out_h, kh, out_w, kw))
@@ -119,6 +119,11 @@ def max_pool2d(x, kernel_size, stride, padding):
     windows, rows, cols, (out_h, out_w) = _windows(x, kernel_size, stride, padding, -np.inf)
     best = windows.argmax(axis=2)                                # first maximum wins ties
     y = np.take_along_axis(windows, best[:, :, None, :], axis=2)[:, :, 0, :]
+    # A window of real -inf values must not point into the padding: take its
+    # first real position, as PyTorch does.
+    inside = ((rows >= padding[0]) & (rows < height + padding[0])
+              & (cols >= padding[1]) & (cols < width + padding[1]))
+    best = np.where(y == -np.inf, inside.argmax(axis=0), best)
     positions = np.arange(out_h * out_w)
     in_rows = rows[best, positions] - padding[0]
     in_cols = cols[best, positions] - padding[1]
@@ -142,24 +147,6 @@ def softmax_cross_entropy(logits, target):
     loss = -(target * log_probs).sum() / n
     grad = (np.exp(log_probs) - target) / n
     return loss, grad.astype(logits.dtype, copy=False)
-
-
-# --------------------------------------------------------------------------- fused ops
-# Plain compositions of the kernels above (see the fused-ops section of
-# `fastconv.functional`); the numba backend fuses them for speed.
-def conv2d_relu(x, w, b, stride, padding):
-    return np.maximum(conv2d(x, w, b, stride, padding), 0)
-
-
-def conv2d_relu_backward(grad_y, y, x, w, stride, padding, input_grad):
-    grad_z = grad_y * (y > 0)                                    # ReLU'(0) = 0
-    grad_x, grad_w, grad_b = conv2d_backward(grad_z, x, w, stride, padding)
-    return (grad_x if input_grad else None), grad_w, grad_b
-
-
-def conv2d_backward_weights(grad_y, x, w, stride, padding):
-    _, grad_w, grad_b = conv2d_backward(grad_y, x, w, stride, padding)
-    return grad_w, grad_b
 
 
 BACKEND = sys.modules[__name__]

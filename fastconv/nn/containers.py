@@ -38,8 +38,12 @@ class Sequential(Module):
             x = layer.forward(x)
         return x
 
-    def backward(self, grad: np.ndarray) -> np.ndarray:
-        for layer in reversed(self.layers):
+    def backward(self, grad: np.ndarray) -> np.ndarray | None:
+        for position, layer in enumerate(reversed(self.layers)):
+            if grad is None and position:
+                raise RuntimeError(
+                    f"{type(self.layers[-position]).__name__} returned no input gradient "
+                    "(input_grad=False) but is not the first layer")
             grad = layer.backward(grad)
         return grad
 

@@ -35,12 +35,15 @@ class Conv2d(Module):
 
     ``weight`` is ``(out_channels, in_channels, kh, kw)``, Kaiming-normal initialised;
     ``bias`` is ``(out_channels,)``, zero, or None when ``bias=False``.
+    ``input_grad=False`` is for a network's first layer, whose input is data: backward
+    then skips the input gradient (the costliest part) and returns None.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1,
-                 padding=0, bias: bool = True, dtype=np.float32, rng=None):
+                 padding=0, bias: bool = True, input_grad: bool = True, dtype=np.float32, rng=None):
         super().__init__()
         dtype = float_dtype(dtype)
+        self.input_grad = bool(input_grad)
         self.in_channels = int(in_channels)
         self.out_channels = int(out_channels)
         if self.in_channels < 1 or self.out_channels < 1:
@@ -58,19 +61,46 @@ class Conv2d(Module):
         bias = self.bias.data if self.bias is not None else None
         return F.conv2d(x, self.weight.data, bias, self.stride, self.padding)
 
-    def backward(self, grad_y: np.ndarray) -> np.ndarray:
+    def backward(self, grad_y: np.ndarray) -> np.ndarray | None:
         if self._x is None:
             raise _not_run(self)
-        grad_x, grad_w, grad_b = F.conv2d_backward(
-            grad_y, self._x, self.weight.data, self.stride, self.padding)
+        args = (self._x, self.weight.data, self.stride, self.padding)
+        if self.input_grad:
+            grad_x, grad_w, grad_b = F.conv2d_backward(grad_y, *args)
+        else:
+            grad_x, (grad_w, grad_b) = None, F.conv2d_backward_weights(grad_y, *args)
+        self._accumulate(grad_w, grad_b)
+        return grad_x
+
+    def _accumulate(self, grad_w: np.ndarray, grad_b: np.ndarray) -> None:
         self.weight.grad += grad_w
         if self.bias is not None:
             self.bias.grad += grad_b
-        return grad_x
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}")
+                f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}"
+                + ("" if self.input_grad else ", input_grad=False"))
+
+
+class Conv2dReLU(Conv2d):
+    """`Conv2d` followed by ReLU as one layer (like PyTorch's fused ``ConvReLU2d``):
+    the backend applies the ReLU in the convolution's write-out and folds its mask
+    into the backward, saving a pass over the activations each way."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._x = x
+        bias = self.bias.data if self.bias is not None else None
+        self._y = F.conv2d_relu(x, self.weight.data, bias, self.stride, self.padding)
+        return self._y
+
+    def backward(self, grad_y: np.ndarray) -> np.ndarray | None:
+        if self._x is None:
+            raise _not_run(self)
+        grad_x, grad_w, grad_b = F.conv2d_relu_backward(
+            grad_y, self._y, self._x, self.weight.data, self.stride, self.padding, self.input_grad)
+        self._accumulate(grad_w, grad_b)
+        return grad_x
 
 
 class Linear(Module):
