@@ -25,9 +25,16 @@ class Timing:
         return asdict(self)
 
 
+# OpenBLAS (numpy's) and OpenMP (PyTorch's) worker threads busy-wait for ~0.1 s after
+# a call.  On 2 cores that halves the speed of whatever runs next: numba's GEMM conv
+# measured 25 ms instead of 12.4 ms right after the numpy backend's.  Idle first.
+SETTLE_SECONDS = 0.15
+
+
 def measure(fn, repeat: int = 7, warmup: int = 1, budget: float = 2.0) -> Timing:
     """Call `fn` `warmup` times untimed, then up to `repeat` times (fewer when one call
     is slow, but at least 3 unless a single call exceeds the budget)."""
+    time.sleep(SETTLE_SECONDS)
     for _ in range(warmup):
         fn()
     samples = []
