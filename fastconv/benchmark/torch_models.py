@@ -51,6 +51,7 @@ def training_step(model: nn.Module, lr: float = 0.1, momentum: float = 1e-4, wei
         optimizer.step()
         return loss
 
+    step.optimizer = optimizer          # for a caller's learning-rate schedule
     return step
 
 
