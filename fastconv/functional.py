@@ -174,6 +174,15 @@ def _conv_args(x, w, stride, padding, what):
     return x, w, stride, padding, out_hw
 
 
+def _bias_arg(b, x, w):
+    if b is None:
+        return None
+    b = _float_array(b, "b", 1, "(C_out,)")
+    _same_dtype(x, "x", b=b)
+    _expect_shape(b, "b", (w.shape[0],))
+    return b
+
+
 def conv2d(x, w, b=None, stride=1, padding=0) -> np.ndarray:
     """2-D cross-correlation plus bias, as `torch.nn.functional.conv2d` (no dilation, groups=1).
 
@@ -181,10 +190,7 @@ def conv2d(x, w, b=None, stride=1, padding=0) -> np.ndarray:
     Returns ``(N, C_out, out_h, out_w)``.
     """
     x, w, stride, padding, _ = _conv_args(x, w, stride, padding, "conv2d")
-    if b is not None:
-        b = _float_array(b, "b", 1, "(C_out,)")
-        _same_dtype(x, "x", b=b)
-        _expect_shape(b, "b", (w.shape[0],))
+    b = _bias_arg(b, x, w)
     return get_backend().conv2d(x, w, b, stride, padding)
 
 
@@ -292,10 +298,7 @@ def conv2d_relu(x, w, b=None, stride=1, padding=0) -> np.ndarray:
     """``max(conv2d(x, w, b, stride, padding), 0)``, fused into the convolution's
     write-out where the backend can.  Returns ``(N, C_out, out_h, out_w)``."""
     x, w, stride, padding, _ = _conv_args(x, w, stride, padding, "conv2d_relu")
-    if b is not None:
-        b = _float_array(b, "b", 1, "(C_out,)")
-        _same_dtype(x, "x", b=b)
-        _expect_shape(b, "b", (w.shape[0],))
+    b = _bias_arg(b, x, w)
     fused = _fused_kernel("conv2d_relu")
     if fused is not None:
         return fused(x, w, b, stride, padding)

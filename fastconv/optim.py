@@ -18,23 +18,13 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from fastconv.nn.module import Parameter
+from fastconv.nn.module import Parameter, check_state_keys
 
 
 def _non_negative(value, name: str) -> float:
     if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value >= 0:
         raise ValueError(f"{name} must be a non-negative number, got {value!r}")
     return float(value)
-
-
-def _check_keys(state: Mapping, expected: list[str], what: str) -> None:
-    keys = set(state.keys())
-    missing = [key for key in expected if key not in keys]
-    if missing:
-        raise ValueError(f"{what} state_dict is missing key(s): {', '.join(missing)}")
-    unexpected = sorted(keys - set(expected))
-    if unexpected:
-        raise ValueError(f"{what} state_dict has unexpected key(s): {', '.join(map(str, unexpected))}")
 
 
 class SGD:
@@ -101,7 +91,7 @@ class SGD:
             if "momentum" in state else None
         buffer_keys = [f"momentum_buffer.{index}" for index in range(len(self.params))] \
             if momentum else []
-        _check_keys(state, scalar_keys + buffer_keys, "SGD")
+        check_state_keys(state, scalar_keys + buffer_keys, "SGD")
         buffers = []
         for key, param in zip(buffer_keys, self.params):
             value = np.asarray(state[key])
@@ -151,7 +141,7 @@ class StepLR:
     def load_state_dict(self, state: Mapping) -> None:
         """Restore the schedule; like PyTorch this leaves the optimiser's ``lr`` alone
         (it is in the optimiser's own state_dict)."""
-        _check_keys(state, ["step_size", "gamma", "base_lr", "last_epoch"], "StepLR")
+        check_state_keys(state, ["step_size", "gamma", "base_lr", "last_epoch"], "StepLR")
         step_size = int(np.asarray(state["step_size"]))
         if step_size < 1:
             raise ValueError(f"StepLR state_dict step_size must be positive, got {step_size}")

@@ -1,7 +1,8 @@
 """Backend registry: which kernel implementation `fastconv.functional` dispatches to.
 
 A backend is any object with a ``name`` attribute and the kernel functions listed in
-`KERNELS` (see `fastconv.functional` for their contracts).  The functional layer has
+`KERNELS`, optionally also those of `OPTIONAL_KERNELS` (see `fastconv.functional` for
+their contracts).  The functional layer has
 already validated and normalised every argument before a backend sees it:
 
 * arrays are C-contiguous, float32 or float64, of matching dtype and shape;
@@ -32,6 +33,9 @@ KERNELS = (
     "max_pool2d_backward",
     "softmax_cross_entropy",
 )
+# Fused kernels a backend may add; `fastconv.functional` composes them from `KERNELS`
+# for a backend that does not have them.
+OPTIONAL_KERNELS = ("conv2d_relu", "conv2d_relu_backward", "conv2d_backward_weights")
 
 # name -> module holding a ``BACKEND`` object; imported lazily so that selecting
 # numpy never pays numba's import time, and a missing optional dependency only

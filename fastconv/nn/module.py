@@ -14,6 +14,17 @@ from collections.abc import Mapping
 import numpy as np
 
 
+def check_state_keys(state: Mapping, expected: list[str], owner: str) -> None:
+    """A `ValueError` naming every missing and unexpected key of a state dict."""
+    keys = set(state.keys())
+    missing = [key for key in expected if key not in keys]
+    if missing:
+        raise ValueError(f"{owner} state_dict is missing key(s): {', '.join(missing)}")
+    unexpected = sorted(keys - set(expected))
+    if unexpected:
+        raise ValueError(f"{owner} state_dict has unexpected key(s): {', '.join(map(str, unexpected))}")
+
+
 class Parameter:
     """A trainable array: ``data``, its gradient ``grad`` (same shape and dtype,
     zero-initialised) and a ``name`` (the attribute name in its module)."""
@@ -184,13 +195,7 @@ class Module:
             name: (item.data if isinstance(item, Parameter) else item)
             for name, item in self._named_arrays()
         }
-        keys = set(state.keys())
-        missing = [name for name in targets if name not in keys]
-        if missing:
-            raise ValueError(f"state_dict is missing key(s): {', '.join(missing)}")
-        unexpected = sorted(keys - set(targets))
-        if unexpected:
-            raise ValueError(f"state_dict has unexpected key(s): {', '.join(map(str, unexpected))}")
+        check_state_keys(state, list(targets), type(self).__name__)
         values = {}
         for name, target in targets.items():
             value = np.asarray(state[name])
