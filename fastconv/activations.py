@@ -4,7 +4,8 @@ The model is run layer by layer (nested `Sequential` containers are flattened, a
 `Residual` block is one step) and three things are recorded:
 
 * **conv blocks** -- the output of each convolution block: the first ReLU after a
-  `Conv2d`, or a fused `Conv2dReLU` (report 000's "ReLU outputs"), or the output of a `Residual` whose body
+  `Conv2d`, or the ReLU map of a fused `Conv2dReLU` / `Conv2dReLUAvgPool` (report
+  000's "ReLU outputs"), or the output of a `Residual` whose body
   holds a convolution (report 003's ``x3 = conv3(p1) + p1``).  For report 003's
   network these are the five maps ``x1 .. x5`` whose entropies the report lists;
 * **features** -- the input of the last `Linear` layer (the "features before the last
@@ -97,7 +98,9 @@ def collect_activations(model, images: np.ndarray, keep_blocks: bool = True) -> 
             result.features = np.array(x, copy=True).reshape(len(x), -1)
         x = layer.forward(x)
         if keep_blocks and index in block_ends:
-            result.blocks.append(np.array(x, copy=True))
+            # A fused conv-ReLU-pool layer returns the pooled map; the block is its ReLU map.
+            block = layer.relu_output if isinstance(layer, nn.Conv2dReLUAvgPool) else x
+            result.blocks.append(np.array(block, copy=True))
             result.block_names.append(f"block{len(result.blocks)}")
     result.logits = np.array(x, copy=True)
     return result

@@ -320,9 +320,13 @@ def conv2d_relu_backward(grad_y, y, x, w, stride=1, padding=0, input_grad=True):
     expected = (x.shape[0], w.shape[0], out_h, out_w)
     _expect_shape(grad_y, "grad_y", expected)
     _expect_shape(y, "y", expected)
+    return _relu_backward(grad_y, y, x, w, stride, padding, bool(input_grad))
+
+
+def _relu_backward(grad_y, y, x, w, stride, padding, input_grad):
     fused = _fused_kernel("conv2d_relu_backward")
     if fused is not None:
-        return fused(grad_y, y, x, w, stride, padding, bool(input_grad))
+        return fused(grad_y, y, x, w, stride, padding, input_grad)
     grad_z = grad_y * (y > 0).astype(grad_y.dtype)
     if not input_grad:
         return (None, *_backward_weights(grad_z, x, w, stride, padding))
@@ -345,3 +349,45 @@ def _backward_weights(grad_y, x, w, stride, padding):
         return fused(grad_y, x, w, stride, padding)
     _, grad_w, grad_b = get_backend().conv2d_backward(grad_y, x, w, stride, padding)
     return grad_w, grad_b
+
+
+_POOL2 = ((2, 2), (2, 2), (0, 0))   # kernel, stride, padding of the fused pooling
+
+
+def _pool2_args(x, w, stride, padding, what):
+    x, w, stride, padding, (out_h, out_w) = _conv_args(x, w, stride, padding, what)
+    if out_h < 2 or out_w < 2:
+        raise ValueError(f"{what}: the convolution's output ({out_h}x{out_w}) is smaller than "
+                         "the 2x2 pooling window")
+    return x, w, stride, padding, (out_h, out_w)
+
+
+def conv2d_relu_avgpool2(x, w, b=None, stride=1, padding=0):
+    """Report 000's block, conv + bias + ReLU + 2x2 average pooling (stride 2, floor
+    mode): ``(pooled, y)`` with ``y = conv2d_relu(x, w, b, stride, padding)`` (kept
+    for the backward pass and for feature-map plots) and ``pooled = avg_pool2d(y, 2)``."""
+    x, w, stride, padding, _ = _pool2_args(x, w, stride, padding, "conv2d_relu_avgpool2")
+    b = _bias_arg(b, x, w)
+    fused = _fused_kernel("conv2d_relu_avgpool2")
+    if fused is not None:
+        return fused(x, w, b, stride, padding)
+    y = conv2d_relu(x, w, b, stride, padding)
+    return get_backend().avg_pool2d(y, *_POOL2), y
+
+
+def conv2d_relu_avgpool2_backward(grad_pooled, y, x, w, stride=1, padding=0, input_grad=True):
+    """Gradients of `conv2d_relu_avgpool2`: ``(grad_x, grad_w, grad_b)``, from the
+    gradient of ``pooled`` and the forward's ``y``; ``input_grad`` as in
+    `conv2d_relu_backward`."""
+    x, w, stride, padding, (out_h, out_w) = _pool2_args(
+        x, w, stride, padding, "conv2d_relu_avgpool2_backward")
+    grad_pooled = _float_array(grad_pooled, "grad_pooled", 4, "(N, C_out, out_h // 2, out_w // 2)")
+    y = _float_array(y, "y", 4, "(N, C_out, out_h, out_w)")
+    _same_dtype(x, "x", grad_pooled=grad_pooled, y=y)
+    _expect_shape(y, "y", (x.shape[0], w.shape[0], out_h, out_w))
+    _expect_shape(grad_pooled, "grad_pooled", (x.shape[0], w.shape[0], out_h // 2, out_w // 2))
+    fused = _fused_kernel("conv2d_relu_avgpool2_backward")
+    if fused is not None:
+        return fused(grad_pooled, y, x, w, stride, padding, bool(input_grad))
+    grad_y = get_backend().avg_pool2d_backward(grad_pooled, y.shape, *_POOL2)
+    return _relu_backward(grad_y, y, x, w, stride, padding, bool(input_grad))

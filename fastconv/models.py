@@ -17,14 +17,12 @@ def report000_cnn(dtype=np.float32, seed: int = 0) -> nn.Sequential:
     """Report 000's MNIST CNN (28x28 input, 4,842 parameters):
     conv(1->4, k5, pad2)-ReLU-avgpool2-conv(4->8, k5, pad2)-ReLU-avgpool2-linear(392->10).
 
-    Each conv-ReLU pair is one fused `Conv2dReLU`; the first skips the gradient
-    with respect to the images."""
+    Each conv-ReLU-avgpool block is one fused `Conv2dReLUAvgPool` layer; the first
+    skips the gradient with respect to the images."""
     rng = nn.as_generator(seed)
     return nn.Sequential(
-        nn.Conv2dReLU(1, 4, 5, padding=2, input_grad=False, dtype=dtype, rng=rng),
-        nn.AvgPool2d(2),
-        nn.Conv2dReLU(4, 8, 5, padding=2, dtype=dtype, rng=rng),
-        nn.AvgPool2d(2),
+        nn.Conv2dReLUAvgPool(1, 4, 5, padding=2, input_grad=False, dtype=dtype, rng=rng),
+        nn.Conv2dReLUAvgPool(4, 8, 5, padding=2, dtype=dtype, rng=rng),
         nn.Flatten(),
         nn.Linear(8 * 7 * 7, 10, dtype=dtype, rng=rng),
     )

@@ -112,6 +112,37 @@ def test_fused_conv_relu_matches_loops(backend, dtype, seed):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
+def test_fused_conv_relu_avgpool_matches_loops(backend, dtype, seed):
+    case = random_conv_case(seed)
+    rng = case["rng"]
+    args = (case["stride"], case["padding"])
+    x = rng.standard_normal(case["shape"]).astype(dtype)
+    w = rng.standard_normal((case["c_out"], case["shape"][1], *case["kernel_size"])).astype(dtype)
+    b = rng.standard_normal(case["c_out"]).astype(dtype)
+    z = loops.conv2d(x, w, b, *args)
+    if min(z.shape[2:]) < 2:
+        with pytest.raises(ValueError, match="smaller than the 2x2 pooling window"):
+            F.conv2d_relu_avgpool2(x, w, b, *args)
+        return
+    relu = np.maximum(z, 0)
+    want_pooled = loops.avg_pool2d(relu, (2, 2), (2, 2), (0, 0))
+    pooled, y = F.conv2d_relu_avgpool2(x, w, b, *args)
+    np.testing.assert_allclose(y, relu, **tolerance(dtype))
+    np.testing.assert_allclose(pooled, want_pooled, **tolerance(dtype))
+    assert pooled.dtype == y.dtype == dtype
+
+    grad_pooled = rng.standard_normal(pooled.shape).astype(dtype)
+    grad_relu = loops.avg_pool2d_backward(grad_pooled, relu.shape, (2, 2), (2, 2), (0, 0))
+    expected = loops.conv2d_backward(grad_relu * (z > 0), x, w, *args)
+    got = F.conv2d_relu_avgpool2_backward(grad_pooled, y, x, w, *args)
+    for g, e, name in zip(got, expected, ("grad_x", "grad_w", "grad_b")):
+        np.testing.assert_allclose(g, e, **tolerance(dtype), err_msg=name)
+    no_x = F.conv2d_relu_avgpool2_backward(grad_pooled, y, x, w, *args, input_grad=False)
+    assert no_x[0] is None
+    np.testing.assert_allclose(no_x[1], expected[1], **tolerance(dtype))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 def test_im2col_col2im_match_loops(backend, dtype, seed):
     case = random_conv_case(seed)
     x = case["rng"].standard_normal(case["shape"]).astype(dtype)

@@ -170,9 +170,23 @@ def test_conv2d_relu_gradients(backend, shape, c_out, kernel, stride, padding, b
     assert checked == (["input", "weight", "bias"] if bias else ["input", "weight"])
 
 
-@pytest.mark.parametrize("fused", [False, True], ids=["conv", "conv-relu"])
-def test_conv2d_without_input_grad_gives_the_same_weight_grads(backend, fused):
-    layer_type = nn.Conv2dReLU if fused else nn.Conv2d
+@pytest.mark.parametrize("shape, c_out, kernel, stride, padding, bias", CONV_CASES)
+def test_conv2d_relu_avgpool_gradients(backend, shape, c_out, kernel, stride, padding, bias):
+    layer = nn.Conv2dReLUAvgPool(shape[1], c_out, kernel, stride, padding, bias=bias,
+                                 dtype=np.float64, rng=0)
+    x = random_input(shape)
+    pooled = layer.forward(x)
+    relu = layer.relu_output
+    assert pooled.shape == (*relu.shape[:2], relu.shape[2] // 2, relu.shape[3] // 2)
+    assert (relu == 0).any() and (relu > 0).any()
+    assert np.abs(nn.Conv2d.forward(layer, x)).min() > 1e-5     # no ReLU kink within EPS
+    checked = check_gradients(layer, x)
+    assert checked == (["input", "weight", "bias"] if bias else ["input", "weight"])
+
+
+@pytest.mark.parametrize("layer_type", [nn.Conv2d, nn.Conv2dReLU, nn.Conv2dReLUAvgPool],
+                         ids=["conv", "conv-relu", "conv-relu-pool"])
+def test_conv2d_without_input_grad_gives_the_same_weight_grads(backend, layer_type):
     full = layer_type(3, 4, (3, 2), stride=2, padding=1, dtype=np.float64, rng=0)
     first = layer_type(3, 4, (3, 2), stride=2, padding=1, input_grad=False, dtype=np.float64, rng=0)
     x = random_input((2, 3, 7, 6))

@@ -103,6 +103,62 @@ def test_fused_ops_agree_with_numpy(algorithm, seed, dtype):
     close(no_input[1], want[1], dtype, "grad_w without grad_x")
     for g, e in zip(params, want_params):
         close(g, e, dtype, "conv2d_backward_weights")
+    if min(want_y.shape[2:]) >= 2:
+        want_pooled, _ = on("numpy", F.conv2d_relu_avgpool2, x, w, b, stride, padding)
+        grad_pooled = rng.standard_normal(want_pooled.shape).astype(dtype)
+        want = on("numpy", F.conv2d_relu_avgpool2_backward, grad_pooled, want_y, x, w, stride, padding)
+        with fastconv.use_backend("numba"):
+            pooled, y = F.conv2d_relu_avgpool2(x, w, b, stride, padding)
+            got = F.conv2d_relu_avgpool2_backward(grad_pooled, y, x, w, stride, padding)
+        close(pooled, want_pooled, dtype, "pooled")
+        for name, g, e in zip(("grad_x", "grad_w", "grad_b"), got, want):
+            close(g, e, dtype, f"{name} from the pooled gradient")
+
+
+@pytest.mark.parametrize("group_bytes", [1, 3000, 1 << 18], ids=["1-image", "few-images", "large"])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("seed", range(6))
+def test_direct_kernels_group_images_correctly(monkeypatch, group_bytes, threads, seed, dtype):
+    """The direct kernels stack several images' planes into one loop: groups of one
+    image, of a few (with a shorter last group) and the default must all agree."""
+    monkeypatch.setattr(NB, "_DIRECT_GROUP_BYTES", group_bytes)
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 12))
+    c_in, c_out = int(rng.integers(1, 4)), int(rng.integers(1, 6))
+    x = rng.standard_normal((n, c_in, int(rng.integers(3, 10)), int(rng.integers(3, 10)))).astype(dtype)
+    kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 6))
+    padding = (int(rng.integers(0, 3)), int(rng.integers(0, 3)))
+    w = rng.standard_normal((c_out, c_in, kh, kw)).astype(dtype)
+    b = rng.standard_normal(c_out).astype(dtype)
+    want_y = on("numpy", F.conv2d_relu, x, w, b, 1, padding)
+    grad_y = rng.standard_normal(want_y.shape).astype(dtype)
+    want = on("numpy", F.conv2d_relu_backward, grad_y, want_y, x, w, 1, padding)
+    pools = min(want_y.shape[2:]) >= 2
+    if pools:
+        want_pooled, _ = on("numpy", F.conv2d_relu_avgpool2, x, w, b, 1, padding)
+        grad_pooled = rng.standard_normal(want_pooled.shape).astype(dtype)
+        want_from_pooled = on("numpy", F.conv2d_relu_avgpool2_backward, grad_pooled, want_y, x, w, 1, padding)
+    previous = NB.get_num_threads()
+    NB.set_num_threads(threads)
+    NB.set_conv_algorithm("direct")
+    try:
+        with fastconv.use_backend("numba"):
+            y = F.conv2d_relu(x, w, b, 1, padding)
+            got = F.conv2d_relu_backward(grad_y, y, x, w, 1, padding)
+            if pools:
+                pooled, y_fused = F.conv2d_relu_avgpool2(x, w, b, 1, padding)
+                got_from_pooled = F.conv2d_relu_avgpool2_backward(grad_pooled, y_fused, x, w, 1, padding)
+    finally:
+        NB.set_conv_algorithm(None)
+        NB.set_num_threads(previous)
+    close(y, want_y, dtype, "y")
+    for name, g, e in zip(("grad_x", "grad_w", "grad_b"), got, want):
+        close(g, e, dtype, name)
+    if pools:
+        close(pooled, want_pooled, dtype, "pooled")
+        close(y_fused, want_y, dtype, "y of the pooled op")
+        for name, g, e in zip(("grad_x", "grad_w", "grad_b"), got_from_pooled, want_from_pooled):
+            close(g, e, dtype, f"{name} from the pooled gradient")
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS, indirect=True)

@@ -35,7 +35,8 @@ KERNELS = (
 )
 # Fused kernels a backend may add; `fastconv.functional` composes them from `KERNELS`
 # for a backend that does not have them.
-OPTIONAL_KERNELS = ("conv2d_relu", "conv2d_relu_backward", "conv2d_backward_weights")
+OPTIONAL_KERNELS = ("conv2d_relu", "conv2d_relu_backward", "conv2d_backward_weights",
+                    "conv2d_relu_avgpool2", "conv2d_relu_avgpool2_backward")
 
 # name -> module holding a ``BACKEND`` object; imported lazily so that selecting
 # numpy never pays numba's import time, and a missing optional dependency only

@@ -189,12 +189,13 @@ def _dots2(gw0, gw1, g0, g1, src, kw, n):
 
 
 @njit(**_JIT)
-def _fill_padded(dst, x_img, ph, pw, wp, plane):
-    """Copy the (C, H, W) image into the interior of zero-bordered (C, hp*wp) planes."""
+def _fill_padded(dst, x_img, ph, pw, wp, channel_stride, offset):
+    """Copy the (C, H, W) image into the interior of its zero-bordered padded plane,
+    which starts at ``ci * channel_stride + offset`` of the flat ``dst``."""
     c_in, height, width = x_img.shape
     for ci in range(c_in):
         for r in range(height):
-            start = ci * plane + (r + ph) * wp + pw
+            start = ci * channel_stride + offset + (r + ph) * wp + pw
             d = dst[start:start + width]
             s = x_img[ci, r]
             for c in range(width):
@@ -203,8 +204,16 @@ def _fill_padded(dst, x_img, ph, pw, wp, plane):
 
 # --------------------------------------------------------------------------- forward
 @njit(**_PJIT)
-def conv2d_direct_forward(x, w, b, sh, sw, ph, pw, relu, out, n_chunks):
-    """out = conv(x, w) + b (then max(., 0) if relu), parallel over (image, channel pair)."""
+def conv2d_direct_forward(x, w, b, sh, sw, ph, pw, relu, group, out, pool, pooled, n_chunks):
+    """out = conv(x, w) + b (then max(., 0) if relu), parallel over (group of images,
+    output-channel pair).  With ``pool``, also ``pooled`` = 2x2 average pooling
+    (stride 2, floor) of ``out``, computed while its rows are still in cache.
+
+    Stride 1 stacks the padded planes of ``group`` images end to end, so one flat
+    axpy per tap covers the whole group (see the module doc: the rows between two
+    images are garbage positions like the columns past ``out_w``).  Fewer, longer
+    loops: the tap kernels' set-up and remainder iterations are paid once per group.
+    """
     n, c_in, height, width = x.shape
     c_out, _, kh, kw = w.shape
     out_h, out_w = out.shape[2], out.shape[3]
@@ -212,39 +221,48 @@ def conv2d_direct_forward(x, w, b, sh, sw, ph, pw, relu, out, n_chunks):
     wp = width + 2 * pw
     plane = hp * wp
     unit = sh == 1 and sw == 1
+    if not unit:
+        group = 1
+    stack = group * plane                       # one channel's stacked planes
     span = (out_h - 1) * wp + out_w if unit else out_h * out_w
+    n_groups = (n + group - 1) // group
     n_pairs = (c_out + 1) // 2
-    items = n * n_pairs
+    items = n_groups * n_pairs
     zero = out.dtype.type(0)   # typed, so v stays float32 for float32 input
+    quarter = out.dtype.type(0.25)
     for chunk in prange(n_chunks):
         first = items * chunk // n_chunks
         last = items * (chunk + 1) // n_chunks
-        xpad = np.zeros(c_in * plane, dtype=x.dtype)
-        acc = np.empty((2, span), dtype=x.dtype)
+        xs = np.zeros(c_in * stack, dtype=x.dtype)
+        acc = np.empty((2, stack), dtype=x.dtype)
         current = -1
         for item in range(first, last):
-            img = item // n_pairs
-            co0 = 2 * (item - img * n_pairs)
+            grp = item // n_pairs
+            co0 = 2 * (item - grp * n_pairs)
             pair = co0 + 1 < c_out
-            if img != current:
-                current = img
-                _fill_padded(xpad, x[img], ph, pw, wp, plane)
-            acc[:] = 0
-            acc0 = acc[0]
-            acc1 = acc[1]
+            img0 = grp * group
+            count = min(group, n - img0)
+            if grp != current:
+                current = grp
+                for k in range(count):
+                    _fill_padded(xs, x[img0 + k], ph, pw, wp, stack, k * plane)
+            length = (count - 1) * plane + span
+            acc[:, :length] = 0
+            acc0 = acc[0, :length]
+            acc1 = acc[1, :length]
             if unit:
                 co1 = co0 + 1 if pair else co0
                 for ci in range(c_in):
                     for i in range(0, kh - 1, 2):
-                        start = ci * plane + i * wp
-                        _taps2x2(acc0, acc1, xpad[start:start + span + kw - 1],
-                                 xpad[start + wp:start + wp + span + kw - 1],
+                        start = ci * stack + i * wp
+                        _taps2x2(acc0, acc1, xs[start:start + length + kw - 1],
+                                 xs[start + wp:start + wp + length + kw - 1],
                                  w[co0, ci, i], w[co1, ci, i], w[co0, ci, i + 1], w[co1, ci, i + 1],
-                                 kw, span)
+                                 kw, length)
                     if kh % 2:
-                        start = ci * plane + (kh - 1) * wp
-                        _taps2(acc0, acc1, xpad[start:start + span + kw - 1],
-                               w[co0, ci, kh - 1], w[co1, ci, kh - 1], kw, span)
+                        start = ci * stack + (kh - 1) * wp
+                        _taps2(acc0, acc1, xs[start:start + length + kw - 1],
+                               w[co0, ci, kh - 1], w[co1, ci, kh - 1], kw, length)
                 row_len = wp
             else:
                 for c in range(2 if pair else 1):
@@ -254,50 +272,72 @@ def conv2d_direct_forward(x, w, b, sh, sw, ph, pw, relu, out, n_chunks):
                             for j in range(kw):
                                 wv = w[co0 + c, ci, i, j]
                                 for oh in range(out_h):
-                                    start = ci * plane + (oh * sh + i) * wp + j
+                                    start = ci * stack + (oh * sh + i) * wp + j
                                     arow = a[oh * out_w:(oh + 1) * out_w]
                                     for ow in range(out_w):
-                                        arow[ow] += wv * xpad[start + ow * sw]
+                                        arow[ow] += wv * xs[start + ow * sw]
                 row_len = out_w
-            for c in range(2 if pair else 1):
-                bias = b[co0 + c]
-                a = acc[c]
-                for oh in range(out_h):
-                    arow = a[oh * row_len:oh * row_len + out_w]
-                    orow = out[img, co0 + c, oh]
-                    for ow in range(out_w):
-                        v = arow[ow] + bias
-                        if relu and v < 0:
-                            v = zero
-                        orow[ow] = v
+            for k in range(count):
+                for c in range(2 if pair else 1):
+                    bias = b[co0 + c]
+                    a = acc[c]
+                    for oh in range(out_h):
+                        base = k * plane + oh * row_len
+                        arow = a[base:base + out_w]
+                        orow = out[img0 + k, co0 + c, oh]
+                        for ow in range(out_w):
+                            v = arow[ow] + bias
+                            if relu and v < 0:
+                                v = zero
+                            orow[ow] = v
+                    if pool:
+                        plane_out = out[img0 + k, co0 + c]
+                        plane_pooled = pooled[img0 + k, co0 + c]
+                        for r in range(plane_pooled.shape[0]):
+                            row0 = plane_out[2 * r]
+                            row1 = plane_out[2 * r + 1]
+                            prow = plane_pooled[r]
+                            for q in range(plane_pooled.shape[1]):
+                                prow[q] = quarter * (row0[2 * q] + row0[2 * q + 1]
+                                                     + row1[2 * q] + row1[2 * q + 1])
 
 
 # --------------------------------------------------------------------------- backward
 @njit(**_PJIT)
-def conv2d_direct_backward(grad_y, x, w, mask, use_mask, sh, sw, ph, pw, need_grad_x,
+def conv2d_direct_backward(grad_y, x, w, mask, use_mask, pooled, sh, sw, ph, pw, need_grad_x, group,
                            grad_x, grad_w_parts, grad_b_parts, n_chunks):
-    """Fused conv backward, parallel over chunks of images.
+    """Fused conv backward, parallel over chunks of images, ``group`` images at a time.
 
     Chunk ``t`` accumulates its images' weight/bias gradients into
     ``grad_w_parts[t]`` / ``grad_b_parts[t]`` (no two threads write the same
     memory); the caller sums the parts.  With ``use_mask`` the incoming gradient is
     first multiplied by ``mask > 0`` (the fused ReLU: ``mask`` is the ReLU output).
     ``grad_x`` is only written when ``need_grad_x``.
+
+    Stride 1 stacks the group's planes as the forward does.  The output gradient is
+    laid out on the same padded grid and is zero at every garbage position (columns
+    past ``out_w``, rows past ``out_h``): the weight-gradient dot products then run
+    over the whole group at once, and the input-gradient taps, which reach up to
+    ``kh - 1`` rows and ``kw - 1`` columns back, read zeros where they cross into the
+    previous image (or into the leading zero ``margin``).
     """
     n, c_in, height, width = x.shape
     c_out, _, kh, kw = w.shape
-    out_h, out_w = grad_y.shape[2], grad_y.shape[3]
     hp = height + 2 * ph
     wp = width + 2 * pw
+    out_h = (hp - kh) // sh + 1
+    out_w = (wp - kw) // sw + 1
     plane = hp * wp
     unit = sh == 1 and sw == 1
-    # Output gradient of one image on the padded row length, behind a zero margin of
-    # `margin` so that the input-gradient taps below never index before 0.
+    if not unit:
+        group = 1
+    stack = group * plane
     margin = (kh - 1) * wp + (kw - 1)
     span = (out_h - 1) * wp + out_w
     span_x = (height - 1) * wp + width          # input-gradient positions to compute
     first_x = ph * wp + pw                      # padded position of x[0, 0]
     zero = grad_y.dtype.type(0)
+    quarter = grad_y.dtype.type(0.25)
     # Column-flipped weights, transposed to (C_in, C_out, kh, kw): the input gradient
     # is a correlation of the output gradient with these.
     w_flip = np.empty((c_in, c_out, kh, kw), dtype=w.dtype)
@@ -311,75 +351,97 @@ def conv2d_direct_backward(grad_y, x, w, mask, use_mask, sh, sw, ph, pw, need_gr
         last = n * (chunk + 1) // n_chunks
         gw = grad_w_parts[chunk]
         gb = grad_b_parts[chunk]
-        xpad = np.zeros(c_in * plane, dtype=x.dtype)
-        gflat = np.zeros((c_out, margin + plane), dtype=x.dtype)
-        gxpad = np.empty((2, plane), dtype=x.dtype)
+        xs = np.zeros(c_in * stack, dtype=x.dtype)
+        gflat = np.zeros((c_out, margin + stack), dtype=x.dtype)
+        gxs = np.empty((2, stack), dtype=x.dtype)
         scratch = np.zeros(kw, dtype=grad_w_parts.dtype)
-        for img in range(first, last):
-            _fill_padded(xpad, x[img], ph, pw, wp, plane)
-            for co in range(c_out):
-                g = gflat[co]
-                total = 0.0
-                for oh in range(out_h):
-                    grow = grad_y[img, co, oh]
-                    if unit:
-                        dst = g[margin + oh * wp:margin + oh * wp + out_w]
-                    else:
-                        dst = g[oh * out_w:(oh + 1) * out_w]
-                    if use_mask:
-                        mrow = mask[img, co, oh]
-                        for ow in range(out_w):
-                            v = grow[ow] if mrow[ow] > 0 else zero
-                            dst[ow] = v
-                            total += v
-                    else:
-                        for ow in range(out_w):
-                            dst[ow] = grow[ow]
-                            total += grow[ow]
-                gb[co] += total
+        for img0 in range(first, last, group):
+            count = min(group, last - img0)
+            for k in range(count):
+                img = img0 + k
+                _fill_padded(xs, x[img], ph, pw, wp, stack, k * plane)
+                for co in range(c_out):
+                    g = gflat[co]
+                    total = 0.0
+                    for oh in range(out_h):
+                        if unit:
+                            base = margin + k * plane + oh * wp
+                        else:
+                            base = oh * out_w
+                        dst = g[base:base + out_w]
+                        if pooled:
+                            dst[:] = zero         # incl. what floor-mode pooling dropped
+                            if oh // 2 < grad_y.shape[2]:
+                                grow = grad_y[img, co, oh // 2]
+                                mrow = mask[img, co, oh]
+                                for q in range(grad_y.shape[3]):
+                                    v = quarter * grow[q]
+                                    v0 = v if mrow[2 * q] > 0 else zero
+                                    v1 = v if mrow[2 * q + 1] > 0 else zero
+                                    dst[2 * q] = v0
+                                    dst[2 * q + 1] = v1
+                                    total += v0 + v1
+                            continue
+                        grow = grad_y[img, co, oh]
+                        if use_mask:
+                            mrow = mask[img, co, oh]
+                            for ow in range(out_w):
+                                v = grow[ow] if mrow[ow] > 0 else zero
+                                dst[ow] = v
+                                total += v
+                        else:
+                            for ow in range(out_w):
+                                dst[ow] = grow[ow]
+                                total += grow[ow]
+                    gb[co] += total
             if unit:
-                # weight gradient: gw[co, ci, i, j] += sum_q g[co, q] * xpad[ci, i*wp + j + q]
+                length = (count - 1) * plane + span
+                # weight gradient: gw[co, ci, i, j] += sum_q g[co, q] * xs[ci, i*wp + j + q]
                 for co0 in range(0, c_out, 2):
                     co1 = co0 + 1 if co0 + 1 < c_out else co0
-                    g0 = gflat[co0, margin:margin + span]
-                    g1 = gflat[co1, margin:margin + span]
+                    g0 = gflat[co0, margin:margin + length]
+                    g1 = gflat[co1, margin:margin + length]
                     for ci in range(c_in):
                         for i in range(kh):
-                            start = ci * plane + i * wp
-                            src = xpad[start:start + span + kw - 1]
+                            start = ci * stack + i * wp
+                            src = xs[start:start + length + kw - 1]
                             if co1 != co0:
-                                _dots2(gw[co0, ci, i], gw[co1, ci, i], g0, g1, src, kw, span)
+                                _dots2(gw[co0, ci, i], gw[co1, ci, i], g0, g1, src, kw, length)
                             else:
                                 # odd last channel: pair it with itself, discard the copy
-                                _dots2(gw[co0, ci, i], scratch, g0, g0, src, kw, span)
+                                _dots2(gw[co0, ci, i], scratch, g0, g0, src, kw, length)
                 if need_grad_x:
-                    # gxpad[p] += sum_{co,i,j} w[co,ci,i,j] * g[co, p - i*wp - j], p >= first_x
+                    # gxs[p] += sum_{co,i,j} w[co,ci,i,j] * g[co, p - i*wp - j], p >= first_x
+                    length_x = (count - 1) * plane + span_x
                     for ci0 in range(0, c_in, 2):
                         pair = ci0 + 1 < c_in
-                        gxpad[:, :span_x] = 0
-                        a0 = gxpad[0, :span_x]
-                        a1 = gxpad[1, :span_x]
+                        gxs[:, :length_x] = 0
+                        a0 = gxs[0, :length_x]
+                        a1 = gxs[1, :length_x]
                         ci1 = ci0 + 1 if pair else ci0
                         for co in range(c_out):
                             g = gflat[co]
                             for i in range(0, kh - 1, 2):
                                 start = margin - i * wp - (kw - 1) + first_x
-                                _taps2x2(a0, a1, g[start:start + span_x + kw - 1],
-                                         g[start - wp:start - wp + span_x + kw - 1],
+                                _taps2x2(a0, a1, g[start:start + length_x + kw - 1],
+                                         g[start - wp:start - wp + length_x + kw - 1],
                                          w_flip[ci0, co, i], w_flip[ci1, co, i],
-                                         w_flip[ci0, co, i + 1], w_flip[ci1, co, i + 1], kw, span_x)
+                                         w_flip[ci0, co, i + 1], w_flip[ci1, co, i + 1], kw, length_x)
                             if kh % 2:
                                 start = margin - (kh - 1) * wp - (kw - 1) + first_x
-                                _taps2(a0, a1, g[start:start + span_x + kw - 1],
-                                       w_flip[ci0, co, kh - 1], w_flip[ci1, co, kh - 1], kw, span_x)
-                        for c in range(2 if pair else 1):
-                            for r in range(height):
-                                srow = gxpad[c, r * wp:r * wp + width]
-                                drow = grad_x[img, ci0 + c, r]
-                                for col in range(width):
-                                    drow[col] = srow[col]
+                                _taps2(a0, a1, g[start:start + length_x + kw - 1],
+                                       w_flip[ci0, co, kh - 1], w_flip[ci1, co, kh - 1], kw, length_x)
+                        for k in range(count):
+                            for c in range(2 if pair else 1):
+                                for r in range(height):
+                                    base = k * plane + r * wp
+                                    srow = gxs[c, base:base + width]
+                                    drow = grad_x[img0 + k, ci0 + c, r]
+                                    for col in range(width):
+                                        drow[col] = srow[col]
             else:
-                # Any stride: plain loops over the dense (out_h*out_w) gradient rows.
+                # Any stride, one image: plain loops over the dense (out_h*out_w) rows.
+                img = img0
                 for co in range(c_out):
                     g = gflat[co]
                     for ci in range(c_in):
@@ -387,13 +449,13 @@ def conv2d_direct_backward(grad_y, x, w, mask, use_mask, sh, sw, ph, pw, need_gr
                             for j in range(kw):
                                 s = 0.0
                                 for oh in range(out_h):
-                                    start = ci * plane + (oh * sh + i) * wp + j
+                                    start = ci * stack + (oh * sh + i) * wp + j
                                     grow = g[oh * out_w:(oh + 1) * out_w]
                                     for ow in range(out_w):
-                                        s += grow[ow] * xpad[start + ow * sw]
+                                        s += grow[ow] * xs[start + ow * sw]
                                 gw[co, ci, i, j] += s
                 if need_grad_x:
-                    gx = gxpad[0]
+                    gx = gxs[0]
                     for ci in range(c_in):
                         gx[:] = 0
                         for co in range(c_out):

@@ -26,7 +26,10 @@ per key, like cuDNN's benchmark mode.  The algorithms that ran are recorded in
 `last_conv_algorithms`.
 
 Fused ops beyond the common kernel set: `conv2d_relu`, `conv2d_relu_backward`
-(with ``input_grad=False`` to skip grad_x) and `conv2d_backward_weights`.
+(with ``input_grad=False`` to skip grad_x), `conv2d_backward_weights`, and
+`conv2d_relu_avgpool2` / `conv2d_relu_avgpool2_backward` (report 000's block: conv,
+bias, ReLU and 2x2 average pooling in one pass each way when the direct algorithm
+runs).
 
 Threads: ``FASTCONV_NUM_THREADS`` (default: all cores, numba's
 ``NUMBA_NUM_THREADS``) is applied at import; `set_num_threads` / `get_num_threads`
@@ -333,29 +336,57 @@ def _choose(pass_, x, w, stride, padding, run) -> str:
 
 
 # --------------------------------------------------------------------------- conv: direct
-def _direct_forward(x, w, b, stride, padding, relu):
+# Images whose padded planes the direct kernels stack into one flat loop: enough to
+# amortise each tap loop's set-up, few enough that a thread's buffers stay in L2.
+_DIRECT_GROUP_BYTES = 1 << 17
+
+
+def _direct_group(images: int, per_image_planes: int, plane: int, itemsize: int) -> int:
+    """Group size for ``images`` images, as even as the L2 budget allows."""
+    largest = max(1, min(images, _DIRECT_GROUP_BYTES // (per_image_planes * plane * itemsize)))
+    groups = -(-images // largest)
+    return -(-images // groups)
+
+
+def _pooled_shape(y_shape) -> tuple:
+    """Shape of a 2x2, stride 2 (floor) pooling of ``y_shape``."""
+    return (*y_shape[:2], y_shape[2] // 2, y_shape[3] // 2)
+
+
+def _direct_forward(x, w, b, stride, padding, relu, pool=False):
+    """``y``, or ``(pooled, y)`` with ``pool`` (2x2 average pooling fused in)."""
     n, _, height, width = x.shape
     c_out, c_in, kh, kw = w.shape
     out_h, out_w = _out_hw(height, width, (kh, kw), stride, padding)
     y = np.empty((n, c_out, out_h, out_w), dtype=x.dtype)
+    pooled = np.empty(_pooled_shape(y.shape), dtype=x.dtype) if pool else _dummy(x.dtype, 4)
     work = 2.0 * y.size * c_in * kh * kw
+    plane = (height + 2 * padding[0]) * (width + 2 * padding[1])
+    pairs = (c_out + 1) // 2
+    # Split the batch over the threads only when the channel pairs alone cannot.
+    share = n if pairs >= _num_threads else -(-n // _num_threads)
+    group = _direct_group(share, c_in + 2, plane, x.itemsize)
+    chunks = _chunks(-(-n // group) * pairs, work)
     _launch(_conv.conv2d_direct_forward, x, w, b, stride[0], stride[1], padding[0], padding[1],
-            bool(relu), y, _chunks(n * ((c_out + 1) // 2), work))
-    return y
+            bool(relu), group, y, bool(pool), pooled, chunks)
+    return (pooled, y) if pool else y
 
 
-def _direct_backward(grad_y, x, w, mask, stride, padding, need_grad_x):
-    n = x.shape[0]
+def _direct_backward(grad_y, x, w, mask, stride, padding, need_grad_x, pooled=False):
+    """With ``pooled``, ``grad_y`` is the gradient of the 2x2-pooled ReLU output ``mask``."""
+    n, c_in, height, width = x.shape
     c_out = w.shape[0]
-    work = 4.0 * grad_y.size * w[0].size
+    work = 4.0 * (mask.size if pooled else grad_y.size) * w[0].size
     chunks = _chunks(n, work)
+    plane = (height + 2 * padding[0]) * (width + 2 * padding[1])
+    group = _direct_group(-(-n // chunks), c_in + c_out + 2, plane, x.itemsize)
     grad_w_parts = np.zeros((chunks,) + w.shape, dtype=x.dtype)
     grad_b_parts = np.zeros((chunks, c_out), dtype=x.dtype)
     grad_x = np.empty_like(x) if need_grad_x else _dummy(x.dtype, 4)
     use_mask = mask is not None
     _launch(_conv.conv2d_direct_backward, grad_y, x, w, mask if use_mask else _dummy(x.dtype, 4),
-            use_mask, stride[0], stride[1], padding[0], padding[1],
-            bool(need_grad_x), grad_x, grad_w_parts, grad_b_parts, chunks)
+            use_mask, bool(pooled), stride[0], stride[1], padding[0], padding[1],
+            bool(need_grad_x), group, grad_x, grad_w_parts, grad_b_parts, chunks)
     grad_w = grad_w_parts[0] if chunks == 1 else grad_w_parts.sum(axis=0)
     grad_b = grad_b_parts[0] if chunks == 1 else grad_b_parts.sum(axis=0)
     return (grad_x if need_grad_x else None), grad_w, grad_b
@@ -470,28 +501,35 @@ def _gemm_backward(grad_y, x, w, mask, stride, padding, need_grad_x):
 
 
 # --------------------------------------------------------------------------- conv: entry points
-def _forward(x, w, b, stride, padding, relu):
+_POOL2 = ((2, 2), (2, 2), (0, 0))   # kernel, stride, padding of the fused pooling
+
+
+def _forward(x, w, b, stride, padding, relu, pool=False):
     x = _kernel_array(x)
     w = _kernel_array(w)
     b = np.zeros(w.shape[0], dtype=x.dtype) if b is None else _kernel_array(b)
 
     def run(algo):
-        fn = _direct_forward if algo == "direct" else _gemm_forward
-        return fn(x, w, b, stride, padding, relu)
+        if algo == "direct":
+            return _direct_forward(x, w, b, stride, padding, relu, pool)
+        y = _gemm_forward(x, w, b, stride, padding, relu)
+        return (avg_pool2d(y, *_POOL2), y) if pool else y
 
     algo = _choose("forward", x, w, stride, padding, run)
     return run(algo)
 
 
-def _backward(grad_y, x, w, mask, stride, padding, need_grad_x):
+def _backward(grad_y, x, w, mask, stride, padding, need_grad_x, pooled=False):
     grad_y = _kernel_array(grad_y)
     x = _kernel_array(x)
     w = _kernel_array(w)
     mask = None if mask is None else _kernel_array(mask)
 
     def run(algo):
-        fn = _direct_backward if algo == "direct" else _gemm_backward
-        return fn(grad_y, x, w, mask, stride, padding, need_grad_x)
+        if algo == "direct":
+            return _direct_backward(grad_y, x, w, mask, stride, padding, need_grad_x, pooled)
+        grad_conv = avg_pool2d_backward(grad_y, mask.shape, *_POOL2) if pooled else grad_y
+        return _gemm_backward(grad_conv, x, w, mask, stride, padding, need_grad_x)
 
     algo = _choose("backward", x, w, stride, padding, run)
     return run(algo)
@@ -516,6 +554,14 @@ def conv2d_relu_backward(grad_y, y, x, w, stride, padding, input_grad):
 def conv2d_backward_weights(grad_y, x, w, stride, padding):
     _, grad_w, grad_b = _backward(grad_y, x, w, None, stride, padding, need_grad_x=False)
     return grad_w, grad_b
+
+
+def conv2d_relu_avgpool2(x, w, b, stride, padding):
+    return _forward(x, w, b, stride, padding, relu=True, pool=True)
+
+
+def conv2d_relu_avgpool2_backward(grad_pooled, y, x, w, stride, padding, input_grad):
+    return _backward(grad_pooled, x, w, y, stride, padding, need_grad_x=input_grad, pooled=True)
 
 
 # --------------------------------------------------------------------------- pooling

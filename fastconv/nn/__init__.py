@@ -15,7 +15,7 @@ backend; convolution and pooling go through `fastconv.functional`.
 
 Modules:
     module      `Parameter`, `Module` (parameters, modes, state_dict), `count_parameters`
-    layers      `Conv2d`, `Conv2dReLU`, `Linear`, `ReLU`, `AvgPool2d`, `MaxPool2d`, `Dropout`, `Flatten`
+    layers      `Conv2d`, `Conv2dReLU`, `Conv2dReLUAvgPool`, `Linear`, `ReLU`, `AvgPool2d`, `MaxPool2d`, `Dropout`, `Flatten`
     norm        `BatchNorm1d`, `BatchNorm2d`
     containers  `Sequential`, `Residual`
     losses      `SoftmaxCrossEntropyLoss`, `EuclideanLoss`
@@ -24,14 +24,14 @@ Modules:
 
 from fastconv.nn.containers import Residual, Sequential
 from fastconv.nn.init import as_generator, kaiming_normal
-from fastconv.nn.layers import AvgPool2d, Conv2d, Conv2dReLU, Dropout, Flatten, Linear, MaxPool2d, ReLU
+from fastconv.nn.layers import AvgPool2d, Conv2d, Conv2dReLU, Conv2dReLUAvgPool, Dropout, Flatten, Linear, MaxPool2d, ReLU
 from fastconv.nn.losses import EuclideanLoss, Loss, SoftmaxCrossEntropyLoss
 from fastconv.nn.module import Module, Parameter, count_parameters
 from fastconv.nn.norm import BatchNorm1d, BatchNorm2d
 
 __all__ = [
     "Parameter", "Module", "count_parameters",
-    "Conv2d", "Conv2dReLU", "Linear", "ReLU", "AvgPool2d", "MaxPool2d", "Dropout", "Flatten",
+    "Conv2d", "Conv2dReLU", "Conv2dReLUAvgPool", "Linear", "ReLU", "AvgPool2d", "MaxPool2d", "Dropout", "Flatten",
     "BatchNorm1d", "BatchNorm2d",
     "Sequential", "Residual",
     "Loss", "SoftmaxCrossEntropyLoss", "EuclideanLoss",

@@ -103,6 +103,34 @@ class Conv2dReLU(Conv2d):
         return grad_x
 
 
+class Conv2dReLUAvgPool(Conv2dReLU):
+    """`Conv2dReLU` followed by 2x2 average pooling (stride 2), report 000's block, as
+    one layer: the backend pools each output row while it is in cache and spreads the
+    pooled gradient back inside the convolution's backward.  ``relu_output`` holds the
+    last forward's un-pooled ReLU map (the "feature map" of the reports' figures)."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._x = x
+        bias = self.bias.data if self.bias is not None else None
+        pooled, self._y = F.conv2d_relu_avgpool2(x, self.weight.data, bias, self.stride, self.padding)
+        return pooled
+
+    @property
+    def relu_output(self) -> np.ndarray | None:
+        return self._y
+
+    def backward(self, grad_y: np.ndarray) -> np.ndarray | None:
+        if self._x is None:
+            raise _not_run(self)
+        grad_x, grad_w, grad_b = F.conv2d_relu_avgpool2_backward(
+            grad_y, self._y, self._x, self.weight.data, self.stride, self.padding, self.input_grad)
+        self._accumulate(grad_w, grad_b)
+        return grad_x
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ", pool=avg 2x2"
+
+
 class Linear(Module):
     """Fully connected layer ``y = x @ weight.T + bias`` on ``(N, in_features)`` input.
 
