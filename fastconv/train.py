@@ -47,6 +47,7 @@ from typing import Callable
 import numpy as np
 
 import fastconv
+from fastconv.backends import blas_thread_limit
 
 CHECKPOINT_NAME = "model.npz"
 HISTORY_NAME = "history.json"
@@ -451,7 +452,8 @@ def train(model_name: str, dataset, epochs: int = 10, batch_size: int | None = N
     with context:
         # Every argument (log now resolved) except the backend, which is in effect.
         arguments = {k: v for k, v in locals().items() if k not in ("context", "backend")}
-        return _train(**arguments)
+        with blas_thread_limit():
+            return _train(**arguments)
 
 
 def _train(model_name, dataset, epochs, batch_size, lr, momentum, weight_decay, lr_step,

@@ -169,3 +169,36 @@ def softmax_cross_entropy(logits, target):
             loss -= target[r, k] * (row[k] - log_norm)
             grad[r, k] = (math.exp(row[k] - log_norm) - target[r, k]) / n_rows
     return loss / n_rows, grad
+
+
+def batch_norm(x, weight, bias, eps):
+    """Per channel c of axis 1: the mean and biased variance of every value in it."""
+    y = np.zeros(x.shape)
+    mean, var = np.zeros(x.shape[1]), np.zeros(x.shape[1])
+    for c in range(x.shape[1]):
+        values = [float(v) for v in x[:, c].ravel()]
+        mean[c] = math.fsum(values) / len(values)
+        var[c] = math.fsum((v - mean[c]) ** 2 for v in values) / len(values)
+        y[:, c] = (x[:, c] - mean[c]) / math.sqrt(var[c] + eps) * weight[c] + bias[c]
+    return y, mean, var
+
+
+def batch_norm_backward(grad_y, x, weight, eps):
+    """By the chain rule through mean and variance, one channel at a time."""
+    grad_x = np.zeros(x.shape)
+    grad_w, grad_b = np.zeros(x.shape[1]), np.zeros(x.shape[1])
+    for c in range(x.shape[1]):
+        xc = x[:, c].astype(np.float64)
+        g = grad_y[:, c].astype(np.float64)
+        count = xc.size
+        mean = xc.sum() / count
+        var = ((xc - mean) ** 2).sum() / count
+        inv_std = 1.0 / math.sqrt(var + eps)
+        x_hat = (xc - mean) * inv_std
+        grad_b[c] = g.sum()
+        grad_w[c] = (g * x_hat).sum()
+        grad_x_hat = g * weight[c]
+        grad_var = (grad_x_hat * (xc - mean)).sum() * -0.5 * inv_std ** 3
+        grad_mean = -grad_x_hat.sum() * inv_std + grad_var * (-2.0 * (xc - mean)).sum() / count
+        grad_x[:, c] = grad_x_hat * inv_std + grad_var * 2.0 * (xc - mean) / count + grad_mean / count
+    return grad_x, grad_w, grad_b

@@ -93,3 +93,21 @@ def test_register_backend_adds_a_backend(tmp_path, monkeypatch):
     with fastconv.use_backend("mine") as backend:
         assert backend.name == "mine"
         assert F.avg_pool2d(np.ones((1, 1, 2, 2), np.float32), 2)[0, 0, 0, 0] == 1.0
+
+
+def test_blas_thread_limit_follows_the_backend():
+    """numba asks for single-threaded BLAS while it trains; numpy leaves BLAS alone;
+    the previous limit comes back on exit."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if "numba" not in fastconv.available_backends():
+        pytest.skip("numba is not installed")
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+
+    before = blas_threads()
+    with fastconv.use_backend("numba"), fastconv.backends.blas_thread_limit():
+        assert all(n == 1 for n in blas_threads())
+    assert blas_threads() == before
+    with fastconv.use_backend("numpy"), fastconv.backends.blas_thread_limit():
+        assert blas_threads() == before

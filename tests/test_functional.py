@@ -213,6 +213,25 @@ def test_report000_modes_are_strides(backend, dtype):
     assert F.im2col(x, 2, stride=1).shape == (1, 4, 9)
 
 
+@pytest.mark.parametrize("shape", [(5, 3), (4, 2, 7), (3, 4, 5, 6), (1, 1, 3, 2), (2, 5, 1, 1)])
+def test_batch_norm_matches_loops(backend, dtype, shape):
+    rng = np.random.default_rng(sum(shape))
+    x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
+    weight = rng.standard_normal(shape[1]).astype(dtype)
+    bias = rng.standard_normal(shape[1]).astype(dtype)
+    y, mean, var = F.batch_norm(x, weight, bias, 1e-5)
+    want_y, want_mean, want_var = loops.batch_norm(x, weight, bias, 1e-5)
+    assert y.dtype == mean.dtype == var.dtype == dtype and y.shape == x.shape
+    for got, want, name in ((y, want_y, "y"), (mean, want_mean, "mean"), (var, want_var, "var")):
+        np.testing.assert_allclose(got, want, **tolerance(dtype), err_msg=name)
+    grad_y = rng.standard_normal(shape).astype(dtype)
+    got = F.batch_norm_backward(grad_y, x, mean, var, weight, 1e-5)
+    want = loops.batch_norm_backward(grad_y, x, weight, 1e-5)
+    for g, e, name in zip(got, want, ("grad_x", "grad_weight", "grad_bias")):
+        assert g.dtype == dtype and g.shape == e.shape, name
+        np.testing.assert_allclose(g, e, **tolerance(dtype), err_msg=name)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_softmax_cross_entropy_matches_loops(backend, dtype, seed):
     rng = np.random.default_rng(seed)

@@ -377,3 +377,22 @@ def test_num_threads_round_trip():
     finally:
         NB.set_num_threads(previous)
     assert NB.get_num_threads() == previous
+
+
+# ------------------------------------------------------------------ batch norm
+@pytest.mark.parametrize("shape", [(64, 32, 16, 16), (64, 256), (8, 3, 33, 7), (2, 130, 5)])
+def test_batch_norm_agrees_with_numpy(shape, dtype):
+    """Larger shapes than the loop tests: several channel chunks, float64 sums."""
+    rng = np.random.default_rng(len(shape))
+    x = (rng.standard_normal(shape) * 4 + 10).astype(dtype)      # a mean far from 0
+    weight = rng.standard_normal(shape[1]).astype(dtype)
+    bias = rng.standard_normal(shape[1]).astype(dtype)
+    grad_y = rng.standard_normal(shape).astype(dtype)
+    want = on("numpy", F.batch_norm, x, weight, bias)
+    got = on("numba", F.batch_norm, x, weight, bias)
+    for g, e, name in zip(got, want, ("y", "mean", "var")):
+        close(g, e, dtype, name)
+    want = on("numpy", F.batch_norm_backward, grad_y, x, want[1], want[2], weight)
+    got = on("numba", F.batch_norm_backward, grad_y, x, got[1], got[2], weight)
+    for g, e, name in zip(got, want, ("grad_x", "grad_weight", "grad_bias")):
+        close(g, e, dtype, name)

@@ -50,6 +50,15 @@ BAD_CALLS = [
     ("pool: y shape", lambda: F.conv2d_relu_avgpool2_backward(Y[:, :, ::2, ::2], Y[:, :, :5], X, W)),
     ("pool: grad dtype",
      lambda: F.conv2d_relu_avgpool2_backward(Y[:, :, ::2, ::2].astype(np.float64), Y, X, W)),
+    ("batch norm: 5-D x", lambda: F.batch_norm(X[None], np.ones(3, np.float32), np.zeros(3, np.float32))),
+    ("batch norm: weight length", lambda: F.batch_norm(X, np.ones(4, np.float32), np.zeros(3, np.float32))),
+    ("batch norm: bias dtype", lambda: F.batch_norm(X, np.ones(3, np.float32), np.zeros(3))),
+    ("batch norm: one value per channel",
+     lambda: F.batch_norm(X[:1, :, :1, :1], np.ones(3, np.float32), np.zeros(3, np.float32))),
+    ("batch norm backward: grad shape", lambda: F.batch_norm_backward(
+        X[:1], X, np.zeros(3, np.float32), np.ones(3, np.float32), np.ones(3, np.float32))),
+    ("batch norm backward: var length", lambda: F.batch_norm_backward(
+        X, X, np.zeros(3, np.float32), np.ones(2, np.float32), np.ones(3, np.float32))),
     ("im2col kernel too large", lambda: F.im2col(X, 9)),
     ("im2col int", lambda: F.im2col(X.astype(np.int32), 3)),
     ("col2im rows", lambda: F.col2im(np.zeros((1, 10, 36), np.float32), (8, 8), 3)),

@@ -36,7 +36,8 @@ KERNELS = (
 # Fused kernels a backend may add; `fastconv.functional` composes them from `KERNELS`
 # for a backend that does not have them.
 OPTIONAL_KERNELS = ("conv2d_relu", "conv2d_relu_backward", "conv2d_backward_weights",
-                    "conv2d_relu_avgpool2", "conv2d_relu_avgpool2_backward")
+                    "conv2d_relu_avgpool2", "conv2d_relu_avgpool2_backward",
+                    "batch_norm", "batch_norm_backward")
 
 # name -> module holding a ``BACKEND`` object; imported lazily so that selecting
 # numpy never pays numba's import time, and a missing optional dependency only
@@ -111,6 +112,25 @@ def _select_default() -> None:
         set_backend(DEFAULT_BACKEND)
     except ImportError:
         set_backend("numpy")
+
+
+def blas_thread_limit():
+    """A context manager applying the BLAS thread count the selected backend asks for.
+
+    A backend with its own thread pool (numba) sets ``blas_threads = 1``: NumPy's
+    OpenBLAS workers, used by the `Linear` layers, busy-wait for ~0.1 s after every
+    multi-threaded call and take the cores the backend's kernels need next (report
+    003's training step: 350 ms, 311 ms with this limit).  Training loops and the
+    benchmark's steps run inside it; other backends get a no-op.
+    """
+    threads = getattr(get_backend(), "blas_threads", None)
+    if threads is None:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=threads, user_api="blas")
 
 
 @contextlib.contextmanager

@@ -66,12 +66,15 @@ import numpy as np  # noqa: E402
 
 from fastconv.backends import _numba_conv as _conv
 from fastconv.backends import _numba_gemm as _gemm
+from fastconv.backends import _numba_norm as _norm
 from fastconv.backends import _numba_im2col as _cols
 from fastconv.backends import _numba_pool as _pool
 
 name = "numba"
 
 ALGORITHMS = ("direct", "gemm")
+# NumPy's BLAS threads would spin against this backend's (see `blas_thread_limit`).
+blas_threads = 1
 _MODES = ("auto", "benchmark") + ALGORITHMS
 
 # --------------------------------------------------------------------------- threads
@@ -564,6 +567,30 @@ def conv2d_relu_avgpool2_backward(grad_pooled, y, x, w, stride, padding, input_g
     return _backward(grad_pooled, x, w, y, stride, padding, need_grad_x=input_grad, pooled=True)
 
 
+# --------------------------------------------------------------------------- batch norm
+def batch_norm(x, weight, bias, eps):
+    x3 = _kernel_array(x).reshape(x.shape[0], x.shape[1], -1)
+    c = x3.shape[1]
+    y3 = np.empty_like(x3)
+    mean = np.empty(c, dtype=x.dtype)
+    var = np.empty(c, dtype=x.dtype)
+    _launch(_norm.batch_norm_forward, x3, _kernel_array(weight), _kernel_array(bias), eps,
+            y3, mean, var, _chunks(c, 4.0 * x3.size, 1e5))
+    return y3.reshape(x.shape), mean, var
+
+
+def batch_norm_backward(grad_y, x, mean, var, weight, eps):
+    x3 = _kernel_array(x).reshape(x.shape[0], x.shape[1], -1)
+    c = x3.shape[1]
+    grad3 = _kernel_array(grad_y).reshape(x3.shape)
+    grad_x3 = np.empty_like(x3)
+    grad_weight = np.empty(c, dtype=x.dtype)
+    grad_bias = np.empty(c, dtype=x.dtype)
+    _launch(_norm.batch_norm_backward, grad3, x3, _kernel_array(mean), _kernel_array(var),
+            _kernel_array(weight), eps, grad_x3, grad_weight, grad_bias, _chunks(c, 4.0 * x3.size, 1e5))
+    return grad_x3.reshape(x.shape), grad_weight, grad_bias
+
+
 # --------------------------------------------------------------------------- pooling
 def avg_pool2d(x, kernel_size, stride, padding):
     x = _kernel_array(x)
@@ -641,6 +668,8 @@ def _warm(dtype, group: str) -> None:
     y, idx = max_pool2d(x, (2, 2), (2, 2), (0, 0))
     max_pool2d_backward(y, idx, x.shape, (2, 2), (2, 2), (0, 0))
     softmax_cross_entropy(x.reshape(2, -1), np.full((2, 90), 1 / 90, dtype=dtype))
+    y, mean, var = batch_norm(x, b, b, 1e-5)
+    batch_norm_backward(y, x, mean, var, b, 1e-5)
 
 
 def _warm_items(items) -> None:
@@ -684,7 +713,7 @@ def warmup(dtypes=(np.float32,), jobs: int = 1) -> float:
 def compiled_signatures() -> dict:
     """``kernel name -> number of compiled specialisations`` (should be <= 2 each)."""
     kernels = {}
-    for module in (_conv, _gemm, _cols, _pool):
+    for module in (_conv, _gemm, _cols, _pool, _norm):
         for attr in dir(module):
             obj = getattr(module, attr)
             if isinstance(obj, numba.core.registry.CPUDispatcher) and not attr.startswith("_"):

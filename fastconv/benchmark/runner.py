@@ -13,6 +13,7 @@ import numpy as np
 
 import fastconv
 import fastconv.functional as F
+from fastconv.backends import blas_thread_limit
 from fastconv.benchmark import cases
 from fastconv.benchmark.timing import measure
 
@@ -210,7 +211,8 @@ def run_steps(backends, dtype, repeat, quick, torch_available, log):
         for name in backends:
             if name == "numpy" and network == "report003" and quick:
                 continue  # ~10 s per step on the reference backend; the full run measures it
-            with fastconv.use_backend(name):
+            # Steps run as the trainer runs them, under the backend's BLAS thread limit.
+            with fastconv.use_backend(name), blas_thread_limit():
                 slow = name == "numpy" and network == "report003"
                 step = fastconv_step(model_name, batch, dtype)
                 times[name] = measure(step, repeat=2 if slow else repeat * 3, warmup=1,

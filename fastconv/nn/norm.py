@@ -12,6 +12,7 @@ import numbers
 
 import numpy as np
 
+import fastconv.functional as F
 from fastconv.nn.init import float_dtype
 from fastconv.nn.module import Module, Parameter
 
@@ -52,65 +53,45 @@ class _BatchNorm(Module):
                 f"{self.weight.data.dtype}"
             )
 
-    # Arrays are viewed as (N, C, L) so one code path serves (N, C), (N, C, L) and
-    # (N, C, H, W), and per-channel sums are einsum reductions (2-3x faster than
-    # .sum(axis=(0, 2, 3)) or (a * b).sum(...), with no temporary).
+    # Training mode runs `fastconv.functional.batch_norm` (a backend kernel where the
+    # backend has one); eval mode is one per-channel affine map, done here.
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._check(x)
-        x3 = x.reshape(x.shape[0], self.num_features, -1)
         if self.training:
-            count = x3.shape[0] * x3.shape[2]
-            if count < 2:
-                # The unbiased variance needs 2 values; PyTorch refuses too.
-                raise ValueError(
-                    f"{type(self).__name__} in training mode needs more than 1 value per "
-                    f"channel, got input shape {x.shape}"
-                )
-            mean = np.einsum("ncl->c", x3) / count
-            centered = x3 - mean[:, None]
-            var = np.einsum("ncl,ncl->c", centered, centered) / count      # biased
+            y, mean, var = F.batch_norm(x, self.weight.data, self.bias.data, self.eps)
+            count = x.size // self.num_features
             self.running_mean *= 1.0 - self.momentum
             self.running_mean += self.momentum * mean
             self.running_var *= 1.0 - self.momentum
             self.running_var += (self.momentum * count / (count - 1)) * var  # unbiased
-            inv_std = 1.0 / np.sqrt(var + self.eps)
-            scale = self.weight.data * inv_std
-            y = centered * scale[:, None]
-            y += self.bias.data[:, None]
-            self._cache = (True, centered, inv_std)
-        else:
-            # Running statistics are constants: one per-channel affine map.  Keep x
-            # (not x - mean) so eval forwards cost no extra pass; backward derives it.
-            inv_std = 1.0 / np.sqrt(self.running_var + self.eps)
-            scale = self.weight.data * inv_std
-            y = x3 * scale[:, None]
-            y += (self.bias.data - self.running_mean * scale)[:, None]
-            self._cache = (False, x3, inv_std, self.running_mean.copy())
+            self._cache = (True, x, mean, var)
+            return y
+        # Running statistics are constants: one per-channel affine map.  Keep x (not
+        # x - mean) so eval forwards cost no extra pass; backward derives it.
+        x3 = x.reshape(x.shape[0], self.num_features, -1)
+        inv_std = 1.0 / np.sqrt(self.running_var + self.eps)
+        scale = self.weight.data * inv_std
+        y = x3 * scale[:, None]
+        y += (self.bias.data - self.running_mean * scale)[:, None]
+        self._cache = (False, x3, inv_std, self.running_mean.copy())
         return y.reshape(x.shape)
 
     def backward(self, grad_y: np.ndarray) -> np.ndarray:
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        used_batch_stats, saved, inv_std = self._cache[:3]
-        centered = saved if used_batch_stats else saved - self._cache[3][:, None]
-        grad3 = grad_y.reshape(centered.shape)
-        sum_grad = np.einsum("ncl->c", grad3)
-        sum_grad_x_hat = np.einsum("ncl,ncl->c", grad3, centered) * inv_std
-        self.weight.grad += sum_grad_x_hat
-        self.bias.grad += sum_grad
-        scale = self.weight.data * inv_std
-        if not used_batch_stats:
-            return (grad3 * scale[:, None]).reshape(grad_y.shape)
-        # The batch statistics depend on x: remove the gradient's components along the
-        # mean and along x_hat = centered * inv_std (the standard batch-norm backward):
-        # grad_x = scale * (grad - mean(grad) - x_hat * mean(grad * x_hat)).
-        # Built in place in one buffer: fewer full-size temporaries is what counts here.
-        count = centered.shape[0] * centered.shape[2]
-        grad_x = centered * (-(inv_std * sum_grad_x_hat / count))[:, None]
-        grad_x -= (sum_grad / count)[:, None]
-        grad_x += grad3
-        grad_x *= scale[:, None]
-        return grad_x.reshape(grad_y.shape)
+        if self._cache[0]:
+            _, x, mean, var = self._cache
+            grad_x, grad_weight, grad_bias = F.batch_norm_backward(
+                grad_y, x, mean, var, self.weight.data, self.eps)
+            self.weight.grad += grad_weight
+            self.bias.grad += grad_bias
+            return grad_x
+        _, x3, inv_std, running_mean = self._cache
+        centered = x3 - running_mean[:, None]
+        grad3 = grad_y.reshape(x3.shape)
+        self.weight.grad += np.einsum("ncl,ncl->c", grad3, centered) * inv_std
+        self.bias.grad += np.einsum("ncl->c", grad3)
+        return (grad3 * (self.weight.data * inv_std)[:, None]).reshape(grad_y.shape)
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
