@@ -131,7 +131,7 @@ def run_kernels(backends, dtype, repeat, quick, peak_gflops, log):
             with fastconv.use_backend(name) as backend:
                 slow = _is_slow_numpy(kernel, layer, name, quick)
                 timing = measure(call, repeat=2 if slow else repeat, warmup=0 if slow else 1,
-                                 budget=4.0 if slow else 1.0)
+                                 budget=4.0 if slow else 1.0, min_seconds=0.1 if quick else 0.3)
                 algorithm = ""
                 if name == "numba" and isinstance(layer, cases.ConvLayer) and kernel.startswith("conv2d"):
                     algorithm = chosen_algorithm(
@@ -216,10 +216,10 @@ def run_steps(backends, dtype, repeat, quick, torch_available, log):
                 slow = name == "numpy" and network == "report003"
                 step = fastconv_step(model_name, batch, dtype)
                 times[name] = measure(step, repeat=2 if slow else repeat * 3, warmup=1,
-                                      budget=8.0 if slow else 2.0)
+                                      budget=8.0 if slow else 2.0, min_seconds=1.0)
         if torch_available:
             times["torch (native nn)"] = measure(torch_native_step(model_name, batch), repeat=repeat * 3,
-                                                 warmup=2, budget=2.0)
+                                                 warmup=2, budget=2.0, min_seconds=1.0)
         anchor = times.get("torch (native nn)")
         for name, timing in times.items():
             row = dict(network=network, model=model_name, batch=batch, backend=name,

@@ -31,19 +31,24 @@ class Timing:
 SETTLE_SECONDS = 0.15
 
 
-def measure(fn, repeat: int = 7, warmup: int = 1, budget: float = 2.0) -> Timing:
-    """Call `fn` `warmup` times untimed, then up to `repeat` times (fewer when one call
-    is slow, but at least 3 unless a single call exceeds the budget)."""
+def measure(fn, repeat: int = 7, warmup: int = 1, budget: float = 2.0, min_seconds: float = 0.0,
+            max_repeat: int = 2000) -> Timing:
+    """Call `fn` `warmup` times untimed, then at least `repeat` times (fewer when one
+    call is slow, but at least 3 unless a single call exceeds the budget), and for
+    fast calls keep sampling until `min_seconds` have passed: a 1 ms step then gets
+    hundreds of samples, so its median is the steady state, not the first calls'."""
     time.sleep(SETTLE_SECONDS)
     for _ in range(warmup):
         fn()
     samples = []
     started = time.perf_counter()
-    while len(samples) < repeat:
+    while True:
         t0 = time.perf_counter()
         fn()
         samples.append(time.perf_counter() - t0)
         spent = time.perf_counter() - started
+        if len(samples) >= repeat and (spent >= min_seconds or len(samples) >= max_repeat):
+            break
         if spent > budget and (len(samples) >= 3 or spent > 3 * budget):
             break
     q1, median, q3 = np.percentile(samples, [25, 50, 75])
