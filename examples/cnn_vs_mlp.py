@@ -10,20 +10,20 @@ into ``--out``.  Same as ``fastconv compare``.
 The report: CNN >= 2 h for 30 epochs in NumPy (98.58%), MLP-1 2 min (98.32%), MLP-2
 3.5 min (98.75%); parameters 4,842 / 311,650 / 386,718.
 
-How long it takes (2-core machine shared with other jobs; extrapolated from measured
-epochs, training time only):
+How long it takes (the README's 2-core machine, idle, 2026-11-22, training time only):
     fastconv compare --dataset mnist --epochs 2 --backends numpy,numba (measured):
     backend  model  s/epoch  test acc after 2 epochs
-    numpy    cnn    8.6      0.9325
-    numpy    mlp1   1.6      0.8970
-    numpy    mlp2   2.1      0.8775
-    numba    cnn    0.9      0.9325   (9.8x numpy)
-    numba    mlp1   2.0      0.8970   (no conv kernels: same NumPy matmuls, timing noise)
-    numba    mlp2   2.8      0.8775
+    numpy    cnn    5.35     0.9325
+    numpy    mlp1   0.15     0.8970
+    numpy    mlp2   0.20     0.8775
+    numba    cnn    0.20     0.9325   (26.9x numpy)
+    numba    mlp1   0.16     0.8970   (no conv kernels: the same NumPy matmuls)
+    numba    mlp2   0.20     0.8775
 
-  So 30 epochs of all three on MNIST's 8k split: ~6.1 min on numpy, ~2.9 min on numba
-  (extrapolated; on the full 60k MNIST multiply by 7.5).  Both backends give the same
-  accuracies to 4 digits.
+  So 30 epochs of all three on MNIST's 8k split: ~2.9 min on numpy, ~17 s on numba
+  (on the full 60k MNIST multiply by 7.5).  Both backends give the same accuracies
+  to 4 digits.  As in the report, the CNN is by far the slowest on NumPy, and on
+  numba it costs about what the MLPs cost.
 """
 
 from __future__ import annotations

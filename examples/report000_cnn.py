@@ -15,20 +15,21 @@ held out (see fastconv.data); ``fashion-mnist`` is the full 60k/10k; ``digits`` 
 scikit-learn's 1,797 digits upscaled to 28x28 (no download).  Point FASTCONV_DATA (or
 ``--data-root``) at the folder holding ``mnist/`` and ``fashion-mnist/``.
 
-How long it takes (2-core machine shared with other jobs; training time per epoch
-excluding evaluation, extrapolated from the measured epochs):
+How long it takes (the README's 2-core machine, idle, 2026-11-22; training time per
+epoch, evaluation apart):
     data (train/test)          numba                          numpy
-    mnist (8,000 / 2,000)      0.6-1.3 s/epoch, 10 epochs     8.5 s/epoch, 10 epochs
-                               in 15 s (measured)             in ~1.6 min (1 epoch measured)
-    fashion-mnist (60k / 10k)  5-8.5 s/epoch, 5 epochs in     40 s/epoch + 4 s eval, 5 epochs
-                               ~35 s (measured)               in ~4 min (1 epoch measured)
-    digits (1,438 / 359)       < 0.3 s/epoch                  ~1 s/epoch (measured)
+    mnist (8,000 / 2,000)      0.2 s/epoch, 10 epochs in      5.4 s/epoch + 0.9 s eval,
+                               ~3 s (measured)                10 epochs in ~1 min
+    fashion-mnist (60k / 10k)  1.5 s/epoch + 0.1 s eval,      40 s/epoch + 3.8 s eval,
+                               10 epochs in 16 s (measured)   10 epochs in ~7.5 min
+    digits (1,438 / 359)       0.1 s/epoch (measured)         ~1 s/epoch
 
-  plus ~10 s for the figures (t-SNE of 1,000 points twice; measured on MNIST with
-  either backend).  The first numba run in a fresh environment adds a few seconds of
-  JIT compilation (cached afterwards).  Accuracy measured with numba, seed 0: MNIST
-  split 0.9635 after 10 epochs (seeds 1, 2: 0.9725, 0.9635); Fashion-MNIST 0.855
-  after 2 epochs, 0.8685 after 5 (PyTorch reference in shared/data: ~0.87).
+  plus ~12 s for the figures (t-SNE of 1,000 points twice).  The first numba run in
+  a fresh environment adds ~15 s of JIT compilation (cached afterwards).  Accuracy
+  with numba: MNIST split after 10 epochs 0.9640 / 0.9720 / 0.9630 for seeds 0, 1, 2
+  (the same net in PyTorch, examples/torch_reference.py: 0.9605 / 0.9665 / 0.9755);
+  Fashion-MNIST seed 0 after 2 / 5 / 10 epochs 0.8546 / 0.8676 / 0.8843 (PyTorch
+  0.8538 / 0.8661 / 0.8826).
 """
 
 from __future__ import annotations

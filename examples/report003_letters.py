@@ -23,14 +23,13 @@ Optimiser (the report does not give one): SGD, batch 64, momentum 0.9, weight de
 5e-4, halved every 5 epochs; lr 0.05 with BN, 0.001 without (without BN, lr 0.05 and
 0.01 stay at chance after 2 epochs; see fastconv.train.LETTERS_NO_BN).
 
-How long it takes (2-core machine shared with other jobs; extrapolated from measured
-batches, training time only):
+How long it takes (the README's 2-core machine, idle, 2026-11-22):
     letters-cnn, 4,160 training / 1,040 test images:
-    numba   ~75 images/s in training: ~55 s per epoch + ~10 s evaluation
-            (measured on 512 images); the default 3 runs x 10 epochs: ~35 min
-    numpy   4.3 images/s: ~16 min per epoch + ~40 s evaluation (measured on 256
-            images); 3 runs x 10 epochs: ~8.5 h -- use --epochs 2 --limit 1000 to
-            get a taste (~20 min)
+    numba   ~205 images/s in training: 20 s per epoch + 4 s evaluation (measured);
+            the default 3 runs x 10 epochs: ~12 min
+    numpy   ~13 images/s (4.7 s per batch of 64, `fastconv bench`): ~5 min per
+            epoch; 3 runs x 10 epochs: ~2.5 h -- use --epochs 2 --limit 1000 to
+            get a taste
 
   plus ~30 s (numba) / ~1.5 min (numpy) for the figures and the entropy table of the
   BN model (extrapolated from 256-image evaluations).  Accuracy on the synthetic

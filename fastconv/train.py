@@ -452,8 +452,17 @@ def train(model_name: str, dataset, epochs: int = 10, batch_size: int | None = N
     with context:
         # Every argument (log now resolved) except the backend, which is in effect.
         arguments = {k: v for k, v in locals().items() if k not in ("context", "backend")}
-        with blas_thread_limit():
-            return _train(**arguments)
+        return _train(**arguments)
+
+
+def _blas_policy(model):
+    """The backend's BLAS thread limit for models with convolutions, whose kernels run
+    on the backend's own threads between the `Linear` layers' BLAS calls (see
+    `fastconv.backends.blas_thread_limit`).  A pure MLP keeps all BLAS threads."""
+    from fastconv import nn
+
+    has_conv = any(isinstance(module, nn.Conv2d) for module in model.modules())
+    return blas_thread_limit() if has_conv else contextlib.nullcontext()
 
 
 def _train(model_name, dataset, epochs, batch_size, lr, momentum, weight_decay, lr_step,
@@ -560,7 +569,7 @@ def _train(model_name, dataset, epochs, batch_size, lr, momentum, weight_decay, 
     saved_path = checkpoint_path if checkpoint is not None else None
     model.train()
     try:
-        with _stop_on_sigint(stop, log):
+        with _stop_on_sigint(stop, log), _blas_policy(model):
             while state.epochs_done < epochs and not stop.requested:
                 epoch = state.epochs_done  # 0-based; records say epoch + 1
                 epoch_lr = optimizer.lr

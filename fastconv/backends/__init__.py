@@ -120,8 +120,9 @@ def blas_thread_limit():
     A backend with its own thread pool (numba) sets ``blas_threads = 1``: NumPy's
     OpenBLAS workers, used by the `Linear` layers, busy-wait for ~0.1 s after every
     multi-threaded call and take the cores the backend's kernels need next (report
-    003's training step: 350 ms, 311 ms with this limit).  Training loops and the
-    benchmark's steps run inside it; other backends get a no-op.
+    003's training step: 350 ms, 311 ms with this limit).  The trainer (for models
+    with convolutions) and the benchmark's steps run inside it; other backends get a
+    no-op.
     """
     threads = getattr(get_backend(), "blas_threads", None)
     if threads is None:
