@@ -40,6 +40,16 @@ def random_pool_case(seed):
 SEEDS = range(12)
 
 
+def conv_inputs(seed, dtype):
+    """x, w, b of `random_conv_case(seed)`, its (stride, padding), and its generator."""
+    case = random_conv_case(seed)
+    rng = case["rng"]
+    x = rng.standard_normal(case["shape"]).astype(dtype)
+    w = rng.standard_normal((case["c_out"], case["shape"][1], *case["kernel_size"])).astype(dtype)
+    b = rng.standard_normal(case["c_out"]).astype(dtype)
+    return x, w, b, (case["stride"], case["padding"]), rng
+
+
 # ------------------------------------------------------------------ worked example
 def test_report003_worked_example(backend):
     """Report 003 section 2.1: Y and dL/dX, computed by hand in the report."""
@@ -86,12 +96,7 @@ def test_conv2d_matches_loops(backend, dtype, seed):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_fused_conv_relu_matches_loops(backend, dtype, seed):
     """The fused ops (native on numba, composed in `functional` elsewhere)."""
-    case = random_conv_case(seed)
-    rng = case["rng"]
-    args = (case["stride"], case["padding"])
-    x = rng.standard_normal(case["shape"]).astype(dtype)
-    w = rng.standard_normal((case["c_out"], case["shape"][1], *case["kernel_size"])).astype(dtype)
-    b = rng.standard_normal(case["c_out"]).astype(dtype)
+    x, w, b, args, rng = conv_inputs(seed, dtype)
     z = loops.conv2d(x, w, b, *args)
     y = F.conv2d_relu(x, w, b, *args)
     assert y.dtype == dtype and (y == 0).any() and (y > 0).any()
@@ -113,12 +118,7 @@ def test_fused_conv_relu_matches_loops(backend, dtype, seed):
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_fused_conv_relu_avgpool_matches_loops(backend, dtype, seed):
-    case = random_conv_case(seed)
-    rng = case["rng"]
-    args = (case["stride"], case["padding"])
-    x = rng.standard_normal(case["shape"]).astype(dtype)
-    w = rng.standard_normal((case["c_out"], case["shape"][1], *case["kernel_size"])).astype(dtype)
-    b = rng.standard_normal(case["c_out"]).astype(dtype)
+    x, w, b, args, rng = conv_inputs(seed, dtype)
     z = loops.conv2d(x, w, b, *args)
     if min(z.shape[2:]) < 2:
         with pytest.raises(ValueError, match="smaller than the 2x2 pooling window"):
