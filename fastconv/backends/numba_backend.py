@@ -1,8 +1,8 @@
 """The numba backend: JIT-compiled kernels behind the `fastconv.functional` interface.
 
 Kernels live in ``_numba_conv`` (direct convolution), ``_numba_gemm`` (im2col +
-BLAS convolution), ``_numba_im2col`` (im2col, col2im) and ``_numba_pool`` (pooling,
-softmax cross-entropy).  They are ``@njit(cache=True)``: compiled on first use, once
+BLAS convolution), ``_numba_im2col`` (im2col, col2im), ``_numba_pool`` (pooling,
+softmax cross-entropy) and ``_numba_norm`` (batch norm).  They are ``@njit(cache=True)``: compiled on first use, once
 per dtype (float32, float64) -- every shape and hyper-parameter is passed as a plain
 int, and read-only or unaligned inputs are copied, so nothing else ever triggers a
 recompile -- and loaded from numba's on-disk cache by later processes.  `warmup`
@@ -10,8 +10,9 @@ compiles everything up front (~25 s cold for float32, ~0.4 s from the cache).
 
 Convolution has two algorithms, chosen per (shapes, stride, padding, dtype, pass):
 
-* ``"direct"``: fused loops, no column buffer, bias and ReLU applied on write-out;
-  the backward computes grad_x, grad_w and grad_b in one pass over each image with
+* ``"direct"``: fused loops, no column buffer, over a group of images' padded
+  planes at a time; bias, ReLU (and the fused 2x2 pooling) applied on write-out; the
+  backward computes grad_x, grad_w and grad_b in one pass over each group with
   per-thread partial sums for grad_w/grad_b.  Wins for small channel counts
   (report 000).
 * ``"gemm"``: each thread unfolds groups of images into its own L2-sized column
