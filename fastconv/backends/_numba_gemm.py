@@ -17,7 +17,7 @@ loaded machine).  Per-thread groups keep the column buffer in L2 (group chosen s
 is ~1 MB), need no whole-batch transposes, and scale with numba's pool.
 
 Backward per group: ``rows`` = the output gradient (masked by the ReLU output when
-fused), ``grad_w += rows @ cols.T`` into the thread's own partial sum,
+fused), ``grad_w.T += cols @ rows.T`` into the thread's own (C*kh*kw, C_out) partial sum,
 ``grad_cols = W.T @ rows`` (into the same column buffer) and a col2im into the
 group's ``grad_x`` planes.  Partial ``grad_w``/``grad_b`` are summed by the caller.
 """
@@ -86,7 +86,7 @@ def conv2d_gemm_forward(x, w2, b, kh, kw, sh, sw, ph, pw, out_h, out_w, relu, gr
 def conv2d_gemm_backward(gy3, x, w2, w2t, mask3, use_mask, kh, kw, sh, sw, ph, pw, out_h, out_w,
                          group, need_grad_x, grad_x, grad_w_parts, grad_b_parts,
                          ws_cols, ws_rows, ws_w, n_chunks):
-    """Per-thread partial grad_w (C_out, C*kh*kw) / grad_b, and grad_x if asked."""
+    """Per-thread partial grad_w.T (C*kh*kw, C_out) / grad_b, and grad_x if asked."""
     n = x.shape[0]
     c_out, depth = w2.shape
     windows = out_h * out_w
@@ -133,12 +133,14 @@ def conv2d_gemm_backward(gy3, x, w2, w2t, mask3, use_mask, kh, kw, sh, sw, ph, p
                         gb[co] += total
             _im2col_group(x, g0, g1, kh, kw, sh, sw, ph, pw, out_h, out_w, pad, cols_flat, span, windows)
             cols = cols_flat[:depth * span].reshape((depth, span))
-            np.dot(rows, cols.T, part)
-            for co in range(c_out):
-                grow = gw[co]
-                prow = part[co]
-                for r in range(depth):
-                    grow[r] += prow[r]
+            # grad_w.T = cols @ rows.T: this orientation of the same GEMM ran at
+            # ~95 GFLOP/s per core here against ~70 for rows @ cols.T (32->64, k5).
+            np.dot(cols, rows.T, part)
+            for r in range(depth):
+                grow = gw[r]
+                prow = part[r]
+                for co in range(c_out):
+                    grow[co] += prow[co]
             if need_grad_x:
                 np.dot(w2t, rows, cols)          # the columns themselves are done with
                 _col2im_group(cols_flat, span, windows, g0, g1, kh, kw, sh, sw, ph, pw,

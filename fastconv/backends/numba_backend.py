@@ -486,8 +486,8 @@ def _gemm_backward(grad_y, x, w, mask, stride, padding, need_grad_x):
     span = group * windows
     ws_cols = _workspace("cols", chunks * depth * span, x.dtype).reshape(chunks, depth * span)
     ws_rows = _workspace("rows", chunks * c_out * span, x.dtype).reshape(chunks, c_out * span)
-    ws_w = _workspace("wpart", chunks * c_out * depth, x.dtype).reshape(chunks, c_out, depth)
-    grad_w_parts = np.zeros((chunks, c_out, depth), dtype=x.dtype)
+    ws_w = _workspace("wpart", chunks * depth * c_out, x.dtype).reshape(chunks, depth, c_out)
+    grad_w_parts = np.zeros((chunks, depth, c_out), dtype=x.dtype)   # transposed grad_w
     grad_b_parts = np.zeros((chunks, c_out), dtype=x.dtype)
     grad_x = np.empty_like(x) if need_grad_x else _dummy(x.dtype, 4)
     use_mask = mask is not None
@@ -501,7 +501,7 @@ def _gemm_backward(grad_y, x, w, mask, stride, padding, need_grad_x):
                 ws_cols, ws_rows, ws_w, chunks)
     grad_w = grad_w_parts[0] if chunks == 1 else grad_w_parts.sum(axis=0)
     grad_b = grad_b_parts[0] if chunks == 1 else grad_b_parts.sum(axis=0)
-    return (grad_x if need_grad_x else None), grad_w.reshape(w.shape), grad_b
+    return (grad_x if need_grad_x else None), np.ascontiguousarray(grad_w.T).reshape(w.shape), grad_b
 
 
 # --------------------------------------------------------------------------- conv: entry points
