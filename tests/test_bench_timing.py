@@ -22,3 +22,25 @@ def test_measure_keeps_sampling_fast_calls_for_min_seconds():
 def test_measure_stops_slow_calls_at_the_budget_with_three_samples():
     result = timing.measure(lambda: time.sleep(0.04), repeat=100, budget=0.05)
     assert result.repeats == 3
+
+
+def _kernel_row(kernel, network, backend, median_ms, flops):
+    return dict(kernel=kernel, network=network, backend=backend, median_ms=median_ms, flops=flops)
+
+
+def test_conv_totals_sum_each_networks_conv_passes_per_backend():
+    from fastconv.benchmark.report import conv_totals
+
+    rows = [_kernel_row("conv2d", "net", "numpy", 6.0, 2e9),
+            _kernel_row("conv2d_backward", "net", "numpy", 14.0, 4e9),
+            _kernel_row("conv2d", "net", "numba", 1.0, 2e9),
+            _kernel_row("conv2d_backward", "net", "numba", 3.0, 4e9),
+            _kernel_row("im2col", "net", "numba", 50.0, None),        # not a conv pass
+            _kernel_row("conv2d", "other", "numba", 2.0, 1e9)]
+    totals = {(r["network"], r["backend"]): r for r in conv_totals(rows)}
+    assert set(totals) == {("net", "numpy"), ("net", "numba"), ("other", "numba")}
+    fast = totals["net", "numba"]
+    assert fast["median_ms"] == 4.0 and fast["flops"] == 6e9
+    assert fast["gflops"] == 6e9 / 4e-3 / 1e9
+    assert fast["speedup_vs_numpy"] == 20.0 / 4.0 and fast["vs_torch"] is None
+    assert totals["other", "numba"]["speedup_vs_numpy"] is None

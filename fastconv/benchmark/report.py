@@ -24,6 +24,26 @@ def format_row(row: dict) -> str:
             f"{_num(row['gflops'], '8.1f')} {_num(row['pct_peak'], '6.1f')} {row['algorithm']}")
 
 
+def conv_totals(kernels: list[dict]) -> list[dict]:
+    """Per network and backend: every conv layer's forward + backward medians summed
+    (issue 3's "report 003 conv layers" figure), with the same ratios as a kernel row."""
+    totals = {}
+    for row in kernels:
+        if row["kernel"] in ("conv2d", "conv2d_backward"):
+            total = totals.setdefault((row["network"], row["backend"]),
+                                      dict(network=row["network"], backend=row["backend"],
+                                           median_ms=0.0, flops=0.0))
+            total["median_ms"] += row["median_ms"]
+            total["flops"] += row["flops"]
+    rows = list(totals.values())
+    for row in rows:
+        base = {r["backend"]: r["median_ms"] for r in rows if r["network"] == row["network"]}
+        row["gflops"] = row["flops"] / row["median_ms"] / 1e6
+        row["speedup_vs_numpy"] = base["numpy"] / row["median_ms"] if "numpy" in base else None
+        row["vs_torch"] = base["torch"] / row["median_ms"] if "torch" in base else None
+    return rows
+
+
 def markdown(results: dict) -> str:
     machine = results["machine"]
     lines = [
@@ -67,7 +87,15 @@ def markdown(results: dict) -> str:
                 f"{data['cnn_second_step_s'] * 1e3:.1f} ms | {data['letters-cnn_first_step_s']:.2f} | "
                 f"{data['letters-cnn_second_step_s'] * 1e3:.1f} ms |")
         lines.append("")
-    lines += ["## Kernels", "",
+    lines += ["## Convolution layers, forward + backward, summed", "",
+              "| network | backend | ms | GFLOP/s | % peak | x numpy | vs torch |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    for row in conv_totals(results["kernels"]):
+        lines.append(
+            f"| {row['network']} | {row['backend']} | {row['median_ms']:.1f} | {row['gflops']:.0f} | "
+            f"{100 * row['gflops'] / results['peak_gflops']:.0f} | "
+            f"{_num(row['speedup_vs_numpy'], '.1f')} | {_num(row['vs_torch'], '.2f')} |")
+    lines += ["", "## Kernels", "",
               "| kernel | layer | shape | backend | median ms | IQR ms | x numpy | vs torch | GFLOP/s | % peak | algo |",
               "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for row in results["kernels"]:

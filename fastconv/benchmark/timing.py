@@ -56,12 +56,16 @@ def measure(fn, repeat: int = 7, warmup: int = 1, budget: float = 2.0, min_secon
 
 
 def matmul_peak_gflops(size: int = 2048, repeat: int = 7) -> float:
-    """float32 GEMM throughput of numpy's BLAS: the yardstick for '% of peak'."""
+    """float32 GEMM throughput of numpy's BLAS: the yardstick for '% of peak'.
+
+    From the fastest call, not the median: a peak is what the machine can reach, and
+    on this noisy 2-core machine the median of a 1024^3 product read 10 % low.
+    """
     rng = np.random.default_rng(0)
     a = rng.standard_normal((size, size), dtype=np.float32)
     b = rng.standard_normal((size, size), dtype=np.float32)
     timing = measure(lambda: a @ b, repeat=repeat, warmup=2)
-    return 2.0 * size ** 3 / timing.median / 1e9
+    return 2.0 * size ** 3 / timing.minimum / 1e9
 
 
 def _cpu_model() -> str:
