@@ -561,6 +561,10 @@ def _train(model_name, dataset, epochs, batch_size, lr, momentum, weight_decay, 
     if state.epochs_done >= epochs:
         log(f"nothing to train: the checkpoint already has {state.epochs_done} epochs "
             f"(ask for more with --epochs)")
+    elif hasattr(fastconv.get_backend(), "warmup"):
+        # JIT compilation (or the cache load) before the clock starts: epoch times are run time.
+        seconds = fastconv.get_backend().warmup(dtypes=(dtype,), jobs=2)
+        log(f"{backend_name} kernels ready in {seconds:.1f} s (compiled, or loaded from the cache)")
     out_dir.mkdir(parents=True, exist_ok=True)
     stop = _StopFlag()
     consistent = True  # False while parameters / progress are half updated

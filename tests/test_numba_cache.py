@@ -46,6 +46,7 @@ ALL_KERNELS = textwrap.dedent("""
     start = time.perf_counter()
     from fastconv.backends import numba_backend as NB
     imported = time.perf_counter() - start
+    ready_before = NB._direct_ready("float32")   # what decides warmup(jobs=2)'s helper
     seconds = NB.warmup()
     import numba
     from fastconv.backends import _numba_conv, _numba_gemm, _numba_im2col, _numba_pool
@@ -56,7 +57,8 @@ ALL_KERNELS = textwrap.dedent("""
             if isinstance(obj, numba.core.registry.CPUDispatcher) and obj.signatures:
                 hits += sum(obj.stats.cache_hits.values())
                 misses += sum(obj.stats.cache_misses.values())
-    print(json.dumps(dict(import_seconds=imported, warmup_seconds=seconds, hits=hits, misses=misses)))
+    print(json.dumps(dict(import_seconds=imported, warmup_seconds=seconds, hits=hits, misses=misses,
+                          ready_before=ready_before, ready_after=NB._direct_ready("float32"))))
 """)
 
 
@@ -96,5 +98,6 @@ def test_all_kernels_cold_then_warm(tmp_path):
     print(f"\ncold warmup {cold['warmup_seconds']:.1f} s, warm {warm['warmup_seconds']:.2f} s "
           f"(import {warm['import_seconds']:.2f} s)")
     assert cold["hits"] == 0
+    assert not cold["ready_before"] and cold["ready_after"] and warm["ready_before"]
     assert warm["misses"] == 0 and warm["hits"] > 0
     assert warm["warmup_seconds"] < 5

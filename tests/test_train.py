@@ -128,6 +128,24 @@ def test_letters_cnn_on_an_image_folder(backend, tiny_letters, tmp_path):
     assert len(checkpoint.iteration_log["loss"]) == 2
 
 
+def test_backend_warmup_runs_before_the_first_batch(digits, tmp_path, monkeypatch):
+    """JIT compilation belongs to no epoch: a backend's ``warmup`` hook runs, for the
+    model's dtype, before any batch is trained (and not when nothing is left to train)."""
+    import fastconv
+
+    events = []
+    backend = fastconv.get_backend()
+    monkeypatch.setattr(backend, "warmup", lambda dtypes, jobs: events.append(("warmup", dtypes)) or 0.0,
+                        raising=False)
+    train("mlp1", digits, epochs=1, limit=50, dtype="float64", out_dir=tmp_path, progress=False,
+          log=quiet, on_batch_end=lambda info: events.append("batch"))
+    assert events[0] == ("warmup", (np.dtype(np.float64),))
+    assert events[1:] and set(events[1:]) == {"batch"}
+    events.clear()
+    train("mlp1", digits, epochs=1, limit=50, out_dir=tmp_path, resume=True, progress=False, log=quiet)
+    assert events == []
+
+
 def test_float64_training(digits, tmp_path):
     result = train("cnn", digits, epochs=1, dtype="float64", out_dir=tmp_path, progress=False, log=quiet)
     model = model_from_checkpoint(tmp_path / CHECKPOINT_NAME)

@@ -81,14 +81,17 @@ def main(argv=None) -> int:
         with fastconv.use_backend("numba") as numba_backend:
             t0 = time.perf_counter()
             if hasattr(numba_backend, "warmup"):
-                numba_backend.warmup(dtypes=(dtype,))
+                numba_backend.warmup(dtypes=(dtype,), jobs=2)
             results["numba_first_calls_s"] = time.perf_counter() - t0
         log(f"numba first calls (compile or cache load) in this process: {results['numba_first_calls_s']:.2f} s")
     results["compile"] = {}
     if "numba" in backends and not args.no_compile and not args.quick:
         with tempfile.TemporaryDirectory(prefix="fastconv-numba-cache-") as cache_dir:
-            results["compile"]["cold (empty cache)"] = runner.first_step_latency(cache_dir)
-            results["compile"]["warm (cached)"] = runner.first_step_latency(cache_dir)
+            results["compile"]["cold, compiled lazily by the first steps"] = \
+                runner.first_step_latency(cache_dir, warmup=False)
+        with tempfile.TemporaryDirectory(prefix="fastconv-numba-cache-") as cache_dir:
+            results["compile"]["cold, warmup first (as fastconv train)"] = runner.first_step_latency(cache_dir)
+            results["compile"]["warm (cached), warmup first"] = runner.first_step_latency(cache_dir)
         log(f"compile: {results['compile']}")
 
     log("\n" + report.KERNEL_HEADER)

@@ -76,14 +76,15 @@ def markdown(results: dict) -> str:
     compile_info = results.get("compile") or {}
     if compile_info:
         lines += ["## JIT compile vs run time (numba, fresh processes)", "",
-                  "| cache | import s | report000 first step s | second step s | "
-                  "letters first step s | second step s |", "|---|---:|---:|---:|---:|---:|"]
+                  "| cache | import s | warmup s | report000 first step s | second step s | "
+                  "letters first step s | second step s |", "|---|---:|---:|---:|---:|---:|---:|"]
         for label, data in compile_info.items():
             if "error" in data:
-                lines.append(f"| {label} | error: {data['error']} | | | | |")
+                lines.append(f"| {label} | error: {data['error']} | | | | | |")
                 continue
             lines.append(
-                f"| {label} | {data['import_s']:.2f} | {data['cnn_first_step_s']:.2f} | "
+                f"| {label} | {data['import_s']:.2f} | {_num(data.get('warmup_s'), '.2f')} | "
+                f"{data['cnn_first_step_s']:.2f} | "
                 f"{data['cnn_second_step_s'] * 1e3:.1f} ms | {data['letters-cnn_first_step_s']:.2f} | "
                 f"{data['letters-cnn_second_step_s'] * 1e3:.1f} ms |")
         lines.append("")

@@ -244,7 +244,9 @@ fastconv.set_backend("numba")
 t_import = time.perf_counter() - t0
 from fastconv.benchmark.runner import fastconv_step
 import numpy as np
-result = {"import_s": t_import}
+result = {"import_s": t_import, "warmup_s": None}
+if sys.argv[1:] == ["warmup"]:   # what `fastconv train` does before its first epoch
+    result["warmup_s"] = fastconv.get_backend().warmup(dtypes=(np.float32,), jobs=2)
 for model_name, batch in (("cnn", 50), ("letters-cnn", 8)):
     step = fastconv_step(model_name, batch, np.float32)
     t0 = time.perf_counter(); step(); result[model_name + "_first_step_s"] = time.perf_counter() - t0
@@ -253,17 +255,20 @@ print(json.dumps(result))
 """
 
 
-def first_step_latency(cache_dir: str | None) -> dict:
-    """Import + first training step of both networks in a fresh process.
+def first_step_latency(cache_dir: str | None, warmup: bool = True) -> dict:
+    """Import, `warmup` (every kernel, two processes) unless ``warmup=False``, and the
+    first training steps of both networks in a fresh process.
 
-    With an empty ``cache_dir`` every kernel is compiled (cold); run twice on the same
-    directory and the second process only loads the cache (warm).
+    With an empty ``cache_dir`` every kernel is compiled (cold): up front with
+    ``warmup``, else lazily by the first steps.  Run again on the same directory and
+    the process only loads the cache (warm).
     """
     env = dict(os.environ, FASTCONV_BACKEND="numba")
     if cache_dir:
         env["NUMBA_CACHE_DIR"] = cache_dir
     t0 = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", _FIRST_STEP_SCRIPT], env=env, capture_output=True,
+    command = [sys.executable, "-c", _FIRST_STEP_SCRIPT] + (["warmup"] if warmup else [])
+    result = subprocess.run(command, env=env, capture_output=True,
                             text=True, timeout=600)
     wall = time.perf_counter() - t0
     if result.returncode != 0:
