@@ -84,8 +84,8 @@ def markdown(results: dict) -> str:
                 continue
             lines.append(
                 f"| {label} | {data['import_s']:.2f} | {_num(data.get('warmup_s'), '.2f')} | "
-                f"{data['cnn_first_step_s']:.2f} | "
-                f"{data['cnn_second_step_s'] * 1e3:.1f} ms | {data['letters-cnn_first_step_s']:.2f} | "
+                f"{data['cnn_first_step_s']:.3f} | "
+                f"{data['cnn_second_step_s'] * 1e3:.1f} ms | {data['letters-cnn_first_step_s']:.3f} | "
                 f"{data['letters-cnn_second_step_s'] * 1e3:.1f} ms |")
         lines.append("")
     lines += ["## Convolution layers, forward + backward, summed", "",

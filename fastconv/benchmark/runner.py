@@ -298,7 +298,10 @@ def run_scaling(backends, dtype, repeat, quick, threads, thread_settings, log):
 
         with fastconv.use_backend(name) as backend, conv_algorithm(backend, algorithm):
             slow = name == "numpy" and layer.forward_flops > 2e8
-            return measure(fwd_bwd, repeat=2 if slow else repeat, warmup=0 if slow else 1, budget=1.0)
+            # Sampled for a minimum time like the kernels: 7 samples of a 0.2 ms call
+            # right after PyTorch's measured up to 8x slow (its OpenMP workers still awake).
+            return measure(fwd_bwd, repeat=2 if slow else repeat, warmup=0 if slow else 1, budget=1.0,
+                           min_seconds=0.1 if quick else 0.3)
 
     for sweep, values in (("batch", batch_sizes), ("channels", channel_counts)):
         for value in values:
