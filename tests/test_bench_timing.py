@@ -44,3 +44,29 @@ def test_conv_totals_sum_each_networks_conv_passes_per_backend():
     assert fast["gflops"] == 6e9 / 4e-3 / 1e9
     assert fast["speedup_vs_numpy"] == 20.0 / 4.0 and fast["vs_torch"] is None
     assert totals["other", "numba"]["speedup_vs_numpy"] is None
+
+
+def test_measure_interleaved_takes_turns_in_bursts_inside_each_context():
+    import contextlib
+
+    log = []
+
+    @contextlib.contextmanager
+    def entered(label):
+        log.append(f"enter {label}")
+        yield
+
+    variants = {label: (lambda label=label: log.append(label), dict(repeat=6, warmup=2),
+                        lambda label=label: entered(label)) for label in ("a", "b")}
+    result = timing.measure_interleaved(variants, rounds=3)
+    # warm-up only in the first burst; two timed calls per burst; turns a, b, a, b, ...
+    burst_a, burst_b = ["enter a", "a", "a"], ["enter b", "b", "b"]
+    assert log == ["enter a", "a", "a", "a", "a", "enter b", "b", "b", "b", "b"] + (burst_a + burst_b) * 2
+    assert result["a"].repeats == result["b"].repeats == 6
+
+
+def test_measure_interleaved_gives_each_variant_its_own_times():
+    result = timing.measure_interleaved({"fast": (lambda: None, {}),
+                                         "slow": (lambda: time.sleep(0.005), dict(repeat=3))})
+    assert result["slow"].minimum >= 0.005 > result["fast"].maximum
+    assert result["slow"].repeats == 3

@@ -15,7 +15,7 @@ import fastconv
 import fastconv.functional as F
 from fastconv.backends import blas_thread_limit
 from fastconv.benchmark import cases
-from fastconv.benchmark.timing import measure
+from fastconv.benchmark.timing import ROUNDS, measure_interleaved
 
 
 # --------------------------------------------------------------------------- threads
@@ -81,6 +81,12 @@ def chosen_algorithm(backend, layer: cases.ConvLayer, dtype, pass_: str) -> str:
         return f"? ({type(error).__name__})"
 
 
+def _rounds(quick: bool) -> int:
+    """Bursts per variant: one for ``--quick`` (it must finish in under a minute, and
+    each burst starts with a settling pause), `timing.ROUNDS` for the published run."""
+    return 1 if quick else ROUNDS
+
+
 # --------------------------------------------------------------------------- kernels
 def kernel_calls(dtype, quick: bool):
     """(kernel, network, layer, shape text, flops, closure factory, conv layer or None)."""
@@ -126,17 +132,19 @@ def _is_slow_numpy(kernel, layer, backend_name, quick):
 def run_kernels(backends, dtype, repeat, quick, peak_gflops, log):
     rows = []
     for kernel, layer, flops, call in kernel_calls(dtype, quick):
-        times = {}
+        variants = {}
         for name in backends:
-            with fastconv.use_backend(name) as backend:
-                slow = _is_slow_numpy(kernel, layer, name, quick)
-                timing = measure(call, repeat=2 if slow else repeat, warmup=0 if slow else 1,
-                                 budget=4.0 if slow else 1.0, min_seconds=0.1 if quick else 0.3)
-                algorithm = ""
-                if name == "numba" and isinstance(layer, cases.ConvLayer) and kernel.startswith("conv2d"):
+            slow = _is_slow_numpy(kernel, layer, name, quick)
+            options = dict(repeat=2, warmup=0, budget=4.0) if slow else dict(
+                repeat=repeat, warmup=1, budget=1.0, min_seconds=0.1 if quick else 0.3)
+            variants[name] = (call, options, lambda name=name: fastconv.use_backend(name))
+        times = measure_interleaved(variants, _rounds(quick))
+        for name, timing in times.items():
+            algorithm = ""
+            if name == "numba" and isinstance(layer, cases.ConvLayer) and kernel.startswith("conv2d"):
+                with fastconv.use_backend(name) as backend:
                     algorithm = chosen_algorithm(
                         backend, layer, dtype, "backward" if kernel.endswith("backward") else "forward")
-            times[name] = timing
             rows.append(dict(kernel=kernel, network=layer.network, layer=layer.label,
                              shape=layer.shape_text, backend=name, algorithm=algorithm,
                              flops=flops, **{f"{k}_ms": v * 1e3 for k, v in timing.as_dict().items()
@@ -204,22 +212,29 @@ def torch_native_step(model_name: str, batch: int, seed: int = 0):
 STEP_NETWORKS = (("report000", "cnn", 50), ("report003", "letters-cnn", 64))
 
 
+@contextlib.contextmanager
+def _as_trained(backend_name: str):
+    """A backend as the trainer runs it: selected, under its BLAS thread limit."""
+    with fastconv.use_backend(backend_name), blas_thread_limit():
+        yield
+
+
 def run_steps(backends, dtype, repeat, quick, torch_available, log):
     rows = []
     for network, model_name, batch in STEP_NETWORKS:
-        times = {}
+        variants = {}
         for name in backends:
             if name == "numpy" and network == "report003" and quick:
-                continue  # ~10 s per step on the reference backend; the full run measures it
-            # Steps run as the trainer runs them, under the backend's BLAS thread limit.
-            with fastconv.use_backend(name), blas_thread_limit():
-                slow = name == "numpy" and network == "report003"
-                step = fastconv_step(model_name, batch, dtype)
-                times[name] = measure(step, repeat=2 if slow else repeat * 3, warmup=1,
-                                      budget=8.0 if slow else 2.0, min_seconds=1.0)
+                continue  # ~3 s per step on the reference backend; the full run measures it
+            slow = name == "numpy" and network == "report003"
+            options = dict(repeat=2 if slow else repeat * 3, warmup=1, budget=8.0 if slow else 2.0,
+                           min_seconds=1.0)
+            variants[name] = (fastconv_step(model_name, batch, dtype), options,
+                              lambda name=name: _as_trained(name))
         if torch_available:
-            times["torch (native nn)"] = measure(torch_native_step(model_name, batch), repeat=repeat * 3,
-                                                 warmup=2, budget=2.0, min_seconds=1.0)
+            variants["torch (native nn)"] = (torch_native_step(model_name, batch), dict(
+                repeat=repeat * 3, warmup=2, budget=2.0, min_seconds=1.0))
+        times = measure_interleaved(variants, _rounds(quick))
         anchor = times.get("torch (native nn)")
         for name, timing in times.items():
             row = dict(network=network, model=model_name, batch=batch, backend=name,
@@ -289,29 +304,37 @@ def run_scaling(backends, dtype, repeat, quick, threads, thread_settings, log):
         variants += [("numba", "direct"), ("numba", "gemm"), ("numba", None)]
     rows = []
 
-    def time_layer(layer, name, algorithm):
+    @contextlib.contextmanager
+    def selected(name, algorithm):
+        with fastconv.use_backend(name) as backend, conv_algorithm(backend, algorithm):
+            yield
+
+    def time_layer(layer, variants):
+        """{label: Timing} of one layer's forward + backward for each variant."""
         x, w, _, grad_y = layer.inputs(dtype)
 
         def fwd_bwd():
             F.conv2d(x, w, None, 1, 1)
             F.conv2d_backward(grad_y, x, w, 1, 1)
 
-        with fastconv.use_backend(name) as backend, conv_algorithm(backend, algorithm):
+        jobs = {}
+        for name, algorithm in variants:
             slow = name == "numpy" and layer.forward_flops > 2e8
             # Sampled for a minimum time like the kernels: 7 samples of a 0.2 ms call
             # right after PyTorch's measured up to 8x slow (its OpenMP workers still awake).
-            return measure(fwd_bwd, repeat=2 if slow else repeat, warmup=0 if slow else 1, budget=1.0,
+            options = dict(repeat=2 if slow else repeat, warmup=0 if slow else 1, budget=1.0,
                            min_seconds=0.1 if quick else 0.3)
+            label = name if algorithm is None else f"{name} ({algorithm})"
+            jobs[label] = (fwd_bwd, options, lambda n=name, a=algorithm: selected(n, a))
+        return measure_interleaved(jobs, _rounds(quick))
 
     for sweep, values in (("batch", batch_sizes), ("channels", channel_counts)):
         for value in values:
             layer = (cases.ConvLayer("scaling", "conv", value, 64, 64, 16, 3, 1) if sweep == "batch"
                      else cases.ConvLayer("scaling", "conv", 32, value, value, 16, 3, 1))
-            for name, algorithm in variants:
-                if name == "numpy" and layer.forward_flops > (1e8 if quick else 1e9):
-                    continue
-                timing = time_layer(layer, name, algorithm)
-                label = name if algorithm is None else f"{name} ({algorithm})"
+            cheap_enough = [(name, algorithm) for name, algorithm in variants
+                            if name != "numpy" or layer.forward_flops <= (1e8 if quick else 1e9)]
+            for label, timing in time_layer(layer, cheap_enough).items():
                 rows.append(dict(sweep=sweep, value=value, backend=label, threads=threads,
                                  median_ms=timing.median * 1e3,
                                  gflops=3 * layer.forward_flops / timing.median / 1e9))
@@ -320,11 +343,8 @@ def run_scaling(backends, dtype, repeat, quick, threads, thread_settings, log):
         layer = cases.ConvLayer("scaling", "conv", 64, 64, 64, 16, 3, 1)
         for count in (1, threads):
             thread_settings.apply(count)
-            for name, algorithm in variants:
-                if name == "numpy":
-                    continue
-                timing = time_layer(layer, name, algorithm)
-                label = name if algorithm is None else f"{name} ({algorithm})"
+            compiled = [(name, algorithm) for name, algorithm in variants if name != "numpy"]
+            for label, timing in time_layer(layer, compiled).items():
                 rows.append(dict(sweep="threads", value=count, backend=label, threads=count,
                                  median_ms=timing.median * 1e3,
                                  gflops=3 * layer.forward_flops / timing.median / 1e9))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
@@ -31,12 +32,9 @@ class Timing:
 SETTLE_SECONDS = 0.15
 
 
-def measure(fn, repeat: int = 7, warmup: int = 1, budget: float = 2.0, min_seconds: float = 0.0,
-            max_repeat: int = 2000) -> Timing:
-    """Call `fn` `warmup` times untimed, then at least `repeat` times (fewer when one
-    call is slow, but at least 3 unless a single call exceeds the budget), and for
-    fast calls keep sampling until `min_seconds` have passed: a 1 ms step then gets
-    hundreds of samples, so its median is the steady state, not the first calls'."""
+def _samples(fn, repeat: int, warmup: int, budget: float, min_seconds: float,
+             max_repeat: int) -> list[float]:
+    """Seconds of each timed call of `fn` (see `measure` for the rules)."""
     time.sleep(SETTLE_SECONDS)
     for _ in range(warmup):
         fn()
@@ -51,8 +49,53 @@ def measure(fn, repeat: int = 7, warmup: int = 1, budget: float = 2.0, min_secon
             break
         if spent > budget and (len(samples) >= 3 or spent > 3 * budget):
             break
+    return samples
+
+
+def summarize(samples) -> Timing:
     q1, median, q3 = np.percentile(samples, [25, 50, 75])
-    return Timing(float(median), float(q1), float(q3), float(min(samples)), float(max(samples)), len(samples))
+    return Timing(float(median), float(q1), float(q3), float(min(samples)), float(max(samples)),
+                  len(samples))
+
+
+def measure(fn, repeat: int = 7, warmup: int = 1, budget: float = 2.0, min_seconds: float = 0.0,
+            max_repeat: int = 2000) -> Timing:
+    """Call `fn` `warmup` times untimed, then at least `repeat` times (fewer when one
+    call is slow, but at least 3 unless a single call exceeds the budget), and for
+    fast calls keep sampling until `min_seconds` have passed: a 1 ms step then gets
+    hundreds of samples, so its median is the steady state, not the first calls'."""
+    return summarize(_samples(fn, repeat, warmup, budget, min_seconds, max_repeat))
+
+
+ROUNDS = 3
+
+
+def measure_interleaved(variants: dict, rounds: int = ROUNDS) -> dict:
+    """`measure` several variants of one job in turns: ``rounds`` bursts each, in the
+    order variant 1, 2, ..., 1, 2, ..., and one `Timing` per variant from all of its
+    bursts' samples.  This machine's speed drifts for seconds at a time; measured one
+    after the other, a variant caught in a slow spell read 2x slower than the same
+    code measured next, while spread over rounds a slow spell costs every variant one
+    burst and leaves the medians alone.
+
+    ``variants`` maps a label to ``(fn, options)`` or ``(fn, options, context)``:
+    ``options`` are `measure`'s keyword arguments for the variant's whole
+    measurement (split evenly over the bursts, at least one call per burst; the
+    warm-up runs once), ``context`` a factory of the context manager each burst runs
+    in (a backend switch, say).
+    """
+    samples = {label: [] for label in variants}
+    for round_index in range(rounds):
+        for label, (fn, options, *context) in variants.items():
+            burst = dict(repeat=7, warmup=1, budget=2.0, min_seconds=0.0, max_repeat=2000) | options
+            burst["warmup"] = burst["warmup"] if round_index == 0 else 0
+            for key in ("budget", "min_seconds"):
+                burst[key] /= rounds
+            burst["repeat"] = max(1, -(-burst["repeat"] // rounds))
+            burst["max_repeat"] = max(1, burst["max_repeat"] // rounds)
+            with (context[0]() if context else contextlib.nullcontext()):
+                samples[label] += _samples(fn, **burst)
+    return {label: summarize(values) for label, values in samples.items()}
 
 
 def matmul_peak_gflops(size: int = 2048, repeat: int = 7) -> float:
