@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import platform
 import time
@@ -68,6 +69,9 @@ def measure(fn, repeat: int = 7, warmup: int = 1, budget: float = 2.0, min_secon
 
 
 ROUNDS = 3
+# `measure`'s keyword defaults, which each variant's options of `measure_interleaved` override.
+_MEASURE_DEFAULTS = {name: param.default for name, param in inspect.signature(measure).parameters.items()
+                     if param.default is not inspect.Parameter.empty}
 
 
 def measure_interleaved(variants: dict, rounds: int = ROUNDS) -> dict:
@@ -87,7 +91,7 @@ def measure_interleaved(variants: dict, rounds: int = ROUNDS) -> dict:
     samples = {label: [] for label in variants}
     for round_index in range(rounds):
         for label, (fn, options, *context) in variants.items():
-            burst = dict(repeat=7, warmup=1, budget=2.0, min_seconds=0.0, max_repeat=2000) | options
+            burst = _MEASURE_DEFAULTS | options
             burst["warmup"] = burst["warmup"] if round_index == 0 else 0
             for key in ("budget", "min_seconds"):
                 burst[key] /= rounds
