@@ -23,7 +23,8 @@ FEW_KERNELS = textwrap.dedent("""
     import numpy as np
     import fastconv, fastconv.functional as F
     fastconv.set_backend("numba")
-    from fastconv.backends import numba_backend as NB, _numba_pool as P
+    from fastconv.backends import numba_backend as NB
+    from fastconv.backends.numba_backend.kernels import pool as P
     x = np.random.default_rng(0).random((2, 3, 6, 6)).astype(np.float32)
     start = time.perf_counter()
     F.max_pool2d(x, 2)
@@ -46,19 +47,19 @@ ALL_KERNELS = textwrap.dedent("""
     start = time.perf_counter()
     from fastconv.backends import numba_backend as NB
     imported = time.perf_counter() - start
-    ready_before = NB._direct_ready("float32")   # what decides warmup(jobs=2)'s helper
+    from fastconv.backends.numba_backend.warmup import direct_ready
+    ready_before = direct_ready("float32")   # what decides warmup(jobs=2)'s helper
     seconds = NB.warmup()
     import numba
-    from fastconv.backends import _numba_conv, _numba_gemm, _numba_im2col, _numba_pool
     hits = misses = 0
-    for module in (_numba_conv, _numba_gemm, _numba_im2col, _numba_pool):
+    for module in NB.KERNEL_MODULES:
         for name in dir(module):
             obj = getattr(module, name)
             if isinstance(obj, numba.core.registry.CPUDispatcher) and obj.signatures:
                 hits += sum(obj.stats.cache_hits.values())
                 misses += sum(obj.stats.cache_misses.values())
     print(json.dumps(dict(import_seconds=imported, warmup_seconds=seconds, hits=hits, misses=misses,
-                          ready_before=ready_before, ready_after=NB._direct_ready("float32"))))
+                          ready_before=ready_before, ready_after=direct_ready("float32"))))
 """)
 
 

@@ -17,7 +17,7 @@ import fastconv.functional as F  # noqa: E402
 from fastconv.backends import numba_backend as NB  # noqa: E402
 from tests import loops  # noqa: E402
 
-ALGORITHMS = ("direct", "gemm")
+ALGORITHMS = tuple(NB.ALGORITHMS)
 SEEDS = range(16)
 
 
@@ -121,7 +121,7 @@ def test_fused_ops_agree_with_numpy(algorithm, seed, dtype):
 def test_direct_kernels_group_images_correctly(monkeypatch, group_bytes, threads, seed, dtype):
     """The direct kernels stack several images' planes into one loop: groups of one
     image, of a few (with a shorter last group) and the default must all agree."""
-    monkeypatch.setattr(NB, "_DIRECT_GROUP_BYTES", group_bytes)
+    monkeypatch.setattr(NB.direct, "_GROUP_BYTES", group_bytes)
     rng = np.random.default_rng(seed)
     n = int(rng.integers(5, 12))
     c_in, c_out = int(rng.integers(1, 4)), int(rng.integers(1, 6))

@@ -102,12 +102,11 @@ def test_same_clear_error_as_numpy(description, call):
 @pytest.fixture
 def kernels_forbidden(monkeypatch):
     """Replace every JIT kernel by one that fails the test if it is ever called."""
-    from fastconv.backends import _numba_conv, _numba_gemm, _numba_im2col, _numba_pool
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a JIT kernel ran on invalid input")
 
-    for module in (_numba_conv, _numba_gemm, _numba_im2col, _numba_pool):
+    for module in NB.KERNEL_MODULES:
         for name in dir(module):
             if hasattr(getattr(module, name), "py_func"):
                 monkeypatch.setattr(module, name, forbidden)

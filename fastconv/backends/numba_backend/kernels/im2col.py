@@ -16,7 +16,7 @@ made the per-row clipping dominate.  col2im accumulates into a padded scratch pl
 the same way and crops it.
 
 The group helpers (`_im2col_group`, `_col2im_group`) are also called per thread by
-the GEMM convolution in ``_numba_gemm``.  All functions trust their caller: arrays C-contiguous, sizes
+the GEMM convolution in ``kernels/gemm.py``.  All functions trust their caller: arrays C-contiguous, sizes
 consistent, scratch planes ``(H + 2*ph, W + 2*pw)`` with zero borders.
 """
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from fastconv.backends._numba_im2col import _col2im_group, _im2col_group
+from fastconv.backends.numba_backend.kernels.im2col import _col2im_group, _im2col_group
 
 _PJIT = dict(cache=True, nogil=True, parallel=True)
 

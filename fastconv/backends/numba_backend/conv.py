@@ -1,0 +1,78 @@
+"""Convolution entry points: pick an algorithm (``select``) and run it.
+
+Fused variants: `conv2d_relu`, `conv2d_relu_backward` (``input_grad=False`` skips
+grad_x), `conv2d_backward_weights`, and `conv2d_relu_avgpool2` /
+`conv2d_relu_avgpool2_backward` (report 000's block: conv, bias, ReLU and 2x2 average
+pooling in one pass each way when the direct algorithm runs; other algorithms run the
+pooling as a separate kernel).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastconv.backends.numba_backend import pool as _pool
+from fastconv.backends.numba_backend import runtime as rt
+from fastconv.backends.numba_backend import select
+
+_POOL2 = ((2, 2), (2, 2), (0, 0))   # kernel, stride, padding of the fused pooling
+
+
+def _forward(x, w, b, stride, padding, relu, pool=False):
+    x = rt.kernel_array(x)
+    w = rt.kernel_array(w)
+    b = np.zeros(w.shape[0], dtype=x.dtype) if b is None else rt.kernel_array(b)
+
+    def run(name):
+        algorithm = select.ALGORITHMS[name]
+        if pool and algorithm.FUSES_POOL:
+            return algorithm.forward(x, w, b, stride, padding, relu, pool=True)
+        y = algorithm.forward(x, w, b, stride, padding, relu)
+        return (_pool.avg_pool2d(y, *_POOL2), y) if pool else y
+
+    return run(select.choose("forward", x, w, stride, padding, run))
+
+
+def _backward(grad_y, x, w, mask, stride, padding, need_grad_x, pooled=False):
+    grad_y = rt.kernel_array(grad_y)
+    x = rt.kernel_array(x)
+    w = rt.kernel_array(w)
+    mask = None if mask is None else rt.kernel_array(mask)
+
+    def run(name):
+        algorithm = select.ALGORITHMS[name]
+        if pooled and algorithm.FUSES_POOL:
+            return algorithm.backward(grad_y, x, w, mask, stride, padding, need_grad_x, pooled=True)
+        grad_conv = _pool.avg_pool2d_backward(grad_y, mask.shape, *_POOL2) if pooled else grad_y
+        return algorithm.backward(grad_conv, x, w, mask, stride, padding, need_grad_x)
+
+    return run(select.choose("backward", x, w, stride, padding, run))
+
+
+def conv2d(x, w, b, stride, padding):
+    return _forward(x, w, b, stride, padding, relu=False)
+
+
+def conv2d_backward(grad_y, x, w, stride, padding):
+    return _backward(grad_y, x, w, None, stride, padding, need_grad_x=True)
+
+
+def conv2d_relu(x, w, b, stride, padding):
+    return _forward(x, w, b, stride, padding, relu=True)
+
+
+def conv2d_relu_backward(grad_y, y, x, w, stride, padding, input_grad):
+    return _backward(grad_y, x, w, y, stride, padding, need_grad_x=input_grad)
+
+
+def conv2d_backward_weights(grad_y, x, w, stride, padding):
+    _, grad_w, grad_b = _backward(grad_y, x, w, None, stride, padding, need_grad_x=False)
+    return grad_w, grad_b
+
+
+def conv2d_relu_avgpool2(x, w, b, stride, padding):
+    return _forward(x, w, b, stride, padding, relu=True, pool=True)
+
+
+def conv2d_relu_avgpool2_backward(grad_pooled, y, x, w, stride, padding, input_grad):
+    return _backward(grad_pooled, x, w, y, stride, padding, need_grad_x=input_grad, pooled=True)

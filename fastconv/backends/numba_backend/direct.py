@@ -1,0 +1,78 @@
+"""Direct convolution: fused loops, no column buffer (see ``kernels/direct.py``).
+
+Works over a group of images' padded planes at a time; bias, ReLU (and the fused 2x2
+average pooling) are applied on write-out; the backward computes grad_x, grad_w and
+grad_b in one pass over each group with per-thread partial sums for grad_w/grad_b.
+Wins for small channel counts (report 000).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastconv.backends.numba_backend import runtime as rt
+from fastconv.backends.numba_backend.kernels import direct as _conv
+
+NAME = "direct"
+EXACT = True          # plain summation, no transform arithmetic
+FUSES_POOL = True     # can fuse report 000's 2x2 average pooling
+
+# Images whose padded planes the direct kernels stack into one flat loop: enough to
+# amortise each tap loop's set-up, few enough that a thread's buffers stay in L2.
+_GROUP_BYTES = 1 << 17
+
+
+def supports(x_shape, w_shape, stride, padding) -> bool:
+    return True
+
+
+def _group(images: int, per_image_planes: int, plane: int, itemsize: int) -> int:
+    """Group size for ``images`` images, as even as the L2 budget allows."""
+    largest = max(1, min(images, _GROUP_BYTES // (per_image_planes * plane * itemsize)))
+    groups = -(-images // largest)
+    return -(-images // groups)
+
+
+def pooled_shape(y_shape) -> tuple:
+    """Shape of a 2x2, stride 2 (floor) pooling of ``y_shape``."""
+    return (*y_shape[:2], y_shape[2] // 2, y_shape[3] // 2)
+
+
+def forward(x, w, b, stride, padding, relu, pool=False):
+    """``y``, or ``(pooled, y)`` with ``pool`` (2x2 average pooling fused in)."""
+    n, _, height, width = x.shape
+    c_out, c_in, kh, kw = w.shape
+    out_h, out_w = rt.out_hw(height, width, (kh, kw), stride, padding)
+    y = np.empty((n, c_out, out_h, out_w), dtype=x.dtype)
+    pooled = np.empty(pooled_shape(y.shape), dtype=x.dtype) if pool else rt.dummy(x.dtype, 4)
+    work = 2.0 * y.size * c_in * kh * kw
+    plane = (height + 2 * padding[0]) * (width + 2 * padding[1])
+    pairs = (c_out + 1) // 2
+    # Split the batch over the threads only when the channel pairs alone cannot.
+    threads = rt.get_num_threads()
+    share = n if pairs >= threads else -(-n // threads)
+    group = _group(share, c_in + 2, plane, x.itemsize)
+    chunks = rt.chunks(-(-n // group) * pairs, work)
+    rt.launch(_conv.conv2d_direct_forward, x, w, b, stride[0], stride[1], padding[0], padding[1],
+              bool(relu), group, y, bool(pool), pooled, chunks)
+    return (pooled, y) if pool else y
+
+
+def backward(grad_y, x, w, mask, stride, padding, need_grad_x, pooled=False):
+    """With ``pooled``, ``grad_y`` is the gradient of the 2x2-pooled ReLU output ``mask``."""
+    n, c_in, height, width = x.shape
+    c_out = w.shape[0]
+    work = 4.0 * (mask.size if pooled else grad_y.size) * w[0].size
+    chunks = rt.chunks(n, work)
+    plane = (height + 2 * padding[0]) * (width + 2 * padding[1])
+    group = _group(-(-n // chunks), c_in + c_out + 2, plane, x.itemsize)
+    grad_w_parts = np.zeros((chunks,) + w.shape, dtype=x.dtype)
+    grad_b_parts = np.zeros((chunks, c_out), dtype=x.dtype)
+    grad_x = np.empty_like(x) if need_grad_x else rt.dummy(x.dtype, 4)
+    use_mask = mask is not None
+    rt.launch(_conv.conv2d_direct_backward, grad_y, x, w, mask if use_mask else rt.dummy(x.dtype, 4),
+              use_mask, bool(pooled), stride[0], stride[1], padding[0], padding[1],
+              bool(need_grad_x), group, grad_x, grad_w_parts, grad_b_parts, chunks)
+    grad_w = grad_w_parts[0] if chunks == 1 else grad_w_parts.sum(axis=0)
+    grad_b = grad_b_parts[0] if chunks == 1 else grad_b_parts.sum(axis=0)
+    return (grad_x if need_grad_x else None), grad_w, grad_b

@@ -1,0 +1,174 @@
+"""Threads, parallel launches, kernel array types and per-thread workspaces.
+
+Threads: ``FASTCONV_NUM_THREADS`` (default: all cores, numba's ``NUMBA_NUM_THREADS``)
+is applied at import; `set_num_threads` / `get_num_threads` change / read it.
+Kernels too small to gain from a second thread run on the calling thread alone.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+
+import numba
+import numpy as np
+
+_num_threads = numba.config.NUMBA_NUM_THREADS
+
+
+def get_num_threads() -> int:
+    """Threads the kernels use (at most numba's ``NUMBA_NUM_THREADS``)."""
+    return _num_threads
+
+
+def set_num_threads(n: int) -> int:
+    """Use ``n`` threads in the numba kernels; returns the previous count.
+
+    ``n`` is clipped to numba's ``NUMBA_NUM_THREADS`` (the size of its thread pool,
+    fixed at first use).  The GEMM path calls BLAS single-threaded from each of these
+    threads, so NumPy's own BLAS thread count is left alone.
+    """
+    global _num_threads
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"number of threads must be an int, got {n!r}")
+    if n < 1:
+        raise ValueError(f"number of threads must be >= 1, got {n}")
+    limit = numba.config.NUMBA_NUM_THREADS
+    if n > limit:
+        warnings.warn(f"{n} threads requested, numba's pool has {limit}; using {limit}",
+                      RuntimeWarning, stacklevel=2)
+        n = limit
+    previous = _num_threads
+    _num_threads = int(n)
+    numba.set_num_threads(_num_threads)
+    return previous
+
+
+def threads_from_env() -> None:
+    value = os.environ.get("FASTCONV_NUM_THREADS", "").strip()
+    if not value:
+        return
+    try:
+        count = int(value)
+    except ValueError:
+        raise ValueError(f"FASTCONV_NUM_THREADS must be a positive int, got {value!r}") from None
+    set_num_threads(count)
+
+
+def launch(kernel, *args):
+    """Call a parallel kernel whose last argument is its number of chunks.
+
+    A single chunk runs with numba's thread count set to 1 for the call, so the
+    OpenMP team is just the calling thread: otherwise every launch wakes (and waits
+    at the closing barrier for) the idle workers, ~10-50 us per call here, and far
+    more on a loaded machine where a worker may not get a core for a time slice.
+    """
+    if args[-1] == 1 and _num_threads > 1:
+        numba.set_num_threads(1)
+        try:
+            return kernel(*args)
+        finally:
+            numba.set_num_threads(_num_threads)
+    return kernel(*args)
+
+
+def chunks(items: int, work: float, min_work: float = 2e5) -> int:
+    """Parallel chunks for a kernel: one per thread, but no more than the items and
+    none smaller than ``min_work`` flops-ish (a parallel launch costs a few us)."""
+    by_work = int(work // min_work)
+    return max(1, min(_num_threads, items, by_work))
+
+
+# --------------------------------------------------------------------------- BLAS
+class _SingleThreadedBlas:
+    """Context manager: the BLAS that numba's ``np.dot`` calls (SciPy's) runs on one
+    thread while the numba threads each call it, then gets its thread count back.
+
+    Uses threadpoolctl; without it ``available`` is False and the GEMM path runs on
+    one numba thread calling the (multi-threaded) BLAS instead.
+    """
+
+    def __init__(self):
+        self._libs = None
+
+    def _find(self):
+        try:
+            import scipy.linalg.cython_blas  # noqa: F401  (what numba's np.dot calls)
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            return []
+        blas = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
+        scipy_own = [lib for lib in blas if "scipy" in os.path.basename(os.path.dirname(lib.filepath))]
+        return scipy_own or blas
+
+    @property
+    def available(self) -> bool:
+        if self._libs is None:
+            self._libs = self._find()
+        return bool(self._libs)
+
+    def __enter__(self):
+        self._saved = []
+        if self.available:
+            for lib in self._libs:
+                count = lib.get_num_threads()
+                if count != 1:
+                    lib.set_num_threads(1)
+                    self._saved.append((lib, count))
+        return self
+
+    def __exit__(self, *exc):
+        for lib, count in self._saved:
+            lib.set_num_threads(count)
+        return False
+
+
+single_threaded_blas = _SingleThreadedBlas()
+
+
+# --------------------------------------------------------------------------- arrays
+def kernel_array(a: np.ndarray) -> np.ndarray:
+    """C-contiguous, aligned and writable: the one array type each kernel is compiled
+    for (a read-only input would otherwise trigger a second compilation)."""
+    if a.flags.c_contiguous and a.flags.aligned and a.flags.writeable:
+        return a
+    return np.array(a, order="C", copy=True)
+
+
+_dummy_cache: dict = {}
+
+
+def dummy(dtype, ndim: int) -> np.ndarray:
+    """Placeholder for an unused optional array argument (keeps one specialisation)."""
+    key = (np.dtype(dtype), ndim)
+    if key not in _dummy_cache:
+        _dummy_cache[key] = np.zeros((1,) * ndim, dtype=dtype)
+    return _dummy_cache[key]
+
+
+_local = threading.local()
+
+
+def workspace(slot: str, size: int, dtype) -> np.ndarray:
+    """A flat per-thread scratch buffer, reused across calls (the GEMM path's
+    per-thread column and row buffers, a few MB): a fresh ``np.empty`` above glibc's
+    mmap threshold would page-fault all of it in again on every call."""
+    spaces = getattr(_local, "spaces", None)
+    if spaces is None:
+        spaces = _local.spaces = {}
+    key = (slot, np.dtype(dtype))
+    buf = spaces.get(key)
+    if buf is None or buf.size < size:
+        buf = spaces[key] = np.empty(size, dtype=dtype)
+    return buf[:size]
+
+
+def clear_workspace() -> None:
+    """Free this thread's cached scratch buffers."""
+    _local.spaces = {}
+
+
+def out_hw(height, width, kernel_size, stride, padding):
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    return (height + 2 * ph - kh) // sh + 1, (width + 2 * pw - kw) // sw + 1
