@@ -18,9 +18,9 @@ import time
 
 import numpy as np
 
-from fastconv.backends.numba_backend import direct, gemm
+from fastconv.backends.numba_backend import direct, gemm, winograd
 
-ALGORITHMS = {module.NAME: module for module in (direct, gemm)}
+ALGORITHMS = {module.NAME: module for module in (direct, gemm, winograd)}
 MODES = ("auto", "benchmark") + tuple(ALGORITHMS)
 
 _forced: str | None = None

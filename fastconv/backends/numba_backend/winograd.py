@@ -1,0 +1,112 @@
+"""Winograd F(4x4, 3x3) convolution for 3x3, stride-1 layers (``kernels/winograd.py``).
+
+36 multiplies per 4x4 output tile and channel instead of 144; the channel sums are
+36 GEMMs per block of tiles, each on one thread with single-threaded BLAS.  Blocks
+are whole rows of tiles across the batch, so small batches still use every thread.
+
+* forward: filters transformed once per call, then per block: input transform,
+  36 GEMMs, output transform with bias and ReLU into NCHW;
+* input gradient: the same forward on the (ReLU-masked) output gradient with the
+  flipped, transposed filters and padding ``2 - p`` (so padding must be <= 2);
+* weight gradient: ``dU += (A dY A^T) @ (B^T d B)^T`` per block, ``G^T dU G`` once.
+
+Not exact: the transforms round differently from direct summation (float32 error
+~1e-6 of max|y| on training-sized layers, see docs/conv-algorithms.md); `select`
+leaves it out when only exact algorithms are allowed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastconv.backends.numba_backend import gemm
+from fastconv.backends.numba_backend import runtime as rt
+from fastconv.backends.numba_backend.kernels import winograd as _wino
+
+NAME = "winograd"
+EXACT = False
+FUSES_POOL = False
+
+# A block's transformed input and output (36 x (C + K) x tiles) should stay in L2
+# (2 MB per core here) next to the BLAS packing buffers.
+_BLOCK_BYTES = 1 << 20
+_TILE = _wino.TILE
+
+
+def supports(x_shape, w_shape, stride, padding) -> bool:
+    return (tuple(w_shape[2:]) == (3, 3) and tuple(stride) == (1, 1)
+            and max(padding) <= 2 and gemm.available())
+
+
+def _plan(n, c_in, k_out, out_h, out_w, itemsize):
+    """(chunks, tile rows per block) for one call."""
+    tile_h = -(-out_h // _TILE)
+    tiles = -(-out_w // _TILE)
+    total_rows = n * tile_h
+    per_tile = 36 * (c_in + k_out) * itemsize
+    rows = max(1, _BLOCK_BYTES // (per_tile * tiles))
+    threads = rt.get_num_threads() if rt.single_threaded_blas.available else 1
+    rows = min(rows, -(-total_rows // threads))          # at least one block per thread
+    blocks = -(-total_rows // rows)
+    work = 2.0 * n * out_h * out_w * k_out * c_in * 9
+    return rt.chunks(blocks, work, 1e6) if threads > 1 else 1, rows
+
+
+def _filters(w, chunks):
+    u = np.empty((36, w.shape[0], w.shape[1]), dtype=w.dtype)
+    rt.launch(_wino.filter_transform, w, u, rt.chunks(w.shape[0], 36.0 * w.shape[0] * w.shape[1] * 20, 2e5))
+    return u
+
+
+def forward(x, w, b, stride, padding, relu):
+    n, c_in, height, width = x.shape
+    k_out = w.shape[0]
+    out_h, out_w = rt.out_hw(height, width, (3, 3), stride, padding)
+    y = np.empty((n, k_out, out_h, out_w), dtype=x.dtype)
+    chunks, rows = _plan(n, c_in, k_out, out_h, out_w, x.itemsize)
+    block_tiles = rows * -(-out_w // _TILE)
+    ws_v = rt.workspace("wino_v", chunks * 36 * c_in * block_tiles, x.dtype).reshape(chunks, -1)
+    ws_m = rt.workspace("wino_m", chunks * 36 * k_out * block_tiles, x.dtype).reshape(chunks, -1)
+    u = _filters(w, chunks)
+    with rt.single_threaded_blas:
+        rt.launch(_wino.winograd_forward, x, u, b, padding[0], padding[1], bool(relu), rows, y,
+                  ws_v, ws_m, chunks)
+    return y
+
+
+def _masked(grad_y, mask):
+    if mask is None:
+        return grad_y
+    out = np.empty_like(grad_y)
+    rt.launch(_wino.relu_masked, grad_y, mask, out, rt.chunks(grad_y.shape[0], grad_y.size, 1e5))
+    return out
+
+
+def _weight_grad(grad_y, x, w, padding):
+    n, c_in = x.shape[:2]
+    _, k_out, out_h, out_w = grad_y.shape
+    chunks, rows = _plan(n, c_in, k_out, out_h, out_w, x.itemsize)
+    block_tiles = rows * -(-out_w // _TILE)
+    ws_v = rt.workspace("wino_v", chunks * 36 * c_in * block_tiles, x.dtype).reshape(chunks, -1)
+    ws_z = rt.workspace("wino_m", chunks * 36 * k_out * block_tiles, x.dtype).reshape(chunks, -1)
+    ws_p = rt.workspace("wino_p", chunks * k_out * c_in, x.dtype).reshape(chunks, -1)
+    du_parts = np.zeros((chunks, 36, k_out, c_in), dtype=x.dtype)
+    gb_parts = np.zeros((chunks, k_out), dtype=np.float64)
+    with rt.single_threaded_blas:
+        rt.launch(_wino.winograd_weight_grad, grad_y, x, padding[0], padding[1], rows,
+                  du_parts, gb_parts, ws_v, ws_z, ws_p, chunks)
+    du = du_parts[0] if chunks == 1 else du_parts.sum(axis=0)
+    grad_w = np.empty_like(w)
+    rt.launch(_wino.filter_gradient, du, grad_w, rt.chunks(k_out, 36.0 * k_out * c_in * 20, 2e5))
+    return grad_w, gb_parts.sum(axis=0).astype(x.dtype)
+
+
+def backward(grad_y, x, w, mask, stride, padding, need_grad_x):
+    grad_y = _masked(grad_y, mask)
+    grad_w, grad_b = _weight_grad(grad_y, x, w, padding)
+    grad_x = None
+    if need_grad_x:
+        flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+        zeros = np.zeros(w.shape[1], dtype=x.dtype)
+        grad_x = forward(grad_y, flipped, zeros, (1, 1), (2 - padding[0], 2 - padding[1]), False)
+    return grad_x, grad_w, grad_b
