@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import fastconv
+
+# Autotuning winners go to a throw-away cache, not the user's (and the tests start
+# from an empty one, so what they check does not depend on earlier runs).
+os.environ["FASTCONV_CACHE_DIR"] = tempfile.mkdtemp(prefix="fastconv-test-cache-")
 
 
 @pytest.fixture(params=fastconv.available_backends())

@@ -80,7 +80,10 @@ def test_conv2d_forward_and_backward_agree_with_numpy(algorithm, seed, dtype):
         assert g.dtype == dtype and g.shape == e.shape, name
         close(g, e, dtype, name)
     key = ("backward", x.shape, w.shape, stride, padding, np.dtype(dtype).name)
-    assert NB.last_conv_algorithms[key] == algorithm
+    if NB.ALGORITHMS[algorithm].supports(x.shape, w.shape, stride, padding):
+        assert NB.last_conv_algorithms[key] == algorithm
+    else:                       # a forced algorithm that cannot run this falls back
+        assert NB.ALGORITHMS[NB.last_conv_algorithms[key]].supports(x.shape, w.shape, stride, padding)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS, indirect=True)
@@ -320,10 +323,12 @@ def test_algorithm_heuristic_for_the_reports():
             assert NB.conv_algorithm(x_shape, w_shape, 1, 2, np.float32, pass_) == "direct"
     for x_shape, w_shape, pad in [((64, 32, 32, 32), (64, 32, 5, 5), 2),
                                   ((64, 64, 16, 16), (64, 64, 3, 3), 1),
-                                  ((64, 64, 16, 16), (128, 64, 3, 3), 1),
-                                  ((64, 128, 8, 8), (128, 128, 3, 3), 1)]:
+                                  ((64, 64, 16, 16), (128, 64, 3, 3), 1)]:
         for pass_ in ("forward", "backward"):
             assert NB.conv_algorithm(x_shape, w_shape, 1, pad, np.float32, pass_) == "gemm"
+    for pass_ in ("forward", "backward"):           # 3x3, stride 1, >= 96 channels
+        assert NB.conv_algorithm((64, 128, 8, 8), (128, 128, 3, 3), 1, 1, np.float32, pass_) == "winograd"
+        assert NB.conv_algorithm((64, 128, 8, 8), (128, 128, 3, 3), 2, 1, np.float32, pass_) == "gemm"
 
 
 def test_algorithm_override_by_env_and_setter(monkeypatch):
@@ -341,8 +346,8 @@ def test_algorithm_override_by_env_and_setter(monkeypatch):
     monkeypatch.setenv("FASTCONV_CONV_ALGO", "fastest")
     with pytest.raises(ValueError, match="FASTCONV_CONV_ALGO"):
         NB.conv_algorithm(shape, w_shape, 1, 2)
-    with pytest.raises(ValueError, match="valid: auto, benchmark, direct, gemm"):
-        NB.set_conv_algorithm("winograd")
+    with pytest.raises(ValueError, match="valid: auto, benchmark, heuristic, direct, gemm, winograd"):
+        NB.set_conv_algorithm("fft")
     with pytest.raises(ValueError, match="pass_"):
         NB.conv_algorithm(shape, w_shape, 1, 2, pass_="sideways")
 
@@ -350,14 +355,18 @@ def test_algorithm_override_by_env_and_setter(monkeypatch):
 def test_benchmark_mode_times_once_and_records(monkeypatch):
     monkeypatch.setenv("FASTCONV_CONV_ALGO", "benchmark")
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((2, 3, 10, 10)).astype(np.float32)
-    w = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
+    x = rng.standard_normal((4, 8, 16, 16)).astype(np.float32)      # big enough to be timed
+    w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    before = NB.autotune_stats()["problems"]
     want = on("numpy", F.conv2d, x, w, None, 1, 1)
     close(on("numba", F.conv2d, x, w, None, 1, 1), want, np.float32)
     key = ("forward", x.shape, w.shape, (1, 1), (1, 1), "float32")
     chosen = NB.last_conv_algorithms[key]
     assert chosen in ALGORITHMS
     assert NB.conv_algorithm(x.shape, w.shape, 1, 1, np.float32) == chosen
+    assert NB.autotune_stats()["problems"] == before + 1
+    on("numba", F.conv2d, x, w, None, 1, 1)                           # timed once only
+    assert NB.autotune_stats()["problems"] == before + 1
 
 
 # ------------------------------------------------------------------ threads

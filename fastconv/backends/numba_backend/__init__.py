@@ -45,7 +45,8 @@ from fastconv.backends.numba_backend.pool import (  # noqa: E402,F401
 from fastconv.backends.numba_backend.runtime import (  # noqa: E402,F401
     clear_workspace, get_num_threads, set_num_threads)
 from fastconv.backends.numba_backend.select import (  # noqa: E402,F401
-    ALGORITHMS, conv_algorithm, get_conv_algorithm_mode, last_conv_algorithms, set_conv_algorithm)
+    ALGORITHMS, autotune_cache, autotune_stats, clear_autotune_cache, conv_algorithm, exact_only,
+    get_conv_algorithm_mode, last_conv_algorithms, set_conv_algorithm, set_exact_only)
 from fastconv.backends.numba_backend.unfold import col2im, im2col  # noqa: E402,F401
 from fastconv.backends.numba_backend.warmup import (  # noqa: E402,F401
     KERNEL_MODULES, compiled_signatures, warmup)
