@@ -33,7 +33,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-scaling", action="store_true", help="skip the batch/channel/thread sweeps")
     parser.add_argument("--no-compile", action="store_true",
                         help="skip the cold/warm JIT compile measurement (fresh processes)")
+    parser.add_argument("--zoo", action="store_true",
+                        help="only the network zoo (conv layers of LeNet-5, ResNet-20/56/18, VGG-11/16, "
+                             "1x1 bottlenecks, strided stems; numba vs PyTorch); the full run includes it")
+    parser.add_argument("--no-zoo", action="store_true", help="leave the network zoo out of the full run")
     return parser
+
+
+def run_zoo_section(results: dict, dtype, repeat: int, quick: bool, backends, out_dir: Path, log) -> list:
+    """The network zoo: measured, logged, written as zoo.json / zoo.md / zoo.png."""
+    import json
+
+    from fastconv.benchmark import report, zoo
+
+    log("\nnetwork zoo (conv layers; ratio = PyTorch time / numba time):")
+    results["zoo"] = zoo.run_zoo(dtype, repeat, quick, "torch" in backends, log)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report.write_atomic(out_dir / "zoo.json", json.dumps(results["zoo"], indent=2))
+    report.write_atomic(out_dir / "zoo.md", zoo.markdown(results["zoo"]))
+    zoo.plot(results["zoo"], out_dir / "zoo.png")
+    log(zoo.markdown(results["zoo"]).split("\n\nPer layer")[0])
+    return [out_dir / "zoo.json", out_dir / "zoo.md", out_dir / "zoo.png"]
 
 
 def main(argv=None) -> int:
@@ -85,7 +105,7 @@ def main(argv=None) -> int:
             results["numba_first_calls_s"] = time.perf_counter() - t0
         log(f"numba first calls (compile or cache load) in this process: {results['numba_first_calls_s']:.2f} s")
     results["compile"] = {}
-    if "numba" in backends and not args.no_compile and not args.quick:
+    if "numba" in backends and not args.no_compile and not args.quick and not args.zoo:
         with tempfile.TemporaryDirectory(prefix="fastconv-numba-cache-") as cache_dir:
             results["compile"]["cold, compiled lazily by the first steps"] = \
                 runner.first_step_latency(cache_dir, warmup=False)
@@ -94,15 +114,27 @@ def main(argv=None) -> int:
             results["compile"]["warm (cached), warmup first"] = runner.first_step_latency(cache_dir)
         log(f"compile: {results['compile']}")
 
+    if args.zoo:
+        if "numba" not in backends:
+            print("fastconv bench --zoo: needs the numba backend", file=sys.stderr)
+            return 2
+        written = run_zoo_section(results, dtype, repeat, args.quick, backends, args.out, log)
+        thread_settings.restore()
+        log("wrote " + ", ".join(str(p) for p in written))
+        return 0
+
     log("\n" + report.KERNEL_HEADER)
     results["kernels"] = runner.run_kernels(backends, dtype, repeat, args.quick, results["peak_gflops"], log)
     log("\ntraining steps:")
     results["steps"] = runner.run_steps(backends, dtype, repeat, args.quick, "torch" in backends, log)
     results["scaling"] = [] if args.no_scaling else runner.run_scaling(
         backends, dtype, repeat, args.quick, threads, thread_settings, log)
+    zoo_files = []
+    if "numba" in backends and not args.quick and not args.no_zoo:
+        zoo_files = run_zoo_section(results, dtype, repeat, False, backends, args.out, log)
     thread_settings.restore()
 
-    written = report.write_results(results, args.out)
+    written = report.write_results(results, args.out) + zoo_files
     log("\n" + report.markdown(results))
     log("wrote " + ", ".join(str(p) for p in written))
     return 0

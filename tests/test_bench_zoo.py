@@ -1,0 +1,48 @@
+"""The network zoo's definitions and its runner on a tiny network (speed lives in bench/)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+from fastconv.benchmark import zoo  # noqa: E402
+
+
+def conv_count(name):
+    return sum(count for _, count in zoo.NETWORKS[name])
+
+
+def test_networks_have_their_published_conv_layers():
+    assert conv_count("ResNet-20 (CIFAR)") == 19          # 6n + 1 with n = 3
+    assert conv_count("ResNet-56 (CIFAR)") == 55          # n = 9
+    assert conv_count("VGG-11 (32x32)") == 8
+    assert conv_count("VGG-16 (32x32)") == 13
+    assert conv_count("ResNet-18 (112x112)") == 20        # 17 3x3/7x7 + 3 downsampling 1x1
+    assert conv_count("LeNet-5 (32x32)") == 2
+    # shapes chain: each stage's output size is the next layer's input
+    stem = zoo.NETWORKS["ResNet-18 (112x112)"][0][0]
+    assert stem.out == 56 and zoo.Conv(64, 128, 28, 3, 2).out == 14
+
+
+def test_zoo_runs_and_reports_on_a_tiny_network(monkeypatch, tmp_path):
+    monkeypatch.setattr(zoo, "NETWORKS", {"tiny": [(zoo.Conv(2, 3, 9, 3), 2), (zoo.Conv(3, 4, 9, 1, 2, 0), 1)]})
+    monkeypatch.setattr(zoo, "QUICK", ("tiny",))
+    monkeypatch.setattr(zoo, "TRAIN_BATCH", {"tiny": 2})
+    with_torch = pytest.importorskip("torch") is not None
+    result = zoo.run_zoo(np.float32, repeat=1, quick=True, with_torch=with_torch, log=lambda _: None)
+    modes = [n["mode"] for n in result["networks"]]
+    assert modes == ["train", "infer b1", "infer b8"]
+    train = result["networks"][0]
+    layer_sum = sum(r["count"] * r["numba_s"] for r in train["layers"])
+    assert train["numba_s"] == pytest.approx(layer_sum)
+    assert all(r["numba_gflops"] > 0 and r["algorithm"] for r in train["layers"])
+    assert set(result["summary"]) == {"train", "infer b1", "infer b8"}
+    text = zoo.markdown(result)
+    assert "| tiny | train | 2 |" in text
+    zoo.plot(result, tmp_path / "zoo.png")
+    assert (tmp_path / "zoo.png").stat().st_size > 1000
+    json.dumps(result)                                      # serialisable as written
