@@ -18,6 +18,7 @@ import numpy as np
 import fastconv
 from fastconv.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_rng_states
 from fastconv.checkpoint_meta import MalformedCheckpointError
+from fastconv.data.dataset import Dataset
 from fastconv.data.resolve import dataset_spec, is_reference, resolve_dataset
 from fastconv.files import locked_folder, remove_stale_temp_files
 from fastconv.training.hyperparameters import (Hyperparameters, check_hyperparameters, check_setting,
@@ -57,8 +58,8 @@ def train(model_name: str, dataset, epochs: int = 10, batch_size: int | None = N
     ``dtype`` to float32.  ``backend`` selects a backend for this call only.
     ``on_batch_end(info)`` is called after every optimiser step with ``epoch``,
     ``batch``, ``iteration``, ``loss``, ``acc``.  With ``resume`` the model, data set
-    and settings come from the checkpoint; a setting passed that differs from it is
-    an error.  ``out_dir`` must not already hold a checkpoint unless ``resume`` or
+    and settings come from the checkpoint (``model_name`` and ``dataset`` may be
+    None); a setting passed that differs from it is an error.  ``out_dir`` must not already hold a checkpoint unless ``resume`` or
     ``overwrite``, and is locked while the run lasts.  ``world``: the processes that
     train together (`fastconv.distributed`; default this one alone).
     """
@@ -150,7 +151,7 @@ def _resumed_run(model_name, dataset, chosen, options, out_dir, data_root, downl
     meta = checkpoint.meta
     hyper = Hyperparameters(**meta["hyperparameters"])
     seed, limit = meta["seed"], meta.get("limit")
-    source = meta["dataset"] if is_reference(dataset) else dataset
+    source = dataset if isinstance(dataset, Dataset) else meta["dataset"]
     data = world.writer_first(lambda: resolve_dataset(source, data_root, download, seed, limit))
     base = {"model": meta["model"], "model_config": meta["model_config"], "dataset": meta["dataset"],
             "dataset_in_memory": meta.get("dataset_in_memory", False)}
@@ -174,10 +175,10 @@ def _check_resumable(checkpoint, model_name, dataset, chosen: dict, options: dic
         raise ValueError(f"{path} holds a model saved by fastconv.save, not a training run to resume")
     if model_name is not None and model_name != meta["model"]:
         raise ValueError(f"{path} was trained with model {meta['model']!r}, not {model_name!r}")
+    if meta.get("dataset_in_memory") and not isinstance(dataset, Dataset):
+        raise ValueError(f"{path} was trained on an in-memory data set "
+                         f"({meta['dataset_name']!r}); pass that Dataset object to resume")
     if is_reference(dataset):
-        if meta.get("dataset_in_memory"):
-            raise ValueError(f"{path} was trained on an in-memory data set "
-                             f"({meta['dataset_name']!r}); pass that Dataset object to resume")
         wanted = str(dataset)
         if wanted not in (meta["dataset"], meta["dataset_name"]) and \
                 str(Path(wanted).resolve()) != meta["dataset"]:
