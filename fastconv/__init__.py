@@ -21,8 +21,27 @@ __all__ = [
     "register_backend",
     "set_backend",
     "use_backend",
+    "save",
+    "load",
     "__version__",
 ]
+
+
+# Checkpoints (imported on first call: `import fastconv` stays light).
+def save(model, path):
+    """Save a model built by `fastconv.models.build_model` to ``path`` (npz, atomic,
+    no pickle); see `fastconv.checkpoint.save`."""
+    from fastconv.checkpoint import save as save_model
+
+    return save_model(model, path)
+
+
+def load(path):
+    """The model in ``path`` (from `save` or ``fastconv train``), rebuilt from its
+    stored name and config; see `fastconv.checkpoint.load`."""
+    from fastconv.checkpoint import load as load_model
+
+    return load_model(path)
 
 # DESIGN.md: FASTCONV_BACKEND is read when fastconv is imported.
 _select_default()

@@ -20,9 +20,10 @@ import os
 import sys
 from pathlib import Path
 
-# Errors a user can cause and fix without reading code: shown as one line.
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
-               PermissionError, ImportError)
+# Errors a user can cause and fix without reading code: shown as one line.  OSError
+# covers the environment's refusals too (a full disk, a too-long path, a folder in
+# use); the messages name the file.
+USER_ERRORS = (ValueError, OSError, ImportError)
 EXIT_USER_ERROR = 1
 EXIT_INTERRUPTED = 130
 
@@ -39,6 +40,38 @@ def _probability(text: str) -> float:
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text}")
     return value
+
+
+def _setting(name: str):
+    """An argparse type for hyper-parameter ``name``: a number in its accepted range
+    (`fastconv.training.hyperparameters`)."""
+    def parse(text: str):
+        from fastconv.training.hyperparameters import INTEGER_SETTINGS, range_problem
+
+        try:
+            value = int(text) if name in INTEGER_SETTINGS else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        problem = range_problem(name, value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    parse.__name__ = name
+    return parse
+
+
+def _names(text: str, flag: str) -> list[str]:
+    """A comma-separated list of names; an empty one is an error naming ``flag``."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise ValueError(f"{flag} {text!r} names nothing; give a comma-separated list")
+    return names
+
+
+def default_dataset(model_name: str) -> str:
+    """The offline data set a model trains on when --dataset is left out."""
+    return "letters" if model_name == "letters-cnn" else "digits"
 
 
 def _add_data_options(parser: argparse.ArgumentParser, dataset_default: str | None) -> None:
@@ -67,22 +100,24 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model, writing checkpoint, logs and curves",
                                 description="Train a model; hyper-parameters left out take the "
                                             "report's defaults for that model.")
-    train.add_argument("--model", choices=list(MODELS), default="cnn", help="network (default cnn)")
-    _add_data_options(train, "mnist")
+    train.add_argument("--model", choices=list(MODELS), default=None,
+                       help="network (default cnn; with --resume the checkpoint's)")
+    _add_data_options(train, None)
     train.add_argument("--epochs", type=_positive_int, default=10,
                        help="total epochs (with --resume: continue up to this many; default 10)")
-    train.add_argument("--batch-size", type=_positive_int, default=None)
-    train.add_argument("--lr", type=float, default=None, help="initial learning rate")
-    train.add_argument("--momentum", type=float, default=None)
-    train.add_argument("--weight-decay", type=float, default=None)
-    train.add_argument("--lr-step", type=_positive_int, default=None,
+    train.add_argument("--batch-size", type=_setting("batch_size"), default=None,
+                       help="global batch size (over all MPI ranks)")
+    train.add_argument("--lr", type=_setting("lr"), default=None, help="initial learning rate, in (0, 100]")
+    train.add_argument("--momentum", type=_setting("momentum"), default=None, help="in [0, 1)")
+    train.add_argument("--weight-decay", type=_setting("weight_decay"), default=None, help="in [0, 1]")
+    train.add_argument("--lr-step", type=_setting("lr_step"), default=None,
                        help="multiply the learning rate by --lr-gamma every this many epochs (default 5)")
-    train.add_argument("--lr-gamma", type=float, default=None, help="(default 0.5)")
+    train.add_argument("--lr-gamma", type=_setting("lr_gamma"), default=None, help="in (0, 1] (default 0.5)")
     train.add_argument("--no-bn", action="store_true", help="letters-cnn without batch normalisation")
     train.add_argument("--dropout", type=_probability, default=None, help="letters-cnn dropout probability")
-    train.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    train.add_argument("--dtype", choices=["float32", "float64"], default=None, help="(default float32)")
     train.add_argument("--backend", default=None, help="numpy, numba, ... (default: FASTCONV_BACKEND or numba)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=None, help="(default 0)")
     train.add_argument("--out", type=Path, default=None,
                        help="output folder (default runs/MODEL-DATASET)")
     train.add_argument("--resume", action="store_true", help="continue the run saved in --out")
@@ -108,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="CNN vs MLP-1 vs MLP-2 (report 000 section 4)",
                                   description="Train cnn, mlp1 and mlp2 with the report's settings "
                                               "and tabulate time, accuracy and parameter count.")
-    _add_data_options(compare, "mnist")
+    _add_data_options(compare, "digits")
     compare.add_argument("--epochs", type=_positive_int, default=5)
     compare.add_argument("--backends", default=None,
                          help="comma-separated, e.g. numpy,numba (default: the current backend)")
@@ -128,11 +163,17 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_train(args) -> int:
     from fastconv.train import train
 
-    dataset_label = Path(str(args.dataset)).name or "data"
-    out = args.out or Path("runs") / f"{args.model}-{dataset_label}"
+    model = args.model or "cnn"
+    dataset = args.dataset
+    if dataset is None and not args.resume:
+        dataset = default_dataset(model)
+        print(f"no --dataset given: training on {dataset!r}, which needs no download "
+              f"(for MNIST pass --dataset mnist --download)")
+    dataset_label = Path(str(dataset or default_dataset(model))).name or "data"
+    out = args.out or Path("runs") / f"{model}-{dataset_label}"
     result = train(
-        args.model, args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        momentum=args.momentum, weight_decay=args.weight_decay, lr_step=args.lr_step,
+        args.model if args.resume else model, dataset, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay, lr_step=args.lr_step,
         lr_gamma=args.lr_gamma, batch_norm=False if args.no_bn else None, dropout=args.dropout,
         out_dir=out, seed=args.seed, resume=args.resume, overwrite=args.overwrite,
         progress=not args.no_progress, limit=args.limit, data_root=args.data_root,
@@ -157,8 +198,8 @@ def _run_viz(args) -> int:
 def _run_compare(args) -> int:
     from fastconv.compare import compare
 
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    backends = _names(args.backends, "--backends") if args.backends is not None else None
+    models = _names(args.models, "--models")
     summary = compare(args.dataset, epochs=args.epochs, backends=backends, models=models,
                       out_dir=args.out, seed=args.seed, limit=args.limit, data_root=args.data_root,
                       download=args.download, progress=not args.no_progress)

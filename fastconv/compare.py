@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import fastconv
-from fastconv.train import train, write_json_atomic
+from fastconv.files import write_json_atomic
+from fastconv.training.runs import train
 
 COMPARED_MODELS = ("cnn", "mlp1", "mlp2")
 

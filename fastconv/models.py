@@ -115,10 +115,32 @@ def _check_name(name: str) -> None:
         raise ValueError(f"unknown model {name!r}; valid models are: {', '.join(MODELS)}")
 
 
+def _json_config(config: dict) -> dict:
+    """Builder arguments as JSON values (a dtype by its name), or a TypeError."""
+    stored = {}
+    for key, value in config.items():
+        if key == "dtype":
+            value = np.dtype(value).name
+        elif isinstance(value, np.generic):
+            value = value.item()
+        if value is not None and not isinstance(value, (str, int, float, bool)):
+            raise TypeError(f"build_model: {key}={value!r} cannot be stored in a checkpoint")
+        stored[key] = value
+    return stored
+
+
 def build_model(name: str, **config) -> nn.Sequential:
-    """``MODELS[name](**config)``, e.g. ``build_model("letters-cnn", dropout=0.3, seed=1)``."""
+    """``MODELS[name](**config)``, e.g. ``build_model("letters-cnn", dropout=0.3, seed=1)``.
+
+    The model remembers ``name`` and ``config`` (``model.build_config``), which
+    `fastconv.save` stores so that `fastconv.load` can rebuild it."""
     _check_name(name)
-    return MODELS[name](**config)
+    model = MODELS[name](**config)
+    try:
+        model.build_config = {"model": name, "model_config": _json_config(config)}
+    except TypeError:  # e.g. a Generator as seed: the model works, only fastconv.save refuses
+        model.build_config = None
+    return model
 
 
 def default_loss(name: str) -> nn.Loss:

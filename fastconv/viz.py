@@ -268,21 +268,25 @@ def visualize(checkpoint, out_dir, dataset=None, sample_indices=None, tsne_point
     ``entropy_images`` limits how many test images the entropy averages use (all by
     default).  Returns ``{"files": [...], "entropy": {...}}``.
     """
-    from fastconv import train as training
     from fastconv.activations import collect_activations, conv_layers, iterate_activations
+    from fastconv.checkpoint import CHECKPOINT_NAME, load_checkpoint, model_from_checkpoint
+    from fastconv.data.resolve import resolve_dataset
     from fastconv.entropy import entropy_report, format_entropy_report
+    from fastconv.files import write_json_atomic
 
     checkpoint = Path(checkpoint)
     if checkpoint.is_dir():
-        checkpoint = checkpoint / training.CHECKPOINT_NAME
+        checkpoint = checkpoint / CHECKPOINT_NAME
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    state = training.load_checkpoint(checkpoint)
-    model = training.model_from_checkpoint(state)
+    state = load_checkpoint(checkpoint)
+    if dataset is None and not state.is_training_run:
+        raise ValueError(f"{checkpoint} holds a model without its data set; name one (--dataset)")
+    model = model_from_checkpoint(state)
     model.eval()
-    data = training.resolve_dataset(dataset if dataset is not None else state.meta["dataset"],
-                                    data_root=data_root, seed=state.meta.get("seed", seed),
-                                    limit=state.meta.get("limit"))
+    data = resolve_dataset(dataset if dataset is not None else state.meta["dataset"],
+                           data_root=data_root, seed=state.meta.get("seed", seed),
+                           limit=state.meta.get("limit"))
     dtype = np.dtype(state.meta["model_config"].get("dtype", "float32"))
     test_x = np.ascontiguousarray(data.test_x, dtype=dtype)
     test_y = np.asarray(data.test_y)
@@ -343,7 +347,7 @@ def visualize(checkpoint, out_dir, dataset=None, sample_indices=None, tsne_point
     report["checkpoint"] = str(checkpoint)
     report["dataset"] = data.name
     entropy_file = out_dir / "entropy.json"
-    training.write_json_atomic(entropy_file, report)
+    write_json_atomic(entropy_file, report)
     files.append(entropy_file)
     log(format_entropy_report(report))
     return {"files": [str(f) for f in files], "entropy": report}

@@ -238,7 +238,7 @@ def test_checksum_mismatch_leaves_nothing(isolated, file_server):
     message = str(caught.value)
     assert "checksum mismatch" in message and "0" * 32 in message
     assert "t10k-images-idx3-ubyte.gz" in message and f"{base}/tampered/" in message
-    assert list(dest.iterdir()) == []  # no temp file, no half-verified file
+    assert not dest.exists()  # no temp file, no half-verified file, not even the folder it made
 
 
 def test_fallback_to_next_mirror(isolated, file_server):

@@ -229,8 +229,8 @@ def test_failed_checkpoint_write_keeps_the_previous_one(digits, tmp_path, monkey
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(path, model, optimizer, StepLR(optimizer, 5), {"progress": {}}, {})
     assert path.read_bytes() == before
-    assert files_in(tmp_path) == sorted(["curves_epoch.png", "curves_iteration.png", "history.json",
-                                         "iterations.json", CHECKPOINT_NAME])
+    assert files_in(tmp_path) == sorted([".fastconv.lock", "curves_epoch.png", "curves_iteration.png",
+                                         "history.json", "iterations.json", CHECKPOINT_NAME])
     monkeypatch.undo()
     assert load_checkpoint(path).meta["progress"]["epochs_done"] == 1
 
@@ -297,3 +297,48 @@ def test_interrupt_inside_an_update_keeps_the_last_complete_epoch(digits, tmp_pa
     assert checkpoint.complete and checkpoint.meta["progress"]["epochs_done"] == 1
     assert len(json.loads((tmp_path / "history.json").read_text())) == 1
     assert not [name for name in files_in(tmp_path) if name.endswith(".tmp")]
+
+
+# ------------------------------------------------------------------ earlier checkpoints
+LEGACY = os.path.join(os.path.dirname(__file__), "data", "checkpoint_format1_cnn_digits.npz")
+
+
+def test_a_checkpoint_of_the_first_trainer_resumes_bit_for_bit(tmp_path):
+    """tests/data holds a model.npz written by the trainer before it was split into
+    modules (cnn, digits limit 100, 1 epoch, numpy backend) and that trainer's
+    weights after resuming it to 2 epochs: the new trainer must reproduce them."""
+    import shutil
+
+    shutil.copy(LEGACY, tmp_path / CHECKPOINT_NAME)
+    result = train("cnn", "digits", epochs=2, out_dir=tmp_path, resume=True, backend="numpy",
+                   progress=False, plots=False, log=quiet)
+    assert [r["epoch"] for r in result.history] == [1, 2]
+    with np.load(LEGACY.replace(".npz", "_epoch2_weights.npz")) as expected:
+        assert_same_state(result.model.state_dict(), dict(expected))
+
+
+def _imported_modules(path) -> set[str]:
+    """Every module a source file imports, at any depth (function-level imports too)."""
+    import ast
+
+    tree = ast.parse(open(path, encoding="utf-8").read())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_no_import_cycle_between_training_and_plots():
+    """Plots and checkpoints never import the training loop (it imports them)."""
+    import fastconv
+
+    package = os.path.dirname(fastconv.__file__)
+    for module in ("viz.py", "checkpoint.py", "checkpoint_meta.py", "files.py", "npz_reader.py",
+                   os.path.join("data", "resolve.py")):
+        imported = _imported_modules(os.path.join(package, module))
+        assert not {name for name in imported
+                    if name.startswith(("fastconv.train", "fastconv.training"))}, module

@@ -174,7 +174,7 @@ def not_found_error(name: str, split: str, root=None, reason: str = "") -> Datas
     message = (
         f"{name} ({split} split) not found: no folder holds {images}[.gz] and {labels}[.gz].\n"
         f"Searched, in order:\n{searched}\n"
-        f"To get it: call with download=True (saves to {cache_root() / name}), or put the files in "
+        f"To get it: add --download (download=True in Python; saves to {cache_root() / name}), or put the files in "
         f"one of those folders, or set FASTCONV_DATA to a folder containing '{name}/'."
     )
     if name == "fashion-mnist":
@@ -267,14 +267,29 @@ def download_dataset(name: str, splits: Sequence[str] = ("train", "test"),
     dest = Path(dest) if dest is not None else cache_root() / name
     mirrors = list(MIRRORS.get(name, spec.mirrors) if mirrors is None else mirrors)
     checksums = dict(spec.gz_md5 if checksums is None else checksums)
-    for split in splits:
-        for stem in split_stems(split):
-            if find_split_file(dest, stem):
-                continue
-            file_name = f"{stem}.gz"
-            urls = [base.rstrip("/") + "/" + file_name for base in mirrors]
-            download_file(urls, dest / file_name, checksums.get(file_name), progress=progress)
+    # Folders this call creates, deepest first: removed again if nothing lands in them.
+    created = [folder for folder in (dest, *dest.parents) if not folder.exists()]
+    try:
+        for split in splits:
+            for stem in split_stems(split):
+                if find_split_file(dest, stem):
+                    continue
+                file_name = f"{stem}.gz"
+                urls = [base.rstrip("/") + "/" + file_name for base in mirrors]
+                download_file(urls, dest / file_name, checksums.get(file_name), progress=progress)
+    except BaseException:
+        _remove_if_empty(created)
+        raise
     return dest
+
+
+def _remove_if_empty(folders: Sequence[Path]) -> None:
+    """rmdir each folder in order until one is not empty (or already gone)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def verify_dataset_files(name: str, directory: str | os.PathLike) -> dict[str, bool]:

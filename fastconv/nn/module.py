@@ -25,6 +25,15 @@ def check_state_keys(state: Mapping, expected: list[str], owner: str) -> None:
         raise ValueError(f"{owner} state_dict has unexpected key(s): {', '.join(map(str, unexpected))}")
 
 
+def _model_entries(state: Mapping) -> Mapping:
+    """A fastconv checkpoint opened with ``np.load`` keys the model's arrays as
+    ``model/<name>`` beside ``meta`` and the optimiser's: take those alone."""
+    keys = list(state.keys())
+    if "meta" in keys and any(str(key).startswith("model/") for key in keys):
+        return {key[len("model/"):]: state[key] for key in keys if str(key).startswith("model/")}
+    return state
+
+
 class Parameter:
     """A trainable array: ``data``, its gradient ``grad`` (same shape and dtype,
     zero-initialised) and a ``name`` (the attribute name in its module)."""
@@ -189,8 +198,11 @@ class Module:
 
         Strict: a missing key, an unexpected key or a shape mismatch raises
         `ValueError` naming the key, and nothing is modified unless every entry fits.
-        ``state`` may be any mapping, e.g. the `numpy.lib.npyio.NpzFile` of ``np.load``.
+        ``state`` may be any mapping, e.g. the `numpy.lib.npyio.NpzFile` of ``np.load``;
+        for a fastconv checkpoint (``np.load("runs/x/model.npz")``) its ``model/``
+        entries are used.
         """
+        state = _model_entries(state)
         targets = {
             name: (item.data if isinstance(item, Parameter) else item)
             for name, item in self._named_arrays()
