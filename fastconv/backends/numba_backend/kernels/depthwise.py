@@ -10,12 +10,16 @@ padded row length ``wp``, so each kernel tap ``(i, j)`` is one long contiguous l
 ``wp - out_w`` columns per row are garbage, dropped on write-out).  3x3 kernels
 (MobileNet's) run all nine taps in one pass.
 
+Other strides split the padded plane into its ``sh*sw`` stride phases (pixel (R, C)
+to phase (R % sh, C % sw) at (R // sh, C // sw)): in them each tap of every output
+is again one contiguous run, so the same flat loops apply, one pass per tap.
+
 Backward, stride 1: the output gradient is laid out on the same padded grid (zero at
 the garbage positions) behind a zero ``margin``; the weight gradient is nine dot
 products in one pass, and the input gradient is the same correlation with the
-flipped kernel (taps reaching back into the margin read zeros).  Other strides take
-plain row loops: correct, not tuned.  The input gradient alone, plus a bias, is also
-the transposed convolution of a depthwise kernel.
+flipped kernel (taps reaching back into the margin read zeros).  Strided: per tap, a
+dot product and a contiguous scatter-add into the phase buffer.  The input gradient
+alone, plus a bias, is also the transposed convolution of a depthwise kernel.
 
 Everything trusts its caller (`numba_backend.depthwise`): arrays C-contiguous,
 shapes consistent, no bounds checks.
@@ -33,15 +37,51 @@ _PJIT = dict(cache=True, nogil=True, fastmath=FASTMATH, parallel=True)
 
 
 @njit(**_JIT)
-def _fill_plane(dst, plane, ph, pw, wp):
-    """Copy ``plane`` (H, W) into the interior of the flat zero-bordered ``dst``."""
+def _fill_phases(dst, plane, ph, pw, sh, sw, phase_size, pwid):
+    """Scatter ``plane`` (H, W) into the stride phases of its zero-padded copy: padded
+    pixel (R, C) goes to phase ``(R % sh)*sw + C % sw``, row ``R // sh``, column
+    ``C // sw`` (for stride 1: the flat padded plane, row length ``pwid``)."""
     height, width = plane.shape
     for r in range(height):
-        start = (r + ph) * wp + pw
-        d = dst[start:start + width]
-        s = plane[r]
-        for c in range(width):
-            d[c] = s[c]
+        big_r = r + ph
+        row_base = ((big_r % sh) * sw) * phase_size + (big_r // sh) * pwid
+        src = plane[r]
+        for pc in range(sw):
+            c0 = (pc - pw) % sw                     # first column of this phase
+            if c0 >= width:
+                continue
+            count = (width - c0 + sw - 1) // sw
+            start = row_base + pc * phase_size + (c0 + pw) // sw
+            d = dst[start:start + count]
+            for k in range(count):
+                d[k] = src[c0 + k * sw]
+
+
+@njit(**_JIT)
+def _read_phases(src, plane, ph, pw, sh, sw, phase_size, pwid, bias):
+    """Inverse of `_fill_phases`: ``plane`` (overwritten) = interior of ``src`` + bias."""
+    height, width = plane.shape
+    for r in range(height):
+        big_r = r + ph
+        row_base = ((big_r % sh) * sw) * phase_size + (big_r // sh) * pwid
+        dst = plane[r]
+        for pc in range(sw):
+            c0 = (pc - pw) % sw
+            if c0 >= width:
+                continue
+            count = (width - c0 + sw - 1) // sw
+            start = row_base + pc * phase_size + (c0 + pw) // sw
+            s = src[start:start + count]
+            for k in range(count):
+                dst[c0 + k * sw] = s[k] + bias
+
+
+@njit(**_JIT)
+def _tap_offset(i, j, sh, sw, dh, dw, phase_size, pwid):
+    """Where tap (i, j) of output position 0 reads in the phase buffer: every output
+    position q = oh*pwid + ow then reads ``offset + q`` (one phase, contiguous)."""
+    ri, ci = i * dh, j * dw
+    return ((ri % sh) * sw + ci % sw) * phase_size + (ri // sh) * pwid + ci // sw
 
 
 @njit(**_JIT)
@@ -122,77 +162,80 @@ def _dots_flat(gw, g, src, row_off, col_off, n):
 
 
 @njit(**_JIT)
-def _corr_strided(acc, xs, wk, sh, sw, dh, dw, wp, out_h, out_w):
-    """acc[oh*out_w + ow] += sum_ij wk[i, j] * xs[(oh*sh + i*dh)*wp + ow*sw + j*dw]."""
+def _phased_corr(acc, buf, wk, sh, sw, dh, dw, phase_size, pwid, n):
+    """acc[q] += sum_ij wk[i, j] * buf[offset(i, j) + q]: one contiguous pass per tap."""
     kh, kw = wk.shape
-    for oh in range(out_h):
-        arow = acc[oh * out_w:(oh + 1) * out_w]
-        for i in range(kh):
-            base = (oh * sh + i * dh) * wp
-            for j in range(kw):
+    for i in range(kh):
+        for j in range(kw):
+            start = _tap_offset(i, j, sh, sw, dh, dw, phase_size, pwid)
+            s = buf[start:start + n]
+            wv = wk[i, j]
+            for q in range(n):
+                acc[q] += wv * s[q]
+
+
+@njit(**_JIT)
+def _phased_backward(gw, gacc, g, buf, wk, sh, sw, dh, dw, phase_size, pwid, n, need_grad_x, need_grad_w):
+    """Per tap: gw[i, j] += dot(g, buf[offset:]) and gacc[offset:] += wk[i, j] * g."""
+    kh, kw = wk.shape
+    z = buf.dtype.type(0)
+    for i in range(kh):
+        for j in range(kw):
+            start = _tap_offset(i, j, sh, sw, dh, dw, phase_size, pwid)
+            if need_grad_w:
+                s = buf[start:start + n]
+                total = z
+                for q in range(n):
+                    total += g[q] * s[q]
+                gw[i, j] += total
+            if need_grad_x:
+                d = gacc[start:start + n]
                 wv = wk[i, j]
-                start = base + j * dw
-                for ow in range(out_w):
-                    arow[ow] += wv * xs[start + ow * sw]
+                for q in range(n):
+                    d[q] += wv * g[q]
+
+
+@njit(cache=True, nogil=True)
+def _geometry(height, width, ph, pw, sh, sw):
+    """(phase_size, pwid) of the stride-phase buffer of a padded plane."""
+    pwid = (width + 2 * pw + sw - 1) // sw
+    return ((height + 2 * ph + sh - 1) // sh) * pwid, pwid
 
 
 @njit(**_PJIT)
 def depthwise_forward(x, w3, b, sh, sw, ph, pw, dh, dw, y, n_chunks):
     """y[n, c*m + k] = corr(x[n, c], w3[c*m + k]) + b[c*m + k], parallel over
-    (image, input channel) items; each item's padded plane feeds its m outputs."""
+    (image, input channel) items; each item's padded plane feeds its m outputs.
+
+    Strided: the padded plane is split into its ``sh*sw`` stride phases, in which
+    every tap of every output is again one flat contiguous run (`_tap_offset`)."""
     n, c_in, height, width = x.shape
     c_out = w3.shape[0]
     mult = c_out // c_in
     out_h, out_w = y.shape[2], y.shape[3]
-    wp = width + 2 * pw
-    plane = (height + 2 * ph) * wp
+    phase_size, pwid = _geometry(height, width, ph, pw, sh, sw)
     unit = sh == 1 and sw == 1
-    span = (out_h - 1) * wp + out_w if unit else out_h * out_w
-    row_len = wp if unit else out_w
+    span = (out_h - 1) * pwid + out_w
     items = n * c_in
     for chunk in prange(n_chunks):
-        xs = np.zeros(plane, dtype=x.dtype)
+        xs = np.zeros(sh * sw * phase_size, dtype=x.dtype)
         acc = np.empty(span, dtype=x.dtype)
         for item in range(items * chunk // n_chunks, items * (chunk + 1) // n_chunks):
             img = item // c_in
             c = item - img * c_in
-            _fill_plane(xs, x[img, c], ph, pw, wp)
+            _fill_phases(xs, x[img, c], ph, pw, sh, sw, phase_size, pwid)
             for k in range(mult):
                 co = c * mult + k
-                acc[:] = 0
+                acc[:] = b[co]
                 if unit:
-                    _corr_flat(acc, xs, w3[co], dh * wp, dw, span)
+                    _corr_flat(acc, xs, w3[co], dh * pwid, dw, span)
                 else:
-                    _corr_strided(acc, xs, w3[co], sh, sw, dh, dw, wp, out_h, out_w)
-                bias = b[co]
+                    _phased_corr(acc, xs, w3[co], sh, sw, dh, dw, phase_size, pwid, span)
                 for oh in range(out_h):
-                    src = acc[oh * row_len:oh * row_len + out_w]
+                    src = acc[oh * pwid:oh * pwid + out_w]
                     dst = y[img, co, oh]
                     for ow in range(out_w):
-                        dst[ow] = src[ow] + bias
-
-
-@njit(**_JIT)
-def _strided_backward(gy_plane, xs, wk, gw, gpad, sh, sw, dh, dw, wp, need_grad_x, need_grad_w):
-    """Row-loop backward of one output plane: gw += taps, gpad (flat) += scatter."""
-    kh, kw = wk.shape
-    out_h, out_w = gy_plane.shape
-    for oh in range(out_h):
-        grow = gy_plane[oh]
-        for i in range(kh):
-            base = (oh * sh + i * dh) * wp
-            for j in range(kw):
-                start = base + j * dw
-                wv = wk[i, j]
-                total = 0.0
-                for ow in range(out_w):
-                    g = grow[ow]
-                    if need_grad_w:
-                        total += g * xs[start + ow * sw]
-                    if need_grad_x:
-                        gpad[start + ow * sw] += wv * g
-                if need_grad_w:
-                    gw[i, j] += total
+                        dst[ow] = src[ow]
 
 
 @njit(**_PJIT)
@@ -205,57 +248,53 @@ def depthwise_backward(gy, x, w3, wflip3, bias, c_in, height, width, sh, sw, ph,
     convolution).  With ``need_grad_w`` chunk t adds its items' weight and bias
     gradients into ``gw_parts[t]`` / ``gb_parts[t]`` (the caller sums the parts);
     without it ``x`` is not read (a transposed convolution has none).
+
+    The output gradient goes onto the output grid (row length ``pwid``, zero at the
+    garbage columns).  Stride 1 puts it behind a zero ``margin`` and gathers (one
+    pass for 3x3); other strides scatter each tap into the phase buffer.
     """
     n = gy.shape[0]
     c_out, kh, kw = w3.shape
     mult = c_out // c_in
     out_h, out_w = gy.shape[2], gy.shape[3]
-    wp = width + 2 * pw
-    plane = (height + 2 * ph) * wp
+    phase_size, pwid = _geometry(height, width, ph, pw, sh, sw)
     unit = sh == 1 and sw == 1
-    margin = (kh - 1) * dh * wp + (kw - 1) * dw
-    span = (out_h - 1) * wp + out_w
-    span_x = (height - 1) * wp + width          # input-gradient positions to compute
-    first_x = ph * wp + pw                      # padded position of x[0, 0]
+    margin = (kh - 1) * dh * pwid + (kw - 1) * dw if unit else 0
+    span = (out_h - 1) * pwid + out_w
+    span_x = (height - 1) * pwid + width        # stride 1: input-gradient positions
+    first_x = ph * pwid + pw                    # stride 1: padded position of x[0, 0]
     items = n * c_in
     for chunk in prange(n_chunks):
-        xs = np.zeros(plane, dtype=gy.dtype)
-        gbuf = np.zeros(margin + plane, dtype=gy.dtype)   # zero except the gy rows
-        gacc = np.empty(plane, dtype=gy.dtype)
+        xs = np.zeros(sh * sw * phase_size, dtype=gy.dtype)
+        gbuf = np.zeros(margin + sh * sw * phase_size, dtype=gy.dtype)   # zero but the gy rows
+        gacc = np.empty(sh * sw * phase_size, dtype=gy.dtype)
         for item in range(items * chunk // n_chunks, items * (chunk + 1) // n_chunks):
             img = item // c_in
             c = item - img * c_in
             if need_grad_w:
-                _fill_plane(xs, x[img, c], ph, pw, wp)
+                _fill_phases(xs, x[img, c], ph, pw, sh, sw, phase_size, pwid)
             gacc[:] = 0
             for k in range(mult):
                 co = c * mult + k
                 g_plane = gy[img, co]
-                if need_grad_w:
-                    total = 0.0
-                    for oh in range(out_h):
-                        for ow in range(out_w):
-                            total += g_plane[oh, ow]
-                    gb_parts[chunk, co] += total
-                if not unit:
-                    _strided_backward(g_plane, xs, w3[co], gw_parts[chunk, co], gacc,
-                                      sh, sw, dh, dw, wp, need_grad_x, need_grad_w)
-                    continue
+                total = 0.0
                 for oh in range(out_h):
-                    start = margin + oh * wp
-                    d = gbuf[start:start + out_w]
+                    d = gbuf[margin + oh * pwid:margin + oh * pwid + out_w]
                     s = g_plane[oh]
                     for ow in range(out_w):
                         d[ow] = s[ow]
+                        total += s[ow]
+                g = gbuf[margin:margin + span]
                 if need_grad_w:
-                    _dots_flat(gw_parts[chunk, co], gbuf[margin:margin + span], xs, dh * wp, dw, span)
+                    gb_parts[chunk, co] += total
+                if not unit:
+                    _phased_backward(gw_parts[chunk, co], gacc, g, xs, w3[co], sh, sw, dh, dw,
+                                     phase_size, pwid, span, need_grad_x, need_grad_w)
+                    continue
+                if need_grad_w:
+                    _dots_flat(gw_parts[chunk, co], g, xs, dh * pwid, dw, span)
                 if need_grad_x:
                     _corr_flat(gacc[first_x:first_x + span_x], gbuf[first_x:], wflip3[co],
-                               dh * wp, dw, span_x)
+                               dh * pwid, dw, span_x)
             if need_grad_x:
-                b = bias[c]
-                for r in range(height):
-                    src = gacc[(r + ph) * wp + pw:(r + ph) * wp + pw + width]
-                    dst = grad_x[img, c, r]
-                    for col in range(width):
-                        dst[col] = src[col] + b
+                _read_phases(gacc, grad_x[img, c], ph, pw, sh, sw, phase_size, pwid, bias[c])
