@@ -110,8 +110,12 @@ def _input_shape(x_shape, name: str = "x_shape") -> tuple[int, int, int, int]:
     return shape
 
 
-def conv_output_size(in_hw, kernel_size, stride=1, padding=0) -> tuple[int, int]:
+def conv_output_size(in_hw, kernel_size, stride=1, padding=0, dilation=1) -> tuple[int, int]:
     """(out_h, out_w) of a convolution or pooling window over an (H, W) input."""
+    if not _conv_params.is_default(dilation):
+        return _conv_params.output_hw(
+            in_hw, _pair(kernel_size, "kernel_size", 1), _pair(stride, "stride", 1),
+            _pair(padding, "padding", 0), _pair(dilation, "dilation", 1), "conv_output_size")
     return _output_hw(
         in_hw, _pair(kernel_size, "kernel_size", 1), _pair(stride, "stride", 1),
         _pair(padding, "padding", 0), "conv_output_size",
@@ -119,13 +123,16 @@ def conv_output_size(in_hw, kernel_size, stride=1, padding=0) -> tuple[int, int]
 
 
 # --------------------------------------------------------------------------- im2col
-def im2col(x, kernel_size, stride=1, padding=0) -> np.ndarray:
+def im2col(x, kernel_size, stride=1, padding=0, dilation=1) -> np.ndarray:
     """Unfold sliding windows: ``(N, C, H, W) -> (N, C*kh*kw, out_h*out_w)``.
 
     Row ``c*kh*kw + i*kw + j`` holds input channel ``c`` at window offset ``(i, j)``,
     exactly as `torch.nn.functional.unfold`.  Report 000's 'sliding' mode is
-    ``stride=1``; its 'distinct' mode is ``stride=kernel_size``.
+    ``stride=1``; its 'distinct' mode is ``stride=kernel_size``.  With ``dilation`` the
+    window taps are ``dilation`` apart, as in ``F.unfold``.
     """
+    if not _conv_params.is_default(dilation):
+        return _general.im2col(x, kernel_size, stride, padding, dilation)
     x = _float_array(x, "x", 4, "(N, C, H, W)")
     kernel_size = _pair(kernel_size, "kernel_size", 1)
     stride = _pair(stride, "stride", 1)
@@ -134,11 +141,13 @@ def im2col(x, kernel_size, stride=1, padding=0) -> np.ndarray:
     return get_backend().im2col(x, kernel_size, stride, padding)
 
 
-def col2im(cols, output_size, kernel_size, stride=1, padding=0) -> np.ndarray:
+def col2im(cols, output_size, kernel_size, stride=1, padding=0, dilation=1) -> np.ndarray:
     """Fold columns back to images, summing overlaps (`torch.nn.functional.fold`).
 
     ``cols`` is ``(N, C*kh*kw, L)``; ``output_size`` is the image's ``(H, W)``.
     """
+    if not _conv_params.is_default(dilation):
+        return _general.col2im(cols, output_size, kernel_size, stride, padding, dilation)
     cols = _float_array(cols, "cols", 3, "(N, C*kh*kw, L)")
     height, width = _pair(output_size, "output_size", 1)
     kernel_size = _pair(kernel_size, "kernel_size", 1)
@@ -183,19 +192,24 @@ def _bias_arg(b, x, w):
     return b
 
 
-def conv2d(x, w, b=None, stride=1, padding=0) -> np.ndarray:
-    """2-D cross-correlation plus bias, as `torch.nn.functional.conv2d` (no dilation, groups=1).
+def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1) -> np.ndarray:
+    """2-D cross-correlation plus bias, as `torch.nn.functional.conv2d`.
 
-    x: ``(N, C_in, H, W)``; w: ``(C_out, C_in, kh, kw)``; b: ``(C_out,)`` or None.
+    x: ``(N, C_in, H, W)``; w: ``(C_out, C_in // groups, kh, kw)``; b: ``(C_out,)`` or
+    None.  ``padding`` may also be ``"same"`` (stride 1) or ``"valid"``.
     Returns ``(N, C_out, out_h, out_w)``.
     """
+    if _general.applies(padding, dilation, groups):
+        return _general.conv2d(x, w, b, stride, padding, dilation, groups)
     x, w, stride, padding, _ = _conv_args(x, w, stride, padding, "conv2d")
     b = _bias_arg(b, x, w)
     return get_backend().conv2d(x, w, b, stride, padding)
 
 
-def conv2d_backward(grad_y, x, w, stride=1, padding=0):
+def conv2d_backward(grad_y, x, w, stride=1, padding=0, dilation=1, groups=1):
     """Gradients of `conv2d` w.r.t. its inputs: ``(grad_x, grad_w, grad_b)``."""
+    if _general.applies(padding, dilation, groups):
+        return _general.conv2d_backward(grad_y, x, w, stride, padding, dilation, groups)
     x, w, stride, padding, (out_h, out_w) = _conv_args(x, w, stride, padding, "conv2d_backward")
     grad_y = _float_array(grad_y, "grad_y", 4, "(N, C_out, out_h, out_w)")
     _same_dtype(x, "x", grad_y=grad_y)
@@ -294,9 +308,11 @@ def _fused_kernel(op: str):
     return getattr(get_backend(), op, None)
 
 
-def conv2d_relu(x, w, b=None, stride=1, padding=0) -> np.ndarray:
+def conv2d_relu(x, w, b=None, stride=1, padding=0, dilation=1, groups=1) -> np.ndarray:
     """``max(conv2d(x, w, b, stride, padding), 0)``, fused into the convolution's
     write-out where the backend can.  Returns ``(N, C_out, out_h, out_w)``."""
+    if _general.applies(padding, dilation, groups):
+        return _general.conv2d_relu(x, w, b, stride, padding, dilation, groups)
     x, w, stride, padding, _ = _conv_args(x, w, stride, padding, "conv2d_relu")
     b = _bias_arg(b, x, w)
     fused = _fused_kernel("conv2d_relu")
@@ -306,13 +322,16 @@ def conv2d_relu(x, w, b=None, stride=1, padding=0) -> np.ndarray:
     return np.maximum(y, 0, out=y)
 
 
-def conv2d_relu_backward(grad_y, y, x, w, stride=1, padding=0, input_grad=True):
+def conv2d_relu_backward(grad_y, y, x, w, stride=1, padding=0, input_grad=True, dilation=1, groups=1):
     """Gradients of `conv2d_relu`: ``(grad_x, grad_w, grad_b)``.
 
     ``y`` is the forward output (the ReLU passes gradient where ``y > 0``, so the
     gradient at exactly 0 is 0, as in PyTorch).  With ``input_grad=False`` (a
     network's first layer) ``grad_x`` is not computed and None is returned for it.
     """
+    if _general.applies(padding, dilation, groups):
+        return _general.conv2d_relu_backward(grad_y, y, x, w, stride, padding, input_grad,
+                                             dilation, groups)
     x, w, stride, padding, (out_h, out_w) = _conv_args(x, w, stride, padding, "conv2d_relu_backward")
     grad_y = _float_array(grad_y, "grad_y", 4, "(N, C_out, out_h, out_w)")
     y = _float_array(y, "y", 4, "(N, C_out, out_h, out_w)")
@@ -333,9 +352,11 @@ def _relu_backward(grad_y, y, x, w, stride, padding, input_grad):
     return get_backend().conv2d_backward(grad_z, x, w, stride, padding)
 
 
-def conv2d_backward_weights(grad_y, x, w, stride=1, padding=0):
+def conv2d_backward_weights(grad_y, x, w, stride=1, padding=0, dilation=1, groups=1):
     """``(grad_w, grad_b)`` of `conv2d`, skipping the input gradient (a network's
     first layer, whose input is data, needs none)."""
+    if _general.applies(padding, dilation, groups):
+        return _general.conv2d_backward_weights(grad_y, x, w, stride, padding, dilation, groups)
     x, w, stride, padding, (out_h, out_w) = _conv_args(x, w, stride, padding, "conv2d_backward_weights")
     grad_y = _float_array(grad_y, "grad_y", 4, "(N, C_out, out_h, out_w)")
     _same_dtype(x, "x", grad_y=grad_y)
@@ -362,10 +383,12 @@ def _pool2_args(x, w, stride, padding, what):
     return x, w, stride, padding, (out_h, out_w)
 
 
-def conv2d_relu_avgpool2(x, w, b=None, stride=1, padding=0):
+def conv2d_relu_avgpool2(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     """Report 000's block, conv + bias + ReLU + 2x2 average pooling (stride 2, floor
     mode): ``(pooled, y)`` with ``y = conv2d_relu(x, w, b, stride, padding)`` (kept
     for the backward pass and for feature-map plots) and ``pooled = avg_pool2d(y, 2)``."""
+    if _general.applies(padding, dilation, groups):
+        return _general.conv2d_relu_avgpool2(x, w, b, stride, padding, dilation, groups)
     x, w, stride, padding, _ = _pool2_args(x, w, stride, padding, "conv2d_relu_avgpool2")
     b = _bias_arg(b, x, w)
     fused = _fused_kernel("conv2d_relu_avgpool2")
@@ -375,10 +398,14 @@ def conv2d_relu_avgpool2(x, w, b=None, stride=1, padding=0):
     return get_backend().avg_pool2d(y, *_POOL2), y
 
 
-def conv2d_relu_avgpool2_backward(grad_pooled, y, x, w, stride=1, padding=0, input_grad=True):
+def conv2d_relu_avgpool2_backward(grad_pooled, y, x, w, stride=1, padding=0, input_grad=True,
+                                  dilation=1, groups=1):
     """Gradients of `conv2d_relu_avgpool2`: ``(grad_x, grad_w, grad_b)``, from the
     gradient of ``pooled`` and the forward's ``y``; ``input_grad`` as in
     `conv2d_relu_backward`."""
+    if _general.applies(padding, dilation, groups):
+        return _general.conv2d_relu_avgpool2_backward(grad_pooled, y, x, w, stride, padding,
+                                                      input_grad, dilation, groups)
     x, w, stride, padding, (out_h, out_w) = _pool2_args(
         x, w, stride, padding, "conv2d_relu_avgpool2_backward")
     grad_pooled = _float_array(grad_pooled, "grad_pooled", 4, "(N, C_out, out_h // 2, out_w // 2)")
@@ -465,3 +492,28 @@ def batch_norm_backward(grad_y, x, mean, var, weight, eps=1e-5):
     grad_x += grad3
     grad_x *= scale[:, None]
     return grad_x.reshape(x.shape), grad_weight, sum_grad
+
+
+# =========================================================================== issue 13
+# Dilation, groups, padding="same"/"valid" and transposed convolution live in their
+# own modules; the convolution functions above hand such calls over to them.
+from fastconv import conv_general as _general  # noqa: E402
+from fastconv import conv_params as _conv_params  # noqa: E402
+
+
+def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0, dilation=1, groups=1):
+    """Transposed convolution, as `torch.nn.functional.conv_transpose2d`: the input
+    gradient of the convolution it transposes, plus bias.
+
+    x: ``(N, C_in, H, W)``; w: ``(C_in, C_out // groups, kh, kw)``; b: ``(C_out,)`` or
+    None.  Returns ``(N, C_out, H_out, W_out)`` with
+    ``H_out = (H - 1)*stride - 2*padding + dilation*(kh - 1) + output_padding + 1``.
+    """
+    return _general.conv_transpose2d(x, w, b, stride, padding, output_padding, dilation, groups)
+
+
+def conv_transpose2d_backward(grad_y, x, w, stride=1, padding=0, output_padding=0, dilation=1,
+                              groups=1):
+    """Gradients of `conv_transpose2d`: ``(grad_x, grad_w, grad_b)``."""
+    return _general.conv_transpose2d_backward(grad_y, x, w, stride, padding, output_padding,
+                                              dilation, groups)

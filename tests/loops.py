@@ -202,3 +202,139 @@ def batch_norm_backward(grad_y, x, weight, eps):
         grad_mean = -grad_x_hat.sum() * inv_std + grad_var * (-2.0 * (xc - mean)).sum() / count
         grad_x[:, c] = grad_x_hat * inv_std + grad_var * 2.0 * (xc - mean) / count + grad_mean / count
     return grad_x, grad_w, grad_b
+
+
+# --------------------------------------------------------------------------- issue 13
+# Dilated / grouped convolution, dilated unfold and transposed convolution, each
+# straight from its definition (PyTorch's docs): output channel o of group
+# g = o // (C_out/G) sees input channels g*C_in/G ... (g+1)*C_in/G - 1 only, and tap
+# (di, dj) of a window reads the pixel dilation*(di, dj) away from its corner.
+def dilated_out_size(size, k, s, p, d):
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def conv2d_general(x, w, b, stride, padding, dilation, groups):
+    n_batch, c_in, height, width = x.shape
+    c_out, cg, kh, kw = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    og = c_out // groups
+    out_h, out_w = dilated_out_size(height, kh, sh, ph, dh), dilated_out_size(width, kw, sw, pw, dw)
+    y = np.zeros((n_batch, c_out, out_h, out_w))
+    for n in range(n_batch):
+        for o in range(c_out):
+            g = o // og
+            for i in range(out_h):
+                for j in range(out_w):
+                    total = 0.0 if b is None else float(b[o])
+                    for c in range(cg):
+                        for di in range(kh):
+                            for dj in range(kw):
+                                total += w[o, c, di, dj] * padded_value(
+                                    x, n, g * cg + c, i * sh + di * dh - ph, j * sw + dj * dw - pw)
+                    y[n, o, i, j] = total
+    return y
+
+
+def conv2d_general_backward(grad_y, x, w, stride, padding, dilation, groups):
+    n_batch, c_in, height, width = x.shape
+    c_out, cg, kh, kw = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    og = c_out // groups
+    grad_x, grad_w, grad_b = np.zeros(x.shape), np.zeros(w.shape), np.zeros(c_out)
+    for n in range(n_batch):
+        for o in range(c_out):
+            for i in range(grad_y.shape[2]):
+                for j in range(grad_y.shape[3]):
+                    g = grad_y[n, o, i, j]
+                    grad_b[o] += g
+                    for c in range(cg):
+                        ci = (o // og) * cg + c
+                        for di in range(kh):
+                            for dj in range(kw):
+                                h, v = i * sh + di * dh - ph, j * sw + dj * dw - pw
+                                if 0 <= h < height and 0 <= v < width:
+                                    grad_x[n, ci, h, v] += g * w[o, c, di, dj]
+                                    grad_w[o, c, di, dj] += g * x[n, ci, h, v]
+    return grad_x, grad_w, grad_b
+
+
+def im2col_dilated(x, kernel_size, stride, padding, dilation):
+    n_batch, channels, height, width = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
+    out_h, out_w = dilated_out_size(height, kh, sh, ph, dh), dilated_out_size(width, kw, sw, pw, dw)
+    cols = np.zeros((n_batch, channels * kh * kw, out_h * out_w))
+    for n in range(n_batch):
+        for c in range(channels):
+            for di in range(kh):
+                for dj in range(kw):
+                    for i in range(out_h):
+                        for j in range(out_w):
+                            cols[n, (c * kh + di) * kw + dj, i * out_w + j] = padded_value(
+                                x, n, c, i * sh + di * dh - ph, j * sw + dj * dw - pw)
+    return cols
+
+
+def col2im_dilated(cols, output_size, kernel_size, stride, padding, dilation):
+    (height, width), (kh, kw), (sh, sw), (ph, pw), (dh, dw) = output_size, kernel_size, stride, padding, dilation
+    n_batch = cols.shape[0]
+    channels = cols.shape[1] // (kh * kw)
+    out_h, out_w = dilated_out_size(height, kh, sh, ph, dh), dilated_out_size(width, kw, sw, pw, dw)
+    x = np.zeros((n_batch, channels, height, width))
+    for n in range(n_batch):
+        for c in range(channels):
+            for di in range(kh):
+                for dj in range(kw):
+                    for i in range(out_h):
+                        for j in range(out_w):
+                            h, v = i * sh + di * dh - ph, j * sw + dj * dw - pw
+                            if 0 <= h < height and 0 <= v < width:
+                                x[n, c, h, v] += cols[n, (c * kh + di) * kw + dj, i * out_w + j]
+    return x
+
+
+def conv_transpose_out_size(size, k, s, p, op, d):
+    return (size - 1) * s - 2 * p + d * (k - 1) + op + 1
+
+
+def _transpose_taps(x_shape, w_shape, stride, padding, output_padding, dilation, groups):
+    """Yield (n, ci, i, j, o, oc, di, dj, h, v): input x[n, ci, i, j] times
+    w[ci, oc, di, dj] lands on output y[n, o, h, v] (only in-range (h, v))."""
+    n_batch, c_in, height, width = x_shape
+    _, og, kh, kw = w_shape
+    cg = c_in // groups
+    out_h = conv_transpose_out_size(height, kh, stride[0], padding[0], output_padding[0], dilation[0])
+    out_w = conv_transpose_out_size(width, kw, stride[1], padding[1], output_padding[1], dilation[1])
+    for n in range(n_batch):
+        for ci in range(c_in):
+            for i in range(height):
+                for j in range(width):
+                    for oc in range(og):
+                        for di in range(kh):
+                            for dj in range(kw):
+                                h = i * stride[0] - padding[0] + di * dilation[0]
+                                v = j * stride[1] - padding[1] + dj * dilation[1]
+                                if 0 <= h < out_h and 0 <= v < out_w:
+                                    yield n, ci, i, j, (ci // cg) * og + oc, oc, di, dj, h, v
+
+
+def conv_transpose2d(x, w, b, stride, padding, output_padding, dilation, groups):
+    """Every input pixel scatters ``x * w`` onto the output (PyTorch's definition)."""
+    c_out = w.shape[1] * groups
+    out_h = conv_transpose_out_size(x.shape[2], w.shape[2], stride[0], padding[0], output_padding[0], dilation[0])
+    out_w = conv_transpose_out_size(x.shape[3], w.shape[3], stride[1], padding[1], output_padding[1], dilation[1])
+    y = np.zeros((x.shape[0], c_out, out_h, out_w))
+    if b is not None:
+        y += np.asarray(b, dtype=np.float64).reshape(1, -1, 1, 1)
+    for n, ci, i, j, o, oc, di, dj, h, v in _transpose_taps(
+            x.shape, w.shape, stride, padding, output_padding, dilation, groups):
+        y[n, o, h, v] += x[n, ci, i, j] * w[ci, oc, di, dj]
+    return y
+
+
+def conv_transpose2d_backward(grad_y, x, w, stride, padding, output_padding, dilation, groups):
+    grad_x, grad_w = np.zeros(x.shape), np.zeros(w.shape)
+    for n, ci, i, j, o, oc, di, dj, h, v in _transpose_taps(
+            x.shape, w.shape, stride, padding, output_padding, dilation, groups):
+        grad_x[n, ci, i, j] += grad_y[n, o, h, v] * w[ci, oc, di, dj]
+        grad_w[ci, oc, di, dj] += grad_y[n, o, h, v] * x[n, ci, i, j]
+    return grad_x, grad_w, grad_y.sum(axis=(0, 2, 3), dtype=np.float64)

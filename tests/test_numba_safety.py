@@ -17,6 +17,8 @@ W = np.zeros((4, 3, 3, 3), np.float32)
 Y = np.zeros((2, 4, 6, 6), np.float32)
 G = np.zeros((2, 3, 4, 4), np.float32)
 LOGITS = np.zeros((3, 4), np.float32)
+X6 = np.zeros((2, 6, 8, 8), np.float32)
+WT = np.zeros((3, 4, 3, 3), np.float32)        # transposed: (C_in, C_out // groups, kh, kw)
 
 BAD_CALLS = [
     ("x 3-D", lambda: F.conv2d(X[0], W)),
@@ -84,6 +86,45 @@ BAD_CALLS = [
     ("labels one-hot shape", lambda: F.softmax_cross_entropy(LOGITS, np.zeros((3, 5)))),
     ("labels 3-D", lambda: F.softmax_cross_entropy(LOGITS, np.zeros((3, 4, 1)))),
     ("logits int", lambda: F.softmax_cross_entropy(LOGITS.astype(np.int32), np.array([0, 1, 2]))),
+    # issue 13: groups, dilation, padding modes, transposed convolution
+    ("groups not dividing C_in", lambda: F.conv2d(X, W[:, :1], groups=2)),
+    ("groups not dividing C_out", lambda: F.conv2d(X6, np.zeros((4, 2, 3, 3), np.float32), groups=3)),
+    ("grouped channel mismatch", lambda: F.conv2d(X6, np.zeros((6, 3, 3, 3), np.float32), groups=3)),
+    ("zero groups", lambda: F.conv2d(X, W, groups=0)),
+    ("float groups", lambda: F.conv2d(X, W, groups=1.5)),
+    ("bool groups", lambda: F.conv2d(X, W, groups=True)),
+    ("zero dilation", lambda: F.conv2d(X, W, dilation=0)),
+    ("negative dilation", lambda: F.conv2d(X, W, dilation=(1, -1))),
+    ("dilated kernel too large", lambda: F.conv2d(X, W, dilation=4)),
+    ("dilated kernel too large, padded", lambda: F.conv2d(X, W, padding=(0, 1), dilation=(1, 5))),
+    ("same with stride 2", lambda: F.conv2d(X, W, stride=2, padding="same")),
+    ("unknown padding mode", lambda: F.conv2d(X, W, padding="full")),
+    ("dilated backward grad_y shape", lambda: F.conv2d_backward(Y, X, W, dilation=2)),
+    ("depthwise backward grad_y dtype", lambda: F.conv2d_backward(
+        np.zeros((2, 6, 6, 6)), X6, np.zeros((6, 1, 3, 3), np.float32), groups=6)),
+    ("depthwise weights-only grad_y shape", lambda: F.conv2d_backward_weights(
+        Y, X6, np.zeros((6, 1, 3, 3), np.float32), groups=6)),
+    ("same backward grad_y shape", lambda: F.conv2d_backward(Y, X, W, padding="same")),
+    ("relu: groups not dividing", lambda: F.conv2d_relu(X, W, groups=2)),
+    ("relu backward: dilated y shape", lambda: F.conv2d_relu_backward(Y[:, :, :4, :4], Y, X, W, dilation=2)),
+    ("pool: dilated output below 2x2", lambda: F.conv2d_relu_avgpool2(X[:, :, :7, :7], W, dilation=3)),
+    ("transpose: output_padding >= stride", lambda: F.conv_transpose2d(X, WT, stride=2, output_padding=2)),
+    ("transpose: output_padding, stride 1", lambda: F.conv_transpose2d(X, WT, output_padding=(0, 1))),
+    ("transpose: output_padding >= dilation", lambda: F.conv_transpose2d(
+        X, WT, dilation=2, output_padding=(2, 0))),
+    ("transpose: channel mismatch", lambda: F.conv_transpose2d(X, WT[:2])),
+    ("transpose: groups not dividing C_in", lambda: F.conv_transpose2d(X, WT, groups=2)),
+    ("transpose: zero dilation", lambda: F.conv_transpose2d(X, WT, dilation=0)),
+    ("transpose: padding too large", lambda: F.conv_transpose2d(X[:, :, :1, :1], WT, padding=2)),
+    ("transpose: padding 'same'", lambda: F.conv_transpose2d(X, WT, padding="same")),
+    ("transpose: bias shape", lambda: F.conv_transpose2d(X, WT, np.zeros(3, np.float32))),
+    ("transpose: dtype mix", lambda: F.conv_transpose2d(X, WT.astype(np.float64))),
+    ("transpose backward: grad shape", lambda: F.conv_transpose2d_backward(X, X, WT)),
+    ("transpose backward: grad dtype", lambda: F.conv_transpose2d_backward(
+        np.zeros((2, 4, 10, 10)), X, WT)),
+    ("im2col: zero dilation", lambda: F.im2col(X, 3, dilation=0)),
+    ("im2col: dilated kernel too large", lambda: F.im2col(X, 3, dilation=4)),
+    ("col2im: dilated windows", lambda: F.col2im(np.zeros((1, 9, 36), np.float32), (8, 8), 3, dilation=2)),
 ]
 
 

@@ -41,6 +41,22 @@ KERNELS = (
 OPTIONAL_KERNELS = ("conv2d_relu", "conv2d_relu_backward", "conv2d_backward_weights",
                     "conv2d_relu_avgpool2", "conv2d_relu_avgpool2_backward",
                     "batch_norm", "batch_norm_backward")
+# General convolution (issue 13), also optional; `fastconv.conv_compose` composes
+# them from `KERNELS` (dilated unfold + one batched matmul over the groups):
+#   im2col_dilated(x, kernel_size, stride, padding, dilation)
+#   col2im_dilated(cols, output_size, kernel_size, stride, padding, dilation)
+#   conv2d_general(x, w, b, stride, padding, dilation, groups) -> y
+#   conv2d_general_backward(grad_y, x, w, stride, padding, dilation, groups, input_grad)
+#       -> (grad_x or None, grad_w, grad_b)
+#   conv_transpose2d(x, w, b, stride, padding, output_padding, dilation, groups) -> y
+#   conv_transpose2d_backward(grad_y, x, w, stride, padding, output_padding, dilation, groups)
+#       -> (grad_x, grad_w, grad_b)
+# ``dilation`` is an (h, w) tuple, ``groups`` an int; ``padding`` is always a symmetric
+# (h, w) tuple (functional turns "same" into that plus an explicit pad of x).  The
+# plain case (dilation (1, 1), groups 1) of conv2d never reaches conv2d_general*.
+GENERAL_KERNELS = ("im2col_dilated", "col2im_dilated", "conv2d_general", "conv2d_general_backward",
+                   "conv_transpose2d", "conv_transpose2d_backward")
+OPTIONAL_KERNELS += GENERAL_KERNELS
 
 # name -> module holding a ``BACKEND`` object; imported lazily so that selecting
 # numpy never pays numba's import time, and a missing optional dependency only

@@ -16,17 +16,17 @@ import numpy as np
 name = "numpy"
 
 
-def _window_indices(height, width, kernel_size, stride, padding):
+def _window_indices(height, width, kernel_size, stride, padding, dilation=(1, 1)):
     """Row/column index arrays of shape ``(kh*kw, out_h*out_w)`` into the padded image.
 
     Entry ``[i*kw + j, oh*out_w + ow]`` is the padded-image position that window
-    ``(oh, ow)`` reads at offset ``(i, j)``.
+    ``(oh, ow)`` reads at offset ``(i, j)`` (``dilation * (i, j)`` pixels from its corner).
     """
-    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
-    out_h = (height + 2 * ph - kh) // sh + 1
-    out_w = (width + 2 * pw - kw) // sw + 1
-    offset_rows = np.repeat(np.arange(kh), kw)
-    offset_cols = np.tile(np.arange(kw), kh)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
+    out_h = (height + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    out_w = (width + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    offset_rows = np.repeat(dh * np.arange(kh), kw)
+    offset_cols = np.tile(dw * np.arange(kw), kh)
     start_rows = np.repeat(sh * np.arange(out_h), out_w)
     start_cols = np.tile(sw * np.arange(out_w), out_h)
     rows = offset_rows[:, None] + start_rows[None, :]
@@ -34,31 +34,39 @@ def _window_indices(height, width, kernel_size, stride, padding):
     return rows, cols, (out_h, out_w)
 
 
-def _windows(x, kernel_size, stride, padding, pad_value=0.0):
+def _windows(x, kernel_size, stride, padding, pad_value=0.0, dilation=(1, 1)):
     """All windows of x: ``(N, C, kh*kw, out_h*out_w)``, plus the index arrays."""
     (ph, pw) = padding
     padded = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=pad_value)
-    rows, cols, out_hw = _window_indices(x.shape[2], x.shape[3], kernel_size, stride, padding)
+    rows, cols, out_hw = _window_indices(x.shape[2], x.shape[3], kernel_size, stride, padding, dilation)
     return padded[:, :, rows, cols], rows, cols, out_hw
 
 
-def im2col(x, kernel_size, stride, padding):
+def im2col(x, kernel_size, stride, padding, dilation=(1, 1)):
     n, c = x.shape[:2]
-    windows, _, _, _ = _windows(x, kernel_size, stride, padding)
+    windows, _, _, _ = _windows(x, kernel_size, stride, padding, dilation=dilation)
     return windows.reshape(n, c * kernel_size[0] * kernel_size[1], -1)
 
 
-def col2im(cols, output_size, kernel_size, stride, padding):
+def col2im(cols, output_size, kernel_size, stride, padding, dilation=(1, 1)):
     (height, width), (ph, pw) = output_size, padding
     n = cols.shape[0]
     window = kernel_size[0] * kernel_size[1]
     c = cols.shape[1] // window
-    rows_idx, cols_idx, _ = _window_indices(height, width, kernel_size, stride, padding)
+    rows_idx, cols_idx, _ = _window_indices(height, width, kernel_size, stride, padding, dilation)
     padded = np.zeros((n, c, height + 2 * ph, width + 2 * pw), dtype=cols.dtype)
     # add.at (unbuffered) sums every window's contribution where windows overlap.
     np.add.at(padded, (slice(None), slice(None), rows_idx, cols_idx),
               cols.reshape(n, c, window, -1))
     return padded[:, :, ph:ph + height, pw:pw + width].copy()
+
+
+# Optional kernels (see `fastconv.backends`): the dilated unfold is the same gather
+# with spread-out taps.  Grouped, dilated and transposed convolutions are composed
+# from it by `fastconv.conv_compose` (one batched matmul over the groups): that is
+# this backend's reference algorithm for them.
+im2col_dilated = im2col
+col2im_dilated = col2im
 
 
 def conv2d(x, w, b, stride, padding):

@@ -95,4 +95,44 @@ def softmax_cross_entropy(logits, target):
     return loss.item(), _np(grad)
 
 
+# ------------------------------------------------ general convolution (optional kernels)
+@torch.no_grad()
+def im2col_dilated(x, kernel_size, stride, padding, dilation):
+    return _np(torch.nn.functional.unfold(_t(x), kernel_size, dilation, padding, stride))
+
+
+@torch.no_grad()
+def col2im_dilated(cols, output_size, kernel_size, stride, padding, dilation):
+    return _np(torch.nn.functional.fold(_t(cols), output_size, kernel_size, dilation, padding, stride))
+
+
+@torch.no_grad()
+def conv2d_general(x, w, b, stride, padding, dilation, groups):
+    bias = None if b is None else _t(b)
+    return _np(torch.nn.functional.conv2d(_t(x), _t(w), bias, stride, padding, dilation, groups))
+
+
+@torch.no_grad()
+def conv2d_general_backward(grad_y, x, w, stride, padding, dilation, groups, input_grad):
+    grad_x, grad_w, grad_b = _aten.convolution_backward(
+        _t(grad_y), _t(x), _t(w), [w.shape[0]], list(stride), list(padding), list(dilation),
+        False, [0, 0], groups, [bool(input_grad), True, True])
+    return (_np(grad_x) if input_grad else None), _np(grad_w), _np(grad_b)
+
+
+@torch.no_grad()
+def conv_transpose2d(x, w, b, stride, padding, output_padding, dilation, groups):
+    bias = None if b is None else _t(b)
+    return _np(torch.nn.functional.conv_transpose2d(_t(x), _t(w), bias, stride, padding,
+                                                    output_padding, groups, dilation))
+
+
+@torch.no_grad()
+def conv_transpose2d_backward(grad_y, x, w, stride, padding, output_padding, dilation, groups):
+    grad_x, grad_w, grad_b = _aten.convolution_backward(
+        _t(grad_y), _t(x), _t(w), [w.shape[1] * groups], list(stride), list(padding),
+        list(dilation), True, list(output_padding), groups, [True, True, True])
+    return _np(grad_x), _np(grad_w), _np(grad_b)
+
+
 BACKEND = sys.modules[__name__]

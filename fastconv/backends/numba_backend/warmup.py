@@ -8,19 +8,22 @@ import time
 import numba
 import numpy as np
 
-from fastconv.backends.numba_backend import norm, pool, select, unfold
+from fastconv.backends.numba_backend import general, norm, pool, select, unfold
 from fastconv.backends.numba_backend.kernels import direct as _conv
 from fastconv.backends.numba_backend.kernels import gemm as _gemm
 from fastconv.backends.numba_backend.kernels import im2col as _cols
 from fastconv.backends.numba_backend.kernels import norm as _norm
 from fastconv.backends.numba_backend.kernels import pool as _pool
+from fastconv.backends.numba_backend.kernels import depthwise as _depthwise
+from fastconv.backends.numba_backend.kernels import grouped as _grouped
+from fastconv.backends.numba_backend.kernels import unfold_dilated as _unfold_dilated
 
-KERNEL_MODULES = (_conv, _gemm, _cols, _pool, _norm)
+KERNEL_MODULES = (_conv, _gemm, _cols, _pool, _norm, _depthwise, _grouped, _unfold_dilated)
 
 # Kernel groups for `warmup`: one per convolution algorithm, then the rest; "direct"
 # (the two fused direct-convolution kernels) is ~45 % of the compile time, so it is
 # what a second process takes over.
-_WARMUP_GROUPS = tuple(select.ALGORITHMS) + ("other",)
+_WARMUP_GROUPS = tuple(select.ALGORITHMS) + ("other", "general")
 
 
 def _warm(dtype, group: str) -> None:
@@ -30,6 +33,9 @@ def _warm(dtype, group: str) -> None:
     x = rng.standard_normal((2, 3, 6, 5)).astype(dtype)
     w = rng.standard_normal((3, 3, 3, 2)).astype(dtype)
     b = rng.standard_normal(3).astype(dtype)
+    if group == "general":            # dilated, grouped, depthwise, transposed
+        general.warm(dtype)
+        return
     if group in select.ALGORITHMS:
         algorithm = select.ALGORITHMS[group]
         if not algorithm.supports(x.shape, w.shape, (1, 1), (1, 1)):

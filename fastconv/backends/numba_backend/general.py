@@ -1,0 +1,109 @@
+"""Entry points of the numba backend's general convolution kernels (issue 13):
+dilated im2col/col2im, grouped / dilated convolution and transposed convolution.
+
+Depthwise problems (``groups == C_in``) run the direct kernels of `depthwise`;
+everything else runs the per-(image, group) GEMMs of `grouped`.  Without SciPy (no
+BLAS for numba's ``np.dot``) the non-depthwise cases fall back to the composition of
+`fastconv.conv_compose` on this backend's unfold kernels.  Arguments arrive validated
+and normalised by `fastconv.functional`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from fastconv.backends.numba_backend import depthwise, gemm, grouped
+from fastconv.backends.numba_backend import runtime as rt
+from fastconv.backends.numba_backend.kernels import unfold_dilated as _unfold
+
+
+def _conv_out_hw(in_hw, kernel_size, stride, padding, dilation):
+    return tuple((size + 2 * p - d * (k - 1) - 1) // s + 1
+                 for size, k, s, p, d in zip(in_hw, kernel_size, stride, padding, dilation))
+
+
+def im2col_dilated(x, kernel_size, stride, padding, dilation):
+    x = rt.kernel_array(x)
+    n, c = x.shape[:2]
+    out_h, out_w = _conv_out_hw(x.shape[2:], kernel_size, stride, padding, dilation)
+    cols = np.empty((n, c * kernel_size[0] * kernel_size[1], out_h * out_w), dtype=x.dtype)
+    rt.launch(_unfold.im2col_dilated_into, x, *kernel_size, *stride, *padding, *dilation,
+              out_h, out_w, cols, rt.chunks(n * c, cols.size))
+    return cols
+
+
+def col2im_dilated(cols, output_size, kernel_size, stride, padding, dilation):
+    cols = rt.kernel_array(cols)
+    n, rows, _ = cols.shape
+    out_h, out_w = _conv_out_hw(output_size, kernel_size, stride, padding, dilation)
+    out = np.empty((n, rows // (kernel_size[0] * kernel_size[1]), *output_size), dtype=cols.dtype)
+    rt.launch(_unfold.col2im_dilated_from, cols, *kernel_size, *stride, *padding, *dilation,
+              out_h, out_w, out, rt.chunks(out.shape[0] * out.shape[1], cols.size))
+    return out
+
+
+def _composed():
+    """Fallback without BLAS: `fastconv.conv_compose` on this backend's kernels."""
+    from fastconv import conv_compose
+
+    return conv_compose, sys.modules["fastconv.backends.numba_backend"]
+
+
+def _spec(x_shape, w_shape, stride, padding, dilation, groups):
+    from fastconv.conv_params import ConvSpec
+
+    out_hw = _conv_out_hw(x_shape[2:], w_shape[2:], stride, padding, dilation)
+    return ConvSpec(stride, padding, dilation, groups, tuple(x_shape[2:]), out_hw)
+
+
+def conv2d_general(x, w, b, stride, padding, dilation, groups):
+    x, w = rt.kernel_array(x), rt.kernel_array(w)
+    b = np.zeros(w.shape[0], dtype=x.dtype) if b is None else rt.kernel_array(b)
+    if depthwise.supports(x.shape, w.shape, groups):
+        return depthwise.forward(x, w, b, stride, padding, dilation)
+    if not gemm.available():
+        compose, backend = _composed()
+        return compose.conv2d(backend, x, w, b, _spec(x.shape, w.shape, stride, padding, dilation, groups))
+    return grouped.forward(x, w, b, stride, padding, dilation, groups)
+
+
+def conv2d_general_backward(grad_y, x, w, stride, padding, dilation, groups, input_grad):
+    grad_y, x, w = rt.kernel_array(grad_y), rt.kernel_array(x), rt.kernel_array(w)
+    if depthwise.supports(x.shape, w.shape, groups):
+        return depthwise.backward(grad_y, x, w, stride, padding, dilation, input_grad)
+    if not gemm.available():
+        compose, backend = _composed()
+        spec = _spec(x.shape, w.shape, stride, padding, dilation, groups)
+        return compose.conv2d_backward(backend, grad_y, x, w, spec, input_grad)
+    return grouped.backward(grad_y, x, w, stride, padding, dilation, groups, input_grad)
+
+
+def conv_transpose2d(x, w, b, stride, padding, output_padding, dilation, groups):
+    x, w = rt.kernel_array(x), rt.kernel_array(w)
+    c_out = w.shape[1] * groups
+    b = np.zeros(c_out, dtype=x.dtype) if b is None else rt.kernel_array(b)
+    out_hw = tuple((size - 1) * s - 2 * p + d * (k - 1) + op + 1 for size, k, s, p, op, d in zip(
+        x.shape[2:], w.shape[2:], stride, padding, output_padding, dilation))
+    if w.shape[1] == 1:          # the convolution it transposes is depthwise
+        return depthwise.transpose(x, w, b, stride, padding, dilation, groups, out_hw)
+    if not gemm.available():
+        compose, backend = _composed()
+        spec = _spec((x.shape[0], c_out, *out_hw), w.shape, stride, padding, dilation, groups)
+        return compose.conv_transpose2d(backend, x, w, b, spec)
+    return grouped.transpose(x, w, b, stride, padding, dilation, groups, out_hw)
+
+
+def warm(dtype) -> None:
+    """Run every kernel here once on tiny ``dtype`` inputs (for `warmup`)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 4, 6, 5)).astype(dtype)
+    one, two = (1, 1), (2, 2)
+    cols = im2col_dilated(x, (2, 2), one, one, two)
+    col2im_dilated(cols, (6, 5), (2, 2), one, one, two)
+    for w, groups in ((rng.standard_normal((8, 1, 3, 3)), 4), (rng.standard_normal((4, 2, 3, 3)), 2)):
+        w = w.astype(dtype)
+        y = conv2d_general(x, w, None, one, one, two, groups)
+        conv2d_general_backward(y, x, w, one, one, two, groups, True)
+        conv_transpose2d(y, w, None, one, one, (0, 0), two, groups)

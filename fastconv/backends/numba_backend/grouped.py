@@ -1,0 +1,81 @@
+"""Grouped / dilated convolution and transposed convolution by per-thread GEMMs
+(see ``kernels/grouped.py``): planning, workspaces and the BLAS thread limit.
+
+Needs SciPy's BLAS (numba's ``np.dot``), like the plain GEMM path: check
+`gemm.available` first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastconv.backends.numba_backend import runtime as rt
+from fastconv.backends.numba_backend.kernels import grouped as _grouped
+
+
+def _chunks(items: int, flops: float) -> int:
+    """Threads for a per-item GEMM kernel: one per thread, each worth >= 1 MFLOP, and
+    only one when BLAS cannot be made single-threaded (it would then fight numba)."""
+    if not rt.single_threaded_blas.available:
+        return 1
+    return rt.chunks(items, flops, 1e6)
+
+
+def _out_hw(in_hw, kernel_size, stride, padding, dilation):
+    return tuple((size + 2 * p - d * (k - 1) - 1) // s + 1
+                 for size, k, s, p, d in zip(in_hw, kernel_size, stride, padding, dilation))
+
+
+def forward(x, w, b, stride, padding, dilation, groups):
+    n, c_in = x.shape[:2]
+    c_out, cg, kh, kw = w.shape
+    out_h, out_w = _out_hw(x.shape[2:], (kh, kw), stride, padding, dilation)
+    depth, windows = cg * kh * kw, out_h * out_w
+    y = np.empty((n, c_out, out_h, out_w), dtype=x.dtype)
+    chunks = _chunks(n * groups, 2.0 * y.size * depth)
+    ws_cols = rt.workspace("grouped_cols", chunks * depth * windows, x.dtype).reshape(chunks, -1)
+    with rt.single_threaded_blas:
+        rt.launch(_grouped.grouped_forward, x, w.reshape(groups, c_out // groups, depth), b,
+                  kh, kw, *stride, *padding, *dilation, out_h, out_w,
+                  y.reshape(n, c_out, windows), ws_cols, chunks)
+    return y
+
+
+def backward(grad_y, x, w, stride, padding, dilation, groups, input_grad):
+    n = x.shape[0]
+    c_out, cg, kh, kw = w.shape
+    og = c_out // groups
+    out_h, out_w = grad_y.shape[2:]
+    depth, windows = cg * kh * kw, out_h * out_w
+    chunks = _chunks(n * groups, 4.0 * grad_y.size * depth)
+    ws_cols = rt.workspace("grouped_cols", chunks * depth * windows, x.dtype).reshape(chunks, -1)
+    ws_part = rt.workspace("grouped_part", chunks * depth * og, x.dtype).reshape(chunks, -1)
+    gw_parts = np.zeros((chunks, groups, depth, og), dtype=x.dtype)      # transposed grad_w
+    gb_parts = np.zeros((chunks, c_out), dtype=x.dtype)
+    grad_x = np.empty_like(x) if input_grad else rt.dummy(x.dtype, 4)
+    w3t = np.ascontiguousarray(w.reshape(groups, og, depth).transpose(0, 2, 1))
+    with rt.single_threaded_blas:
+        rt.launch(_grouped.grouped_backward, grad_y.reshape(n, c_out, windows), x, w3t,
+                  kh, kw, *stride, *padding, *dilation, out_h, out_w, bool(input_grad),
+                  grad_x, gw_parts, gb_parts, ws_cols, ws_part, chunks)
+    grad_wt = gw_parts.sum(axis=0) if chunks > 1 else gw_parts[0]
+    grad_w = np.ascontiguousarray(grad_wt.transpose(0, 2, 1)).reshape(w.shape)
+    grad_b = gb_parts.sum(axis=0) if chunks > 1 else gb_parts[0]
+    return (grad_x if input_grad else None), grad_w, grad_b
+
+
+def transpose(x, w, b, stride, padding, dilation, groups, out_hw):
+    """``conv_transpose2d``: ``w`` is ``(C_in, C_out/G, kh, kw)``, the weights of the
+    convolution ``(N, C_out, *out_hw) -> x`` whose input gradient this is."""
+    n, c_in, in_h, in_w = x.shape
+    _, cg, kh, kw = w.shape
+    c_out = cg * groups
+    og, depth = c_in // groups, cg * kh * kw
+    y = np.empty((n, c_out, *out_hw), dtype=x.dtype)
+    chunks = _chunks(n * groups, 2.0 * x.size * cg * kh * kw)
+    ws_cols = rt.workspace("grouped_cols", chunks * depth * in_h * in_w, x.dtype).reshape(chunks, -1)
+    w3t = np.ascontiguousarray(w.reshape(groups, og, depth).transpose(0, 2, 1))
+    with rt.single_threaded_blas:
+        rt.launch(_grouped.grouped_transpose, x.reshape(n, c_in, in_h * in_w), w3t, b,
+                  kh, kw, *stride, *padding, *dilation, in_h, in_w, y, ws_cols, chunks)
+    return y

@@ -1,0 +1,221 @@
+"""The numba backend's issue-13 kernels (direct depthwise, per-group GEMM, dilated
+unfold, transposed convolution) against the NumPy reference on larger shapes than
+the loop tests, plus specialisation counts, odd inputs and random bad arguments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+import fastconv  # noqa: E402
+import fastconv.functional as F  # noqa: E402
+from fastconv.backends import numba_backend as NB  # noqa: E402
+from fastconv.backends.numba_backend import gemm  # noqa: E402
+from fastconv.backends.numba_backend.kernels import depthwise, grouped, unfold_dilated  # noqa: E402
+
+GENERAL_KERNEL_MODULES = (depthwise, grouped, unfold_dilated)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compiled_kernels():
+    NB.warmup((np.float32, np.float64), jobs=2)
+
+
+def close(got, want, dtype, what=""):
+    rtol = 2e-5 if np.dtype(dtype) == np.float32 else 1e-10
+    scale = max(1.0, float(np.max(np.abs(want))))
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale, err_msg=what)
+
+
+def both(fn, *args, **kwargs):
+    """(numba result, numpy result) of one functional call."""
+    out = []
+    for name in ("numba", "numpy"):
+        with fastconv.use_backend(name):
+            out.append(fn(*args, **kwargs))
+    return out
+
+
+CONV_CASES = [
+    # x shape, w shape, stride, padding, dilation, groups
+    ((3, 16, 20, 18), (16, 1, 3, 3), 1, 1, 1, 16),          # MobileNet depthwise
+    ((2, 8, 17, 15), (16, 1, 3, 3), 2, 1, 1, 8),            # stride 2, multiplier 2
+    ((2, 6, 16, 19), (12, 1, 5, 3), 1, (2, 1), (2, 3), 6),  # dilated depthwise, 5x3
+    ((5, 12, 11, 13), (12, 3, 3, 3), 1, 1, 1, 4),           # grouped
+    ((2, 8, 15, 14), (10, 8, 3, 3), (2, 1), 2, 2, 1),       # dilated, groups 1
+    ((1, 6, 9, 10), (4, 3, 2, 4), 3, 0, (1, 2), 2),         # N = 1, stride 3
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=[f"case{i}" for i in range(len(CONV_CASES))])
+def test_conv_matches_numpy(dtype, case):
+    x_shape, w_shape, stride, padding, dilation, groups = case
+    rng = np.random.default_rng(len(x_shape) + w_shape[0])
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
+    args = (stride, padding, dilation, groups)
+    y, want = both(F.conv2d, x, w, b, *args)
+    close(y, want, dtype, "y")
+    grad_y = rng.standard_normal(y.shape).astype(dtype)
+    for got, wnt, name in zip(*both(F.conv2d_backward, grad_y, x, w, *args), ("grad_x", "grad_w", "grad_b")):
+        close(got, wnt, dtype, name)
+    got, wnt = both(F.conv2d_backward_weights, grad_y, x, w, *args)
+    close(got[0], wnt[0], dtype, "weights only")
+
+
+TRANSPOSE_CASES = [
+    # x shape, w shape, stride, padding, output_padding, dilation, groups
+    ((4, 32, 8, 8), (32, 16, 4, 4), 2, 1, 0, 1, 1),          # DCGAN generator layer
+    ((2, 12, 7, 9), (12, 1, 3, 3), 2, 1, 1, 1, 12),          # depthwise-transposed
+    ((2, 12, 7, 9), (12, 1, 3, 3), 1, 1, 0, 2, 6),           # multiplier 2, dilated
+    ((3, 8, 6, 5), (8, 3, 3, 2), (2, 3), (1, 0), (1, 2), (2, 1), 2),
+    ((1, 4, 5, 5), (4, 2, 2, 2), 1, 0, 1, 2, 1),             # output_padding from dilation
+]
+
+
+@pytest.mark.parametrize("case", TRANSPOSE_CASES, ids=[f"case{i}" for i in range(len(TRANSPOSE_CASES))])
+def test_conv_transpose_matches_numpy(dtype, case):
+    x_shape, w_shape, *args = case
+    rng = np.random.default_rng(w_shape[0])
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[1] * args[-1]).astype(dtype)
+    y, want = both(F.conv_transpose2d, x, w, b, *args)
+    close(y, want, dtype, "y")
+    grad_y = rng.standard_normal(y.shape).astype(dtype)
+    for got, wnt, name in zip(*both(F.conv_transpose2d_backward, grad_y, x, w, *args),
+                              ("grad_x", "grad_w", "grad_b")):
+        close(got, wnt, dtype, name)
+
+
+def test_without_blas_the_composition_runs(monkeypatch, dtype):
+    """No SciPy: grouped/dilated/transposed fall back to `conv_compose` on numba's
+    unfold kernels (depthwise keeps its direct kernels)."""
+    monkeypatch.setattr(gemm, "_HAS_SCIPY", False)
+    for x_shape, w_shape, stride, padding, dilation, groups in CONV_CASES[3:5]:
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal(x_shape).astype(dtype)
+        w = rng.standard_normal(w_shape).astype(dtype)
+        y, want = both(F.conv2d, x, w, None, stride, padding, dilation, groups)
+        close(y, want, dtype)
+        grads, wants = both(F.conv2d_backward, y, x, w, stride, padding, dilation, groups)
+        for got, wnt in zip(grads, wants):
+            close(got, wnt, dtype)
+    x_shape, w_shape, *args = TRANSPOSE_CASES[0]
+    x = np.random.default_rng(1).standard_normal(x_shape).astype(dtype)
+    w = np.random.default_rng(2).standard_normal(w_shape).astype(dtype)
+    close(*both(F.conv_transpose2d, x, w, None, *args), dtype)
+
+
+def test_one_specialisation_per_dtype():
+    """Shapes, hyper-parameters and read-only inputs never add a specialisation."""
+    rng = np.random.default_rng(5)
+    with fastconv.use_backend("numba"):
+        before = NB.compiled_signatures()
+        for x_shape, w_shape, stride, padding, dilation, groups in CONV_CASES:
+            x = rng.standard_normal(x_shape).astype(np.float32)
+            x.flags.writeable = False
+            w = rng.standard_normal(w_shape).astype(np.float32)
+            y = F.conv2d(x, w, None, stride, padding, dilation, groups)
+            F.conv2d_backward(y, x, w, stride, padding, dilation, groups)
+            F.conv_transpose2d(y, w, None, stride, padding, 0, dilation, groups)
+            F.col2im(F.im2col(x, w_shape[2:], stride, padding, dilation), x_shape[2:],
+                     w_shape[2:], stride, padding, dilation)
+        after = NB.compiled_signatures()
+    names = [name for module in GENERAL_KERNEL_MODULES for name in dir(module) if name in after]
+    assert {"depthwise_forward", "depthwise_backward", "grouped_forward", "grouped_backward",
+            "grouped_transpose", "im2col_dilated_into", "col2im_dilated_from"} <= set(names)
+    for name in names:
+        assert after[name] <= 2, (name, after[name])
+        if before.get(name):
+            assert after[name] == before[name], name
+
+
+def test_odd_layouts_and_read_only_inputs(dtype):
+    rng = np.random.default_rng(6)
+    base = rng.standard_normal((3, 8, 13, 11)).astype(dtype)
+    views = {"strided": base[:, :, ::2, 1::2], "fortran": np.asfortranarray(base)}
+    read_only = base.copy()
+    read_only.flags.writeable = False
+    views["read-only"] = read_only
+    w = np.asfortranarray(rng.standard_normal((8, 1, 3, 3)).astype(dtype))
+    wg = rng.standard_normal((8, 4, 3, 3)).astype(dtype)[:, :, ::-1]
+    for name, x in views.items():
+        for weights, groups in ((w, 8), (wg, 2)):
+            got, want = both(F.conv2d, x, weights, None, 1, 1, 2, groups)
+            close(got, want, dtype, name)
+            close(*both(lambda *a: F.conv2d_backward(*a)[1], got, x, weights, 1, 1, 2, groups), dtype, name)
+            close(*both(F.conv_transpose2d, x, weights, None, 2, 1, 1, 1, groups), dtype, name)
+
+
+def test_inputs_are_not_modified():
+    rng = np.random.default_rng(7)
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in ((2, 8, 9, 9), (8, 1, 3, 3), (8, 4, 3, 3))]
+    copies = [a.copy() for a in arrays]
+    x, w_dw, w_g = arrays
+    with fastconv.use_backend("numba"):
+        for w, groups in ((w_dw, 8), (w_g, 2)):
+            y = F.conv2d(x, w, None, 1, 1, 2, groups)
+            grad = y.copy()
+            F.conv2d_backward(y, x, w, 1, 1, 2, groups)
+            np.testing.assert_array_equal(y, grad)
+            F.conv_transpose2d_backward(F.conv_transpose2d(x, w, None, 2, 1, 1, 1, groups), x, w, 2, 1, 1, 1, groups)
+    for a, c in zip(arrays, copies):
+        np.testing.assert_array_equal(a, c)
+
+
+def test_thread_count_does_not_change_results():
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((8, 16, 12, 12))
+    cases = [(rng.standard_normal((32, 1, 3, 3)), 16), (rng.standard_normal((16, 4, 3, 3)), 4)]
+    with fastconv.use_backend("numba"):
+        results = []
+        for threads in (1, NB.get_num_threads()):
+            previous = NB.set_num_threads(threads)
+            try:
+                results.append([F.conv2d_backward(F.conv2d(x, w, None, 1, 1, 1, g), x, w, 1, 1, 1, g)
+                                for w, g in cases])
+            finally:
+                NB.set_num_threads(previous)
+    for one, many in zip(*results):
+        for a, b in zip(one, many):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_hyper_parameters_never_crash(seed):
+    """Random, often invalid, groups / dilation / padding modes / output_padding:
+    numba raises numpy's error or returns numpy's result, never crashes."""
+    rng = np.random.default_rng(100 + seed)
+    groups = int(rng.integers(0 if seed % 9 == 0 else 1, 4))
+    c_in = int(rng.integers(1, 4)) * max(groups, 1) + (1 if seed % 5 == 0 else 0)
+    x = rng.standard_normal((int(rng.integers(1, 3)), c_in, *rng.integers(1, 8, size=2))).astype(np.float32)
+    kernel = tuple(int(v) for v in rng.integers(1, 5, size=2))
+    cg = max(c_in // max(groups, 1), 1)
+    w = rng.standard_normal((int(rng.integers(1, 3)) * max(groups, 1), cg, *kernel)).astype(np.float32)
+    wt = rng.standard_normal((c_in, int(rng.integers(1, 3)), *kernel)).astype(np.float32)
+    dilation = tuple(int(v) for v in rng.integers(0 if seed % 7 == 0 else 1, 4, size=2))
+    stride = tuple(int(v) for v in rng.integers(1, 3, size=2))
+    padding = ["same", "valid", (int(rng.integers(0, 3)), int(rng.integers(0, 3)))][seed % 3]
+    output_padding = tuple(int(v) for v in rng.integers(0, 3, size=2))
+    calls = [
+        lambda: F.conv2d(x, w, None, stride, padding, dilation, groups),
+        lambda: F.conv_transpose2d(x, wt, None, stride, padding if seed % 3 == 2 else 0,
+                                   output_padding, dilation, groups),
+        lambda: F.im2col(x, kernel, stride, 0, dilation),
+    ]
+    for call in calls:
+        outcome = {}
+        for name in ("numpy", "numba"):
+            with fastconv.use_backend(name):
+                try:
+                    outcome[name] = call()
+                except (ValueError, TypeError) as error:
+                    outcome[name] = (type(error), str(error))
+        if isinstance(outcome["numpy"], tuple) or isinstance(outcome["numba"], tuple):
+            assert outcome["numba"] == outcome["numpy"]
+        else:
+            np.testing.assert_allclose(outcome["numba"], outcome["numpy"], rtol=1e-4, atol=1e-4)
