@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from fastconv.machine import cpu_model
+
 
 @dataclass
 class Timing:
@@ -115,17 +117,6 @@ def matmul_peak_gflops(size: int = 2048, repeat: int = 7) -> float:
     return 2.0 * size ** 3 / timing.minimum / 1e9
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _blas_name() -> str:
     try:
         config = np.show_config(mode="dicts")
@@ -137,7 +128,7 @@ def _blas_name() -> str:
 
 def machine_info(threads: int) -> dict:
     info = {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "threads": threads,
         "python": platform.python_version(),

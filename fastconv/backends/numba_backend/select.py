@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import tempfile
 import time
 import warnings
@@ -33,6 +32,7 @@ import numpy as np
 
 from fastconv.backends.numba_backend import direct, gemm, winograd
 from fastconv.backends.numba_backend import runtime as rt
+from fastconv.machine import cpu_model
 
 ALGORITHMS = {module.NAME: module for module in (direct, gemm, winograd)}
 MODES = ("auto", "benchmark", "heuristic") + tuple(ALGORITHMS)
@@ -144,17 +144,6 @@ def _as_pair(v):
 
 
 # --------------------------------------------------------------------------- autotune cache
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def autotune_cache() -> str:
     """Path of this machine's autotuning cache: ``FASTCONV_CACHE_DIR`` (default
     ``~/.cache/fastconv``), one file per CPU model and fastconv version."""
@@ -162,7 +151,7 @@ def autotune_cache() -> str:
 
     folder = os.environ.get("FASTCONV_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fastconv")
-    cpu = "".join(ch if ch.isalnum() else "-" for ch in _cpu_model()).strip("-")[:60] or "cpu"
+    cpu = "".join(ch if ch.isalnum() else "-" for ch in cpu_model()).strip("-")[:60] or "cpu"
     return os.path.join(folder, f"conv-algorithms-{cpu}-{__version__}.json")
 
 
