@@ -20,6 +20,7 @@ import numpy as np
 from fastconv import conv_compose as compose
 from fastconv import conv_params as P
 from fastconv import functional as F
+from fastconv import arguments
 from fastconv.backends import get_backend
 
 
@@ -61,18 +62,18 @@ def _crop(grad_x, spec):
 
 
 def _array_arg(array, name, x, expected):
-    array = F._float_array(array, name, 4, "(N, C, H, W)")
-    F._same_dtype(x, "x", **{name: array})
-    F._expect_shape(array, name, expected)
+    array = arguments.float_array(array, name, 4, "(N, C, H, W)")
+    arguments.same_dtype(x, "x", **{name: array})
+    arguments.expect_shape(array, name, expected)
     return array
 
 
 def _bias(b, x, channels):
     if b is None:
         return None
-    b = F._float_array(b, "b", 1, "(C_out,)")
-    F._same_dtype(x, "x", b=b)
-    F._expect_shape(b, "b", (channels,))
+    b = arguments.float_array(b, "b", 1, "(C_out,)")
+    arguments.same_dtype(x, "x", b=b)
+    arguments.expect_shape(b, "b", (channels,))
     return b
 
 
@@ -179,22 +180,22 @@ def conv_transpose2d_backward(grad_y, x, w, stride, padding, output_padding, dil
 
 # --------------------------------------------------------------------------- unfold
 def im2col(x, kernel_size, stride, padding, dilation):
-    x = F._float_array(x, "x", 4, "(N, C, H, W)")
-    kernel_size = F._pair(kernel_size, "kernel_size", 1)
-    stride = F._pair(stride, "stride", 1)
-    padding = F._pair(padding, "padding", 0)
-    dilation = F._pair(dilation, "dilation", 1)
+    x = arguments.float_array(x, "x", 4, "(N, C, H, W)")
+    kernel_size = arguments.pair(kernel_size, "kernel_size", 1)
+    stride = arguments.pair(stride, "stride", 1)
+    padding = arguments.pair(padding, "padding", 0)
+    dilation = arguments.pair(dilation, "dilation", 1)
     P.output_hw(x.shape[2:], kernel_size, stride, padding, dilation, "im2col")
     return compose.im2col_dilated(get_backend(), x, kernel_size, stride, padding, dilation)
 
 
 def col2im(cols, output_size, kernel_size, stride, padding, dilation):
-    cols = F._float_array(cols, "cols", 3, "(N, C*kh*kw, L)")
-    height, width = F._pair(output_size, "output_size", 1)
-    kernel_size = F._pair(kernel_size, "kernel_size", 1)
-    stride = F._pair(stride, "stride", 1)
-    padding = F._pair(padding, "padding", 0)
-    dilation = F._pair(dilation, "dilation", 1)
+    cols = arguments.float_array(cols, "cols", 3, "(N, C*kh*kw, L)")
+    height, width = arguments.pair(output_size, "output_size", 1)
+    kernel_size = arguments.pair(kernel_size, "kernel_size", 1)
+    stride = arguments.pair(stride, "stride", 1)
+    padding = arguments.pair(padding, "padding", 0)
+    dilation = arguments.pair(dilation, "dilation", 1)
     out_h, out_w = P.output_hw((height, width), kernel_size, stride, padding, dilation, "col2im")
     window = kernel_size[0] * kernel_size[1]
     if cols.shape[1] % window:

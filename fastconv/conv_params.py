@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastconv import functional as F
+from fastconv import arguments
 
 PADDING_MODES = ("same", "valid")
 
@@ -98,7 +98,7 @@ def padding_arg(padding, kernel_size, stride, dilation, what) -> tuple[tuple, tu
     total per axis, half before, the odd one after, as PyTorch splits them.
     """
     if not isinstance(padding, str):
-        return F._pair(padding, "padding", 0), (0, 0)
+        return arguments.pair(padding, "padding", 0), (0, 0)
     if padding == "valid":
         return (0, 0), (0, 0)
     if padding != "same":
@@ -115,17 +115,17 @@ def conv_args(x, w, stride, padding, dilation, groups, what):
     Returns ``(x, w, spec)``; ``x`` is C-contiguous and, for ``padding="same"`` with
     an even dilated kernel, already carries the ``extra`` bottom/right zeros.
     """
-    x = F._float_array(x, "x", 4, "(N, C_in, H, W)")
-    w = F._float_array(w, "w", 4, "(C_out, C_in // groups, kh, kw)")
-    F._same_dtype(x, "x", w=w)
+    x = arguments.float_array(x, "x", 4, "(N, C_in, H, W)")
+    w = arguments.float_array(w, "w", 4, "(C_out, C_in // groups, kh, kw)")
+    arguments.same_dtype(x, "x", w=w)
     groups = groups_arg(groups)
     check_groups(groups, x.shape[1], w.shape[0], what)
     if w.shape[1] * groups != x.shape[1]:
         raise ValueError(
             f"{what}: channel mismatch, x has C_in = {x.shape[1]} channels, so with groups = {groups} "
             f"w must have C_in // groups = {x.shape[1] // groups} input channels, got w.shape = {w.shape}")
-    stride = F._pair(stride, "stride", 1)
-    dilation = F._pair(dilation, "dilation", 1)
+    stride = arguments.pair(stride, "stride", 1)
+    dilation = arguments.pair(dilation, "dilation", 1)
     padding, extra = padding_arg(padding, w.shape[2:], stride, dilation, what)
     if extra != (0, 0):
         x = np.pad(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
@@ -142,21 +142,21 @@ def transpose_args(x, w, stride, padding, output_padding, dilation, groups, what
     ``(N, C_out, *spec.in_hw)`` and its output is ``x`` (possibly fewer rows/columns
     than ``spec.out_hw`` when ``output_padding >= stride``).
     """
-    x = F._float_array(x, "x", 4, "(N, C_in, H, W)")
-    w = F._float_array(w, "w", 4, "(C_in, C_out // groups, kh, kw)")
-    F._same_dtype(x, "x", w=w)
+    x = arguments.float_array(x, "x", 4, "(N, C_in, H, W)")
+    w = arguments.float_array(w, "w", 4, "(C_in, C_out // groups, kh, kw)")
+    arguments.same_dtype(x, "x", w=w)
     groups = groups_arg(groups)
     if w.shape[0] != x.shape[1]:
         raise ValueError(f"{what}: channel mismatch, x has C_in = {x.shape[1]} channels but "
                          f"w.shape[0] = {w.shape[0]} (w has shape {w.shape})")
     check_groups(groups, x.shape[1], w.shape[1] * groups, what)
-    stride = F._pair(stride, "stride", 1)
+    stride = arguments.pair(stride, "stride", 1)
     if isinstance(padding, str):
         raise ValueError(f"{what}: padding must be an int or an (h, w) pair, got {padding!r} "
                          "('same' and 'valid' are for convolutions)")
-    padding = F._pair(padding, "padding", 0)
-    output_padding = F._pair(output_padding, "output_padding", 0)
-    dilation = F._pair(dilation, "dilation", 1)
+    padding = arguments.pair(padding, "padding", 0)
+    output_padding = arguments.pair(output_padding, "output_padding", 0)
+    dilation = arguments.pair(dilation, "dilation", 1)
     for op, s, d in zip(output_padding, stride, dilation):
         if op >= max(s, d):
             raise ValueError(f"{what}: output_padding {output_padding} must be smaller than "

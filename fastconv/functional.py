@@ -14,100 +14,14 @@ each input plane and breaks ties toward the first maximum, and
 
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 
+from fastconv.arguments import (  # noqa: F401  (the layers and conv modules use them too)
+    FLOAT_DTYPES, expect_shape as _expect_shape, float_array as _float_array, input_shape as _input_shape,
+    output_hw as _output_hw, pair as _pair, pool_params as _pool_params, same_dtype as _same_dtype)
 from fastconv.backends import get_backend
 
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-# --------------------------------------------------------------------------- checks
-def _pair(value, name: str, minimum: int) -> tuple[int, int]:
-    """An int or an (h, w) pair of ints, each >= minimum, as a tuple of Python ints."""
-    # Fast path: layers call this on every forward with already-normalised tuples.
-    if type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int:
-        if value[0] >= minimum and value[1] >= minimum:
-            return value
-    items = (value, value) if isinstance(value, numbers.Integral) else value
-    try:
-        items = tuple(items)
-    except TypeError:
-        raise TypeError(f"{name} must be an int or an (h, w) pair of ints, got {value!r}") from None
-    if len(items) != 2 or not all(
-        isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in items
-    ):
-        raise TypeError(f"{name} must be an int or an (h, w) pair of ints, got {value!r}")
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int or an (h, w) pair of ints, got {value!r}")
-    if min(items) < minimum:
-        what = "positive" if minimum == 1 else "non-negative"
-        raise ValueError(f"{name} must be {what}, got {value!r}")
-    return int(items[0]), int(items[1])
-
-
-def _float_array(x, name: str, ndim: int, layout: str) -> np.ndarray:
-    """Check ndim and float dtype; return a C-contiguous array (copying if needed)."""
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(x).__name__}")
-    if x.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must be float32 or float64, got dtype {x.dtype}")
-    if x.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D {layout}, got shape {x.shape}")
-    if 0 in x.shape:
-        raise ValueError(f"{name} must not be empty, got shape {x.shape}")
-    return np.ascontiguousarray(x)
-
-
-def _same_dtype(reference: np.ndarray, ref_name: str, **others: np.ndarray) -> None:
-    for name, arr in others.items():
-        if arr.dtype != reference.dtype:
-            raise TypeError(
-                f"{name} has dtype {arr.dtype} but {ref_name} has {reference.dtype}; "
-                "cast one of them so they match"
-            )
-
-
-def _expect_shape(arr: np.ndarray, name: str, expected: tuple) -> None:
-    if arr.shape != tuple(expected):
-        raise ValueError(f"{name} must have shape {tuple(expected)}, got {arr.shape}")
-
-
-def _output_hw(in_hw, kernel_size, stride, padding, what: str) -> tuple[int, int]:
-    """Spatial output size; the kernel must fit inside the padded input."""
-    out = []
-    for size, k, s, p, axis in zip(in_hw, kernel_size, stride, padding, ("height", "width")):
-        if k > size + 2 * p:
-            raise ValueError(
-                f"{what}: kernel {axis} {k} is larger than the padded input {axis} "
-                f"{size} + 2*{p} = {size + 2 * p}"
-            )
-        out.append((size + 2 * p - k) // s + 1)
-    return out[0], out[1]
-
-
-def _pool_params(kernel_size, stride, padding):
-    kernel_size = _pair(kernel_size, "kernel_size", 1)
-    stride = kernel_size if stride is None else _pair(stride, "stride", 1)
-    padding = _pair(padding, "padding", 0)
-    for p, k in zip(padding, kernel_size):
-        if p > k // 2:
-            # PyTorch's rule: otherwise a window could lie entirely in the padding.
-            raise ValueError(
-                f"padding {padding} must be at most half of kernel_size {kernel_size}"
-            )
-    return kernel_size, stride, padding
-
-
-def _input_shape(x_shape, name: str = "x_shape") -> tuple[int, int, int, int]:
-    try:
-        shape = tuple(int(v) for v in x_shape)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a sequence of 4 ints (N, C, H, W), got {x_shape!r}") from None
-    if len(shape) != 4 or min(shape) < 1:
-        raise ValueError(f"{name} must be 4 positive ints (N, C, H, W), got {x_shape!r}")
-    return shape
 
 
 def conv_output_size(in_hw, kernel_size, stride=1, padding=0, dilation=1) -> tuple[int, int]:

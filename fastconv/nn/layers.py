@@ -12,6 +12,7 @@ import numbers
 import numpy as np
 
 import fastconv.functional as F
+from fastconv import arguments
 from fastconv.nn.init import as_generator, float_dtype, kaiming_normal
 from fastconv.nn.module import Module, Parameter
 
@@ -48,9 +49,9 @@ class Conv2d(Module):
         self.out_channels = int(out_channels)
         if self.in_channels < 1 or self.out_channels < 1:
             raise ValueError(f"channel counts must be positive, got {in_channels} -> {out_channels}")
-        self.kernel_size = F._pair(kernel_size, "kernel_size", 1)
-        self.stride = F._pair(stride, "stride", 1)
-        self.padding = F._pair(padding, "padding", 0)
+        self.kernel_size = arguments.pair(kernel_size, "kernel_size", 1)
+        self.stride = arguments.pair(stride, "stride", 1)
+        self.padding = arguments.pair(padding, "padding", 0)
         shape = (self.out_channels, self.in_channels, *self.kernel_size)
         self.register_parameter("weight", Parameter(kaiming_normal(shape, as_generator(rng), dtype)))
         self.register_parameter("bias", Parameter(np.zeros(self.out_channels, dtype)) if bias else None)
@@ -196,7 +197,7 @@ class ReLU(Module):
 class _Pool2d(Module):
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
-        self.kernel_size, self.stride, self.padding = F._pool_params(kernel_size, stride, padding)
+        self.kernel_size, self.stride, self.padding = arguments.pool_params(kernel_size, stride, padding)
         self._x_shape = None
 
     def extra_repr(self) -> str:
