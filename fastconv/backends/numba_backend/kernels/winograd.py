@@ -280,6 +280,15 @@ def _gradient_tiles(plane, row0, tiles, gband, vt, z, stride, base):
 
 # --------------------------------------------------------------------------- blocks
 @njit(**_JIT)
+def _tiling(n, out_h, out_w, rows_per_block):
+    """(tile rows per image, tiles per row, tile rows in the batch, blocks)."""
+    tile_h = (out_h + TILE - 1) // TILE
+    tiles = (out_w + TILE - 1) // TILE
+    total_rows = n * tile_h
+    return tile_h, tiles, total_rows, (total_rows + rows_per_block - 1) // rows_per_block
+
+
+@njit(**_JIT)
 def _transform_input_block(x, g0, g1, tile_h, tiles, ph, pw, band, v, pb):
     """V of tile rows [g0, g1) (global index: image * tile_h + tile row) into v;
     ``band`` is (6, 4 * tiles + 2) scratch."""
@@ -298,10 +307,7 @@ def winograd_forward(x, u, b, ph, pw, relu, rows_per_block, y, ws_v, ws_m, n_chu
     """y = conv(x, w) + b (ReLU'd if asked), with u = `filter_transform` of w."""
     n, c_in = x.shape[0], x.shape[1]
     k_out, out_h, out_w = y.shape[1], y.shape[2], y.shape[3]
-    tile_h = (out_h + TILE - 1) // TILE
-    tiles = (out_w + TILE - 1) // TILE
-    total_rows = n * tile_h
-    blocks = (total_rows + rows_per_block - 1) // rows_per_block
+    tile_h, tiles, total_rows, blocks = _tiling(n, out_h, out_w, rows_per_block)
     for chunk in prange(n_chunks):
         band = np.empty((PATCH, TILE * tiles + 2), dtype=x.dtype)
         hs = np.empty((PATCH, TILE, tiles), dtype=x.dtype)
@@ -332,10 +338,7 @@ def winograd_weight_grad(gy, x, ph, pw, rows_per_block, du_parts, gb_parts, ws_v
     """Per-thread dU = sum over tiles of Z @ V^T (36, K, C) and grad_b partial sums."""
     n, c_in = x.shape[0], x.shape[1]
     k_out, out_h, out_w = gy.shape[1], gy.shape[2], gy.shape[3]
-    tile_h = (out_h + TILE - 1) // TILE
-    tiles = (out_w + TILE - 1) // TILE
-    total_rows = n * tile_h
-    blocks = (total_rows + rows_per_block - 1) // rows_per_block
+    tile_h, tiles, total_rows, blocks = _tiling(n, out_h, out_w, rows_per_block)
     for chunk in prange(n_chunks):
         band = np.empty((PATCH, TILE * tiles + 2), dtype=x.dtype)
         gband = np.empty((TILE, TILE, tiles), dtype=x.dtype)
