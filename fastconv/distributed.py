@@ -97,7 +97,8 @@ class MPIWorld(LocalWorld):
         self.threads = threads_per_rank(self.ranks_on_host)
         self.compile_jobs = 1  # the cores are the ranks' already
         self._buffer = None
-        self.allreduce_calls, self.allreduce_bytes, self.allreduce_seconds = 0, 0, 0.0
+        # per purpose ("gradients", "batch norm", "sums"): [calls, bytes, seconds]
+        self.allreduce_stats = {purpose: [0, 0, 0.0] for purpose in ("gradients", "batch norm", "sums")}
 
     # ------------------------------------------------------------ the hooks
     def reduce_step(self, params, extras: np.ndarray) -> np.ndarray:
@@ -109,17 +110,20 @@ class MPIWorld(LocalWorld):
             buffer[offset:offset + param.grad.size] = param.grad.ravel()
             offset += param.grad.size
         buffer[offset:] = extras
-        self._allreduce(buffer)
+        self._allreduce(buffer, "gradients")
         offset = 0
         for param in params:
             param.grad[...] = buffer[offset:offset + param.grad.size].reshape(param.grad.shape)
             offset += param.grad.size
         return buffer[offset:].astype(np.float64)
 
-    def sum(self, values: np.ndarray) -> np.ndarray:
+    def sum(self, values: np.ndarray, purpose: str = "sums") -> np.ndarray:
         values = np.array(values, dtype=np.float64)
-        self._allreduce(values)
+        self._allreduce(values, purpose)
         return values
+
+    def _batch_norm_sum(self, values: np.ndarray) -> np.ndarray:
+        return self.sum(values, "batch norm")
 
     def broadcast_object(self, obj):
         return self.comm.bcast(obj, root=0)
@@ -135,7 +139,7 @@ class MPIWorld(LocalWorld):
             self.comm.Bcast(buffer, root=0)
         for module in model.modules():
             if isinstance(module, _BatchNorm):
-                module.stats_reducer = self.sum
+                module.stats_reducer = self._batch_norm_sum
         _jump_generators(model, self.rank)
 
     def writer_first(self, fn):
@@ -159,12 +163,13 @@ class MPIWorld(LocalWorld):
             self._buffer = np.empty(size, dtype)
         return self._buffer
 
-    def _allreduce(self, buffer: np.ndarray) -> None:
+    def _allreduce(self, buffer: np.ndarray, purpose: str) -> None:
         started = time.perf_counter()
         self.comm.Allreduce(self._mpi.IN_PLACE, buffer, op=self._mpi.SUM)
-        self.allreduce_seconds += time.perf_counter() - started
-        self.allreduce_calls += 1
-        self.allreduce_bytes += buffer.nbytes
+        stats = self.allreduce_stats[purpose]
+        stats[0] += 1
+        stats[1] += buffer.nbytes
+        stats[2] += time.perf_counter() - started  # includes waiting for the slowest rank
 
     def configure_threads(self) -> int:
         """Give the backend's kernels and BLAS ``self.threads`` threads each, so the
