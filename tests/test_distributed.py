@@ -42,7 +42,8 @@ needs_mpi = pytest.mark.skipif(have_mpi() is not None, reason=str(have_mpi()))
 
 
 def mpiexec(args, ranks=2, timeout=120, **env) -> subprocess.CompletedProcess:
-    environment = dict(os.environ, PYTHONPATH=str(REPO), **env)
+    # numpy backend from the start: no numba import in each rank (a second saved per launch)
+    environment = dict(os.environ, PYTHONPATH=str(REPO), FASTCONV_BACKEND="numpy", **env)
     command = ["mpiexec", "-n", str(ranks), sys.executable, str(REPO / "tests" / "mpi_driver.py"), *args]
     return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=timeout)
 
