@@ -6,6 +6,7 @@
     fastconv compare --dataset mnist --epochs 5 --backends numpy,numba --out runs/compare
     fastconv bench --quick
     fastconv info
+    mpiexec -n 2 fastconv train --model cnn --dataset digits --out runs/digits-2ranks   # fastconv[mpi]
 
 A user mistake (unknown data set, missing files, a checkpoint that does not fit)
 prints one ``fastconv: error: ...`` line and exits with status 1; bad options exit
