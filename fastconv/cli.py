@@ -6,6 +6,7 @@
     fastconv compare --dataset mnist --epochs 5 --backends numpy,numba --out runs/compare
     fastconv bench --quick
     fastconv info
+    mpiexec -n 2 fastconv train --model cnn --dataset digits --out runs/digits-2ranks   # fastconv[mpi]
 
 A user mistake (unknown data set, missing files, a checkpoint that does not fit)
 prints one ``fastconv: error: ...`` line and exits with status 1; bad options exit
@@ -161,14 +162,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ------------------------------------------------------------------ commands
 def _run_train(args) -> int:
+    from fastconv.distributed import launch_world
+
+    world = launch_world()  # this process alone, unless mpiexec started several
+    if world.size == 1:
+        return _train(args, world)
+    threads = world.configure_threads()
+    with world.abort_on_error(lambda exc, rank: _report_failure(exc, args.debug, rank)):
+        if world.is_writer:
+            print(f"fastconv: {world.size} MPI ranks on {world.hosts} host(s), {threads} thread(s) per rank "
+                  f"({os.cpu_count()} cores per host / {world.ranks_on_host} ranks on this host)", flush=True)
+        return _train(args, world)
+
+
+def _train(args, world) -> int:
     from fastconv.train import train
 
+    say = print if world.is_writer else (lambda *a, **k: None)
     model = args.model or "cnn"
     dataset = args.dataset
     if dataset is None and not args.resume:
         dataset = default_dataset(model)
-        print(f"no --dataset given: training on {dataset!r}, which needs no download "
-              f"(for MNIST pass --dataset mnist --download)")
+        say(f"no --dataset given: training on {dataset!r}, which needs no download "
+            f"(for MNIST pass --dataset mnist --download)")
     dataset_label = Path(str(dataset or default_dataset(model))).name or "data"
     out = args.out or Path("runs") / f"{model}-{dataset_label}"
     result = train(
@@ -177,11 +193,25 @@ def _run_train(args) -> int:
         lr_gamma=args.lr_gamma, batch_norm=False if args.no_bn else None, dropout=args.dropout,
         out_dir=out, seed=args.seed, resume=args.resume, overwrite=args.overwrite,
         progress=not args.no_progress, limit=args.limit, data_root=args.data_root,
-        download=args.download, dtype=args.dtype, backend=args.backend)
+        download=args.download, dtype=args.dtype, backend=args.backend, world=world)
     if result.interrupted:
         return EXIT_INTERRUPTED
-    print(f"wrote {out}/model.npz, history.json, iterations.json and curves")
+    say(f"wrote {out}/model.npz, history.json, iterations.json and curves")
     return 0
+
+
+def _report_failure(exc: BaseException, debug: bool, rank: int = 0) -> None:
+    """What `main` prints for an error, for a rank that is about to abort the job."""
+    import traceback
+
+    where = f"[rank {rank}] " if rank else ""
+    if isinstance(exc, KeyboardInterrupt):
+        print(f"fastconv: {where}interrupted", file=sys.stderr)
+    elif debug or not isinstance(exc, USER_ERRORS):
+        print(f"fastconv: {where}failed:", file=sys.stderr)
+        traceback.print_exception(exc)
+    else:
+        print(f"fastconv: error: {where}{exc}", file=sys.stderr)
 
 
 def _run_viz(args) -> int:

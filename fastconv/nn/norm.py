@@ -4,6 +4,12 @@ Training: normalise with the batch mean and the *biased* batch variance, and upd
 ``running_mean``/``running_var`` as ``(1 - momentum) * running + momentum * batch``,
 using the *unbiased* variance for ``running_var``.  Eval: normalise with the running
 statistics.  ``weight`` (gamma) starts at 1, ``bias`` (beta) at 0.
+
+Synchronised batch norm (PyTorch's ``SyncBatchNorm``): when ``stats_reducer`` is set
+to a function that sums an array over all processes (an MPI Allreduce, see
+`fastconv.distributed`), training mode uses the mean and variance of the *global*
+batch and backward the global sums it needs, so N processes compute what one
+process computes on their joint batch.  The layer knows nothing of the transport.
 """
 
 from __future__ import annotations
@@ -39,6 +45,9 @@ class _BatchNorm(Module):
         self.register_buffer("running_mean", np.zeros(self.num_features, dtype))
         self.register_buffer("running_var", np.ones(self.num_features, dtype))
         self._cache = None      # what backward needs from the last forward
+        # Sums over the batch go through this when set: (array) -> the array summed
+        # over every process.  None: this process's batch alone.
+        self.stats_reducer = None
 
     def _check(self, x: np.ndarray) -> None:
         if x.ndim not in self._ranks or x.shape[1] != self.num_features:
@@ -57,14 +66,12 @@ class _BatchNorm(Module):
     # backend has one); eval mode is one per-channel affine map, done here.
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._check(x)
+        if self.training and self.stats_reducer is not None:
+            return self._forward_synced(x)
         if self.training:
             y, mean, var = F.batch_norm(x, self.weight.data, self.bias.data, self.eps)
-            count = x.size // self.num_features
-            self.running_mean *= 1.0 - self.momentum
-            self.running_mean += self.momentum * mean
-            self.running_var *= 1.0 - self.momentum
-            self.running_var += (self.momentum * count / (count - 1)) * var  # unbiased
-            self._cache = (True, x, mean, var)
+            self._update_running(mean, var, x.size // self.num_features)
+            self._cache = ("batch", x, mean, var)
             return y
         # Running statistics are constants: one per-channel affine map.  Keep x (not
         # x - mean) so eval forwards cost no extra pass; backward derives it.
@@ -73,13 +80,59 @@ class _BatchNorm(Module):
         scale = self.weight.data * inv_std
         y = x3 * scale[:, None]
         y += (self.bias.data - self.running_mean * scale)[:, None]
-        self._cache = (False, x3, inv_std, self.running_mean.copy())
+        self._cache = ("running", x3, inv_std, self.running_mean.copy())
         return y.reshape(x.shape)
+
+    def _update_running(self, mean: np.ndarray, var: np.ndarray, count) -> None:
+        self.running_mean *= 1.0 - self.momentum
+        self.running_mean += self.momentum * mean
+        self.running_var *= 1.0 - self.momentum
+        self.running_var += (self.momentum * count / (count - 1)) * var  # unbiased
+
+    def _forward_synced(self, x: np.ndarray) -> np.ndarray:
+        """Training forward with the global batch's statistics, in two passes (sum,
+        then squared deviations) as precise as the one-process kernel."""
+        reduce, dtype = self.stats_reducer, x.dtype
+        x3 = x.reshape(x.shape[0], self.num_features, -1)
+        local = np.append(x3.sum(axis=(0, 2), dtype=np.float64), x3.shape[0] * x3.shape[2])
+        totals = reduce(local)
+        count = float(totals[-1])
+        if count < 2:
+            raise ValueError(f"{type(self).__name__} needs more than one value per channel "
+                             f"across the global batch, got {count:g}")
+        mean = totals[:-1] / count
+        centered = x3 - mean.astype(dtype)[:, None]
+        var = reduce(np.einsum("ncl,ncl->c", centered, centered, dtype=np.float64)) / count
+        inv_std = (1.0 / np.sqrt(var + self.eps)).astype(dtype)
+        xhat = centered * inv_std[:, None]
+        self._update_running(mean.astype(dtype), var.astype(dtype), count)
+        self._cache = ("synced", xhat, inv_std, count)
+        return (xhat * self.weight.data[:, None] + self.bias.data[:, None]).reshape(x.shape)
+
+    def _backward_synced(self, grad_y: np.ndarray) -> np.ndarray:
+        """Input gradient from the global sums of ``grad_y`` and ``grad_y * xhat``;
+        the parameter gradients stay this process's part (the optimiser's gradient
+        reduction adds the parts)."""
+        _, xhat, inv_std, count = self._cache
+        grad3 = grad_y.reshape(xhat.shape)
+        local = np.concatenate([np.einsum("ncl->c", grad3, dtype=np.float64),
+                                np.einsum("ncl,ncl->c", grad3, xhat, dtype=np.float64)])
+        totals = self.stats_reducer(local)
+        c = self.num_features
+        self.bias.grad += local[:c].astype(grad3.dtype)
+        self.weight.grad += local[c:].astype(grad3.dtype)
+        mean_grad = (totals[:c] / count).astype(grad3.dtype)
+        mean_grad_xhat = (totals[c:] / count).astype(grad3.dtype)
+        grad_x = grad3 - mean_grad[:, None] - xhat * mean_grad_xhat[:, None]
+        grad_x *= (self.weight.data * inv_std)[:, None]
+        return grad_x.reshape(grad_y.shape)
 
     def backward(self, grad_y: np.ndarray) -> np.ndarray:
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        if self._cache[0]:
+        if self._cache[0] == "synced":
+            return self._backward_synced(grad_y)
+        if self._cache[0] == "batch":
             _, x, mean, var = self._cache
             grad_x, grad_weight, grad_bias = F.batch_norm_backward(
                 grad_y, x, mean, var, self.weight.data, self.eps)

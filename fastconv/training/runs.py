@@ -59,9 +59,10 @@ def train(model_name: str, dataset, epochs: int = 10, batch_size: int | None = N
     ``on_batch_end(info)`` is called after every optimiser step with ``epoch``,
     ``batch``, ``iteration``, ``loss``, ``acc``.  With ``resume`` the model, data set
     and settings come from the checkpoint (``model_name`` and ``dataset`` may be
-    None); a setting passed that differs from it is an error.  ``out_dir`` must not already hold a checkpoint unless ``resume`` or
-    ``overwrite``, and is locked while the run lasts.  ``world``: the processes that
-    train together (`fastconv.distributed`; default this one alone).
+    None); a setting passed that differs from it is an error.  ``out_dir`` must not
+    already hold a checkpoint unless ``resume`` or ``overwrite``, and is locked while
+    the run lasts.  ``world``: the processes that train together
+    (`fastconv.distributed`; default this one alone).
     """
     world = world or LocalWorld()
     log = (log or (_log_default if progress else print)) if world.is_writer else (lambda message: None)

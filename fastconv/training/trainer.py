@@ -100,6 +100,8 @@ class Trainer:
                 self.log("interrupted during a parameter update: that state is not saved")
             elif self.unsaved:
                 self.checkpoint()
+            if self.world.size > 1:
+                raise  # the other ranks may be waiting in a collective: the job must end
         if self._stopping() and self.state.epochs_done < epochs:
             interrupted = True
             if self.unsaved:
