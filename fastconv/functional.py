@@ -10,11 +10,21 @@ Semantics follow PyTorch: NCHW layout, convolution is cross-correlation
 padding (`count_include_pad=True`), max pooling returns flat ``h * W + w`` indices into
 each input plane and breaks ties toward the first maximum, and
 `softmax_cross_entropy` is the mean of `F.cross_entropy`.
+
+Arrays may be NumPy arrays, CPU ``torch.Tensor``s or nested lists: anything
+`numpy.asarray` takes (without a copy where the memory can be shared); results are
+NumPy arrays.  Masked arrays are refused (their mask would be ignored).  Sizes are
+bounded so that no kernel index can overflow: `MAX_AXIS` per axis for kernel sizes,
+strides, paddings and padded inputs, and no implied array (padded input, output)
+larger than the machine's memory.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import numbers
+import os
 
 import numpy as np
 
@@ -24,11 +34,62 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 # --------------------------------------------------------------------------- checks
+# Largest kernel size, stride, padding, output size and padded input size per axis.
+# The JIT loops compute offsets, window ends and products of two such values in
+# int64 without overflow checks; below 2**31 each, every one of them fits.
+MAX_AXIS = 2**31 - 1
+
+
+@functools.lru_cache(maxsize=None)
+def _memory_bytes() -> int:
+    """This machine's physical memory (2**47 bytes where it cannot be read)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return 2**47
+
+
+def _check_fits_memory(what: str, array: str, shape, itemsize: int, cause: str) -> None:
+    """A ValueError when an array the call implies could not fit in memory (before
+    any backend tries to allocate it, or a JIT loop to walk it)."""
+    count = math.prod(shape)
+    if count * itemsize > _memory_bytes():
+        raise ValueError(
+            f"{what}: the {array} would be {'x'.join(map(str, shape))} = {count:.3g} elements "
+            f"({count * itemsize / 2**30:.3g} GiB), more than this machine's memory "
+            f"({_memory_bytes() / 2**30:.3g} GiB); check {cause}")
+
+
+def _padded_fits(what: str, shape, padding, itemsize: int) -> None:
+    n, c, height, width = shape
+    padded = (n, c, height + 2 * padding[0], width + 2 * padding[1])
+    _check_fits_memory(what, "zero-padded input", padded, itemsize, "padding")
+
+
+def as_array(x, name: str = "x") -> np.ndarray:
+    """``x`` as a `numpy.ndarray`: CPU torch tensors and other array-likes go through
+    `numpy.asarray` (sharing memory where they can); masked arrays are refused, as
+    every kernel would silently ignore their mask."""
+    if type(x) is np.ndarray:
+        return x
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a numpy.ma masked array; fastconv would ignore its mask: "
+                        f"pass {name}.filled(value) or {name}.compressed() instead")
+    if isinstance(x, np.ndarray):
+        return x
+    try:
+        return np.asarray(x)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        # e.g. a tensor that requires grad or lives on a GPU: PyTorch says what to call
+        raise TypeError(f"{name} must be an array (numpy.ndarray, CPU torch.Tensor, nested "
+                        f"list), got {type(x).__name__}: {exc}") from None
+
+
 def _pair(value, name: str, minimum: int) -> tuple[int, int]:
     """An int or an (h, w) pair of ints, each >= minimum, as a tuple of Python ints."""
     # Fast path: layers call this on every forward with already-normalised tuples.
     if type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int:
-        if value[0] >= minimum and value[1] >= minimum:
+        if minimum <= value[0] <= MAX_AXIS and minimum <= value[1] <= MAX_AXIS:
             return value
     items = (value, value) if isinstance(value, numbers.Integral) else value
     try:
@@ -44,13 +105,14 @@ def _pair(value, name: str, minimum: int) -> tuple[int, int]:
     if min(items) < minimum:
         what = "positive" if minimum == 1 else "non-negative"
         raise ValueError(f"{name} must be {what}, got {value!r}")
+    if max(items) > MAX_AXIS:
+        raise ValueError(f"{name} must be at most 2**31 - 1 = {MAX_AXIS} per axis, got {value!r}")
     return int(items[0]), int(items[1])
 
 
 def _float_array(x, name: str, ndim: int, layout: str) -> np.ndarray:
     """Check ndim and float dtype; return a C-contiguous array (copying if needed)."""
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(x).__name__}")
+    x = as_array(x, name)
     if x.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be float32 or float64, got dtype {x.dtype}")
     if x.ndim != ndim:
@@ -78,6 +140,10 @@ def _output_hw(in_hw, kernel_size, stride, padding, what: str) -> tuple[int, int
     """Spatial output size; the kernel must fit inside the padded input."""
     out = []
     for size, k, s, p, axis in zip(in_hw, kernel_size, stride, padding, ("height", "width")):
+        if size + 2 * p > MAX_AXIS:
+            raise ValueError(
+                f"{what}: padding {p} makes the padded input {axis} {size} + 2*{p} = "
+                f"{size + 2 * p}, more than 2**31 - 1 = {MAX_AXIS}")
         if k > size + 2 * p:
             raise ValueError(
                 f"{what}: kernel {axis} {k} is larger than the padded input {axis} "
@@ -107,7 +173,16 @@ def _input_shape(x_shape, name: str = "x_shape") -> tuple[int, int, int, int]:
         raise TypeError(f"{name} must be a sequence of 4 ints (N, C, H, W), got {x_shape!r}") from None
     if len(shape) != 4 or min(shape) < 1:
         raise ValueError(f"{name} must be 4 positive ints (N, C, H, W), got {x_shape!r}")
+    if max(shape) > MAX_AXIS:
+        raise ValueError(f"{name} sizes must be at most 2**31 - 1 = {MAX_AXIS}, got {x_shape!r}")
     return shape
+
+
+def _gradient_input_shape(x_shape, grad_y: np.ndarray, what: str):
+    """``x_shape`` of a pooling backward, whose gradient (``x_shape``) is allocated."""
+    x_shape = _input_shape(x_shape)
+    _check_fits_memory(what, "input gradient", x_shape, grad_y.itemsize, "x_shape")
+    return x_shape
 
 
 def conv_output_size(in_hw, kernel_size, stride=1, padding=0) -> tuple[int, int]:
@@ -130,7 +205,11 @@ def im2col(x, kernel_size, stride=1, padding=0) -> np.ndarray:
     kernel_size = _pair(kernel_size, "kernel_size", 1)
     stride = _pair(stride, "stride", 1)
     padding = _pair(padding, "padding", 0)
-    _output_hw(x.shape[2:], kernel_size, stride, padding, "im2col")
+    out_h, out_w = _output_hw(x.shape[2:], kernel_size, stride, padding, "im2col")
+    _padded_fits("im2col", x.shape, padding, x.itemsize)
+    n, c = x.shape[:2]
+    _check_fits_memory("im2col", "output", (n, c * kernel_size[0] * kernel_size[1], out_h * out_w),
+                       x.itemsize, "kernel_size, stride and padding")
     return get_backend().im2col(x, kernel_size, stride, padding)
 
 
@@ -155,6 +234,9 @@ def col2im(cols, output_size, kernel_size, stride=1, padding=0) -> np.ndarray:
             f"cols.shape[2] = {cols.shape[2]} must equal the number of windows "
             f"out_h*out_w = {out_h}*{out_w} = {out_h * out_w} for output_size {(height, width)}"
         )
+    shape = (cols.shape[0], cols.shape[1] // window, height, width)
+    _check_fits_memory("col2im", "output", shape, cols.itemsize, "output_size")
+    _padded_fits("col2im", shape, padding, cols.itemsize)
     return get_backend().col2im(cols, (height, width), kernel_size, stride, padding)
 
 
@@ -171,6 +253,9 @@ def _conv_args(x, w, stride, padding, what):
     stride = _pair(stride, "stride", 1)
     padding = _pair(padding, "padding", 0)
     out_hw = _output_hw(x.shape[2:], w.shape[2:], stride, padding, what)
+    _padded_fits(what, x.shape, padding, x.itemsize)
+    _check_fits_memory(what, "output", (x.shape[0], w.shape[0], *out_hw), x.itemsize,
+                       "stride and padding")
     return x, w, stride, padding, out_hw
 
 
@@ -213,15 +298,17 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0) -> np.ndarray:
     x = _float_array(x, "x", 4, "(N, C, H, W)")
     kernel_size, stride, padding = _pool_params(kernel_size, stride, padding)
     _output_hw(x.shape[2:], kernel_size, stride, padding, "avg_pool2d")
+    _padded_fits("avg_pool2d", x.shape, padding, x.itemsize)
     return get_backend().avg_pool2d(x, kernel_size, stride, padding)
 
 
 def avg_pool2d_backward(grad_y, x_shape, kernel_size, stride=None, padding=0) -> np.ndarray:
     """Gradient of `avg_pool2d` w.r.t. its input of shape ``x_shape``."""
     grad_y = _float_array(grad_y, "grad_y", 4, "(N, C, out_h, out_w)")
-    x_shape = _input_shape(x_shape)
+    x_shape = _gradient_input_shape(x_shape, grad_y, "avg_pool2d_backward")
     kernel_size, stride, padding = _pool_params(kernel_size, stride, padding)
     out_hw = _output_hw(x_shape[2:], kernel_size, stride, padding, "avg_pool2d_backward")
+    _padded_fits("avg_pool2d_backward", x_shape, padding, grad_y.itemsize)
     _expect_shape(grad_y, "grad_y", (*x_shape[:2], *out_hw))
     return get_backend().avg_pool2d_backward(grad_y, x_shape, kernel_size, stride, padding)
 
@@ -235,17 +322,20 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
     x = _float_array(x, "x", 4, "(N, C, H, W)")
     kernel_size, stride, padding = _pool_params(kernel_size, stride, padding)
     _output_hw(x.shape[2:], kernel_size, stride, padding, "max_pool2d")
+    _padded_fits("max_pool2d", x.shape, padding, x.itemsize)
     return get_backend().max_pool2d(x, kernel_size, stride, padding)
 
 
 def max_pool2d_backward(grad_y, indices, x_shape, kernel_size, stride=None, padding=0):
     """Gradient of `max_pool2d`: each ``grad_y`` element is routed to its argmax."""
     grad_y = _float_array(grad_y, "grad_y", 4, "(N, C, out_h, out_w)")
-    x_shape = _input_shape(x_shape)
+    x_shape = _gradient_input_shape(x_shape, grad_y, "max_pool2d_backward")
     kernel_size, stride, padding = _pool_params(kernel_size, stride, padding)
     out_hw = _output_hw(x_shape[2:], kernel_size, stride, padding, "max_pool2d_backward")
+    _padded_fits("max_pool2d_backward", x_shape, padding, grad_y.itemsize)
     _expect_shape(grad_y, "grad_y", (*x_shape[:2], *out_hw))
-    if not isinstance(indices, np.ndarray) or indices.dtype.kind not in "iu":
+    indices = as_array(indices, "indices")
+    if indices.dtype.kind not in "iu":
         raise TypeError("indices must be an integer numpy.ndarray as returned by max_pool2d")
     _expect_shape(indices, "indices", grad_y.shape)
     plane = x_shape[2] * x_shape[3]
@@ -266,8 +356,7 @@ def softmax_cross_entropy(logits, labels):
     """
     logits = _float_array(logits, "logits", 2, "(N, K)")
     n, k = logits.shape
-    if not isinstance(labels, np.ndarray):
-        labels = np.asarray(labels)
+    labels = as_array(labels, "labels")
     if labels.ndim == 1:
         if labels.dtype.kind not in "iu":
             raise TypeError(f"1-D labels must be integer class indices, got dtype {labels.dtype}")
@@ -397,8 +486,7 @@ def conv2d_relu_avgpool2_backward(grad_pooled, y, x, w, stride=1, padding=0, inp
 # Training-mode batch normalisation, optional in a backend like the fused ops above
 # (eval mode is one per-channel affine map, left to the layer).
 def _norm_args(x, weight, what):
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{what}: x must be a numpy.ndarray, got {type(x).__name__}")
+    x = as_array(x, "x")
     if x.ndim not in (2, 3, 4):
         raise ValueError(f"{what}: x must be (N, C), (N, C, L) or (N, C, H, W), got shape {x.shape}")
     x = _float_array(x, "x", x.ndim, "(N, C, ...)")

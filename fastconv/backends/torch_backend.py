@@ -90,7 +90,8 @@ def softmax_cross_entropy(logits, target):
     logits_t = _t(logits)
     target_t = _t(target)
     log_probs = torch.log_softmax(logits_t, dim=1)
-    loss = -(target_t * log_probs).sum() / logits.shape[0]
+    # 0 * log p counts as 0: a -inf logit off the target gives a finite loss.
+    loss = -torch.where(target_t != 0, target_t * log_probs, 0).sum() / logits.shape[0]
     grad = (log_probs.exp() - target_t) / logits.shape[0]
     return loss.item(), _np(grad)
 
