@@ -20,6 +20,14 @@ def _not_run(layer: Module) -> RuntimeError:
     return RuntimeError(f"{type(layer).__name__}.backward called before forward")
 
 
+def _layer_input(x, param: Parameter, layer: Module) -> np.ndarray:
+    """``x`` as an ndarray (tensors and array-likes via `numpy.asarray`) of the
+    layer's dtype, or a TypeError naming the layer."""
+    x = F.as_array(x)
+    _check_dtype(x, param, layer)
+    return x
+
+
 def _check_dtype(x: np.ndarray, param: Parameter, layer: Module) -> None:
     """NumPy would silently promote a float32 layer to float64 (and the kernels
     reject the mix), so say so for the NumPy-only layers too."""
@@ -57,7 +65,7 @@ class Conv2d(Module):
         self._x = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._x = x
+        self._x = x = _layer_input(x, self.weight, self)
         bias = self.bias.data if self.bias is not None else None
         return F.conv2d(x, self.weight.data, bias, self.stride, self.padding)
 
@@ -89,7 +97,7 @@ class Conv2dReLU(Conv2d):
     into the backward, saving a pass over the activations each way."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._x = x
+        self._x = x = _layer_input(x, self.weight, self)
         bias = self.bias.data if self.bias is not None else None
         self._y = F.conv2d_relu(x, self.weight.data, bias, self.stride, self.padding)
         return self._y
@@ -110,7 +118,7 @@ class Conv2dReLUAvgPool(Conv2dReLU):
     last forward's un-pooled ReLU map (the "feature map" of the reports' figures)."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._x = x
+        self._x = x = _layer_input(x, self.weight, self)
         bias = self.bias.data if self.bias is not None else None
         pooled, self._y = F.conv2d_relu_avgpool2(x, self.weight.data, bias, self.stride, self.padding)
         return pooled
@@ -152,7 +160,7 @@ class Linear(Module):
         self._x = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        _check_dtype(x, self.weight, self)
+        x = _layer_input(x, self.weight, self)
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise ValueError(f"Linear expects input of shape (N, {self.in_features}), got {x.shape}")
         self._x = x
@@ -181,7 +189,7 @@ class ReLU(Module):
         self._y = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._y = np.maximum(x, 0)
+        self._y = np.maximum(F.as_array(x), 0)
         return self._y
 
     def backward(self, grad_y: np.ndarray) -> np.ndarray:
@@ -207,6 +215,7 @@ class AvgPool2d(_Pool2d):
     """Average pooling (zero padding counted, floor mode); ``stride`` defaults to the kernel."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        x = F.as_array(x)
         self._x_shape = x.shape
         return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
 
@@ -225,6 +234,7 @@ class MaxPool2d(_Pool2d):
         self._indices = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        x = F.as_array(x)
         self._x_shape = x.shape
         y, self._indices = F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
         return y
@@ -253,6 +263,7 @@ class Dropout(Module):
         self.mask = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        x = F.as_array(x)
         if not self.training or self.p == 0.0:
             self.mask = None
             return x
@@ -278,6 +289,7 @@ class Flatten(Module):
         self._x_shape = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        x = F.as_array(x)
         self._x_shape = x.shape
         return x.reshape(x.shape[0], -1)
 
