@@ -15,6 +15,7 @@ pytest.importorskip("numba")
 import fastconv  # noqa: E402
 import fastconv.functional as F  # noqa: E402
 from fastconv.backends import numba_backend as NB  # noqa: E402
+from fastconv.env import EnvironmentVariableError  # noqa: E402
 from tests import loops  # noqa: E402
 
 ALGORITHMS = tuple(NB.ALGORITHMS)
@@ -339,7 +340,7 @@ def test_algorithm_override_by_env_and_setter(monkeypatch):
     finally:
         NB.set_conv_algorithm(None)
     monkeypatch.setenv("FASTCONV_CONV_ALGO", "fastest")
-    with pytest.raises(ValueError, match="FASTCONV_CONV_ALGO"):
+    with pytest.raises(EnvironmentVariableError, match="FASTCONV_CONV_ALGO"):
         NB.conv_algorithm(shape, w_shape, 1, 2)
     with pytest.raises(ValueError, match="valid: auto, benchmark, direct, gemm"):
         NB.set_conv_algorithm("winograd")

@@ -8,16 +8,17 @@ semantics against PyTorch's.  Arrays are shared with PyTorch without copying.
 
 from __future__ import annotations
 
-import os
 import sys
 
 import numpy as np
 import torch
 
+from fastconv import env
+
 name = "torch"
 
-if os.environ.get("FASTCONV_NUM_THREADS"):
-    torch.set_num_threads(int(os.environ["FASTCONV_NUM_THREADS"]))
+if env.num_threads() is not None:
+    torch.set_num_threads(env.num_threads())
 
 _aten = torch.ops.aten
 

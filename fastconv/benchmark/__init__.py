@@ -21,13 +21,17 @@ import numpy as np
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fastconv bench", description=__doc__.splitlines()[0])
+    from fastconv.cli import HelpFormatter, _positive_int
+
+    parser = argparse.ArgumentParser(prog="fastconv bench", description=__doc__.splitlines()[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a representative subset, under a minute")
     parser.add_argument("--backends", default=None,
                         help="comma-separated backends (default: every available one)")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=_positive_int, default=None,
                         help="threads for numba, PyTorch and BLAS (default: FASTCONV_NUM_THREADS or all cores)")
-    parser.add_argument("--repeat", type=int, default=None, help="timed calls per measurement (default 7, quick 5)")
+    parser.add_argument("--repeat", type=_positive_int, default=None,
+                        help="timed calls per measurement (default 7, quick 5)")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder")
     parser.add_argument("--no-scaling", action="store_true", help="skip the batch/channel/thread sweeps")
@@ -39,19 +43,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     import fastconv
+    from fastconv import env
     from fastconv.benchmark import report, runner
     from fastconv.benchmark.timing import machine_info, matmul_peak_gflops
 
     available = fastconv.available_backends()
-    backends = args.backends.split(",") if args.backends else available
+    backends = [b.strip() for b in args.backends.split(",")] if args.backends else available
     unknown = [b for b in backends if b not in available]
     if unknown:
-        print(f"fastconv bench: backend(s) not available: {', '.join(unknown)}; "
-              f"available: {', '.join(available)}", file=sys.stderr)
-        return 2
+        raise ValueError(f"--backends: not available: {', '.join(map(repr, unknown))}; "
+                         f"available: {', '.join(available)}")
     if "numpy" not in backends:
         backends = ["numpy", *backends]  # the baseline every speedup is measured against
-    threads = args.threads or int(os.environ.get("FASTCONV_NUM_THREADS", 0)) or os.cpu_count() or 1
+    threads = args.threads or env.num_threads() or os.cpu_count() or 1
     repeat = args.repeat or (5 if args.quick else 7)
     dtype = np.dtype(args.dtype)
     thread_settings = runner.ThreadSettings(threads)

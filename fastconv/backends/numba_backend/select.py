@@ -13,11 +13,11 @@ and ``forward`` / ``backward``.  The mode is `set_conv_algorithm`'s argument, el
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
 
+from fastconv import env
 from fastconv.backends.numba_backend import direct, gemm
 
 ALGORITHMS = {module.NAME: module for module in (direct, gemm)}
@@ -43,8 +43,7 @@ def get_conv_algorithm_mode() -> str:
     """The selection mode in force: setter, else ``FASTCONV_CONV_ALGO``, else ``auto``."""
     if _forced is not None:
         return _forced
-    env = os.environ.get("FASTCONV_CONV_ALGO", "").strip().lower()
-    return _check_mode(env, "FASTCONV_CONV_ALGO") if env else "auto"
+    return env.choice(env.CONV_ALGO, MODES) or "auto"   # a bad value: EnvironmentVariableError
 
 
 def _check_mode(mode, source) -> str:
