@@ -471,6 +471,7 @@ def _train(model_name, dataset, epochs, batch_size, lr, momentum, weight_decay, 
     from fastconv.data import batches
     from fastconv.models import build_model, default_loss
     from fastconv.optim import SGD, StepLR
+    from fastconv.startup import prepare_backend
 
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
@@ -504,6 +505,9 @@ def _train(model_name, dataset, epochs, batch_size, lr, momentum, weight_decay, 
 
     dtype = np.dtype(dtype)
     model = build_model(model_name, **config)
+    # Compile before any kernel runs (announced when the cache is cold), unless nothing is left to train.
+    finished = checkpoint is not None and checkpoint.meta["progress"]["epochs_done"] >= epochs
+    compile_seconds = None if finished else prepare_backend(model, dtype, log=log, progress=progress)
     check_model_fits(model, model_name, data, dtype)
     loss_fn = default_loss(model_name)
     optimizer = SGD(model.parameters(), lr=hyper.lr, momentum=hyper.momentum,
@@ -561,10 +565,9 @@ def _train(model_name, dataset, epochs, batch_size, lr, momentum, weight_decay, 
     if state.epochs_done >= epochs:
         log(f"nothing to train: the checkpoint already has {state.epochs_done} epochs "
             f"(ask for more with --epochs)")
-    elif hasattr(fastconv.get_backend(), "warmup"):
-        # JIT compilation (or the cache load) before the clock starts: epoch times are run time.
-        seconds = fastconv.get_backend().warmup(dtypes=(dtype,), jobs=2)
-        log(f"{backend_name} kernels ready in {seconds:.1f} s (compiled, or loaded from the cache)")
+    elif compile_seconds is not None:
+        # JIT compilation (or the cache load) ran before the clock starts: epoch times are run time.
+        log(f"{backend_name} kernels ready in {compile_seconds:.1f} s (compiled, or loaded from the cache)")
     out_dir.mkdir(parents=True, exist_ok=True)
     stop = _StopFlag()
     consistent = True  # False while parameters / progress are half updated

@@ -10,8 +10,11 @@ already validated and normalised every argument before a backend sees it:
 * ``labels`` for `softmax_cross_entropy` is an ``(N, K)`` float target of the logits'
   dtype (integer class labels are turned into one-hot rows by the caller).
 
-A backend may also have ``warmup(dtypes, jobs)``, compiling its kernels up front and
-returning the seconds it took; the trainer calls it before timing any epoch.
+A backend may also have ``warmup(dtypes, jobs, ops=None, progress=None)``, compiling
+its kernels (those of the `fastconv.functional` ops ``ops``, default all) up front and
+returning the seconds it took, with ``kernels_cached(dtypes, ops)`` and
+``estimated_seconds(dtypes, ops, jobs)``; `fastconv.compile_notice` calls them before
+training or benchmarking.
 
 To add a backend, write a module exposing ``BACKEND`` (such an object) and register
 its import path in `_BACKEND_MODULES` (or call `register_backend` at run time).  Nothing
