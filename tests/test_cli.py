@@ -145,7 +145,8 @@ def test_every_option_help_shows_its_default():
         for action in parser._actions:
             if not action.option_strings or action.dest in ("help", "version") or action.required:
                 continue
-            text = HelpFormatter(name)._get_help_string(action)
+            # argparse prints nothing for an option without help text
+            text = HelpFormatter(name)._get_help_string(action) if action.help else ""
             assert "default" in text, f"{name} {action.option_strings[0]}: {text!r}"
 
 
@@ -162,3 +163,10 @@ def test_viz_takes_the_checkpoint_positionally_or_as_option(capsys, monkeypatch,
     assert main(["viz"]) == 2
     assert main(["viz", str(path), "--checkpoint", str(tmp_path / "other.npz")]) == 2
     assert "give one checkpoint" in capsys.readouterr().err
+
+
+def test_bench_checks_its_output_folder_first(capsys, tmp_path):
+    occupied = tmp_path / "a-file"
+    occupied.write_text("")
+    assert main(["bench", "--quick", "--out", str(occupied / "results")]) == 1
+    assert f"--out {occupied / 'results'}: cannot create the output folder" in one_line_error(capsys)

@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="threads for numba, PyTorch and BLAS (default: FASTCONV_NUM_THREADS or all cores)")
     parser.add_argument("--repeat", type=_positive_int, default=None,
                         help="timed calls per measurement (default 7, quick 5)")
-    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                        help="dtype of every array measured")
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder")
     parser.add_argument("--no-scaling", action="store_true", help="skip the batch/channel/thread sweeps")
     parser.add_argument("--no-compile", action="store_true",
@@ -44,8 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _output_folder(path: Path) -> Path:
+    """``--out``, created now: a folder that cannot be written fails in a second, not
+    after minutes of measuring."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--out {path}: cannot create the output folder ({exc.strerror or exc})") from None
+    return path
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    _output_folder(args.out)
     import fastconv
     from fastconv import env
     from fastconv.benchmark import report, runner
