@@ -75,9 +75,8 @@ def _add_data_options(parser: argparse.ArgumentParser, dataset_default: str | No
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fastconv.models import MODELS
-
     from fastconv import __version__
+    from fastconv.models import MODELS
 
     parser = argparse.ArgumentParser(prog="fastconv", formatter_class=HelpFormatter, description=(
         "Numba-JIT convolution kernels and a from-scratch CNN framework: train, visualise "
@@ -123,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Curves, conv kernels, feature maps, t-SNE and the entropy "
                                           "table of a checkpoint, on its data set's test split.")
     viz.add_argument("checkpoint", type=Path, nargs="?", default=None,
-                     help="model.npz (or its folder), or give it as --checkpoint (default: none, required)")
+                     help="model.npz (or its folder), here or as --checkpoint (required: no default)")
     viz.add_argument("--checkpoint", dest="checkpoint_option", type=Path, default=None,
                      help="the same as the positional CHECKPOINT (default: none)")
     viz.add_argument("--out", type=Path, default=None, help="output folder (default: CHECKPOINT_DIR/figures)")
@@ -212,12 +211,12 @@ def _run_info(args) -> int:
     import numpy as np
 
     import fastconv
-    from fastconv.backends import backend_problems
+    from fastconv.backends import backend_problems, registered_backends
 
     print(f"fastconv {fastconv.__version__}")
     print(f"python {sys.version.split()[0]}, numpy {np.__version__}")
     problems = backend_problems()
-    available = [name for name in fastconv.backends._BACKEND_MODULES if name not in problems]
+    available = [name for name in registered_backends() if name not in problems]
     print(f"backends: {', '.join(available) or 'none'} (current: {_current_backend_name()}; "
           f"FASTCONV_BACKEND={os.environ.get('FASTCONV_BACKEND', '') or 'unset'})")
     for name, why in problems.items():

@@ -73,8 +73,8 @@ def as_array(x, name: str = "x") -> np.ndarray:
     if type(x) is np.ndarray:
         return x
     if isinstance(x, np.ma.MaskedArray):
-        raise TypeError(f"{name} is a numpy.ma masked array; fastconv would ignore its mask: "
-                        f"pass {name}.filled(value) or {name}.compressed() instead")
+        raise TypeError(f"{name} is a numpy.ma masked array, whose mask fastconv would ignore: "
+                        f"pass {name}.filled(value) (or {name}.data to drop the mask) instead")
     if isinstance(x, np.ndarray):
         return x
     try:

@@ -13,7 +13,7 @@ already validated and normalised every argument before a backend sees it:
 A backend may also have ``warmup(dtypes, jobs, ops=None, progress=None)``, compiling
 its kernels (those of the `fastconv.functional` ops ``ops``, default all) up front and
 returning the seconds it took, with ``kernels_cached(dtypes, ops)`` and
-``estimated_seconds(dtypes, ops, jobs)``; `fastconv.compile_notice` calls them before
+``estimated_seconds(dtypes, ops, jobs)``; `fastconv.startup` calls them before
 training or benchmarking.
 
 To add a backend, write a module exposing ``BACKEND`` (such an object) and register
@@ -80,6 +80,11 @@ def _load(name: str):
             raise TypeError(f"backend {name!r} lacks kernels: {', '.join(missing)}")
         _loaded[name] = backend
     return _loaded[name]
+
+
+def registered_backends() -> list[str]:
+    """Every registered backend name, usable here or not (see `backend_problems`)."""
+    return list(_BACKEND_MODULES)
 
 
 def backend_problems() -> dict[str, str]:

@@ -251,8 +251,8 @@ def plot_charts(results: dict, out_dir: Path) -> list[Path]:
             points = [(r["value"], r["median_ms"]) for r in rows if r["backend"] == backend]
             ax.plot(*zip(*points), marker="o", label=_scaling_label(backend))
         fixed = "64 channels in and out, 16x16 images" if sweep == "batch" else "batch 32, 16x16 images"
-        ax.set_title(f"3x3 conv layer, forward + backward, vs {xlabel} ({fixed}; "
-                     f"{results['dtype']}, {results['machine']['threads']} threads)", fontsize=9)
+        ax.set_title(f"3x3 conv layer, forward + backward, vs {xlabel}\n({fixed}; "
+                     f"{results['dtype']}, {results['machine']['threads']} threads)", fontsize=10)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel(xlabel)
