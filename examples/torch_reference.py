@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import numpy as np
-import torch
 
-from fastconv.benchmark import torch_models
 from fastconv.data import batches, load_dataset
 from fastconv.train import REPORT000_CNN, epoch_seed
+
+# PyTorch is optional: imported once the arguments are parsed, so --help always works.
+torch = None
 
 
 def evaluate(model, x: np.ndarray, y: np.ndarray) -> float:
@@ -33,6 +35,8 @@ def evaluate(model, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def run(dataset, epochs: int, seed: int) -> list[float]:
+    from fastconv.benchmark import torch_models
+
     settings = REPORT000_CNN
     model = torch_models.kaiming_init(torch_models.report000_cnn(), seed)
     step = torch_models.training_step(model, settings.lr, settings.momentum, settings.weight_decay)
@@ -56,6 +60,12 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
+    global torch
+    try:
+        import torch
+    except ImportError:
+        print("torch_reference.py needs PyTorch: pip install torch", file=sys.stderr)
+        return 1
     if args.threads:
         torch.set_num_threads(args.threads)
     dataset = load_dataset(args.dataset)

@@ -5,7 +5,7 @@ chosen test images after the first two conv blocks, t-SNE of the penultimate fea
 and of the logits, and report 003's entropy table (printed and saved as entropy.json).
 
     python examples/visualize.py runs/report000-mnist-numba/model.npz --out figures/
-    python examples/visualize.py runs/letters-bn/model.npz --images 100 1390
+    python examples/visualize.py --checkpoint runs/letters-bn/model.npz --images 100 1390
 
 How long it takes: dominated by t-SNE (two embeddings of 1,000 points, ~5-10 s each)
 and by one forward pass over the test set for the entropy averages (seconds on numba;
@@ -27,8 +27,12 @@ from fastconv.viz import visualize
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", type=Path, help="model.npz or its folder")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    # Positional (as before) or --checkpoint (as `fastconv viz`).
+    parser.add_argument("checkpoint", type=Path, nargs="?", default=None, help="model.npz or its folder")
+    parser.add_argument("--checkpoint", dest="checkpoint_option", type=Path, default=None,
+                        help="the same as the positional CHECKPOINT")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--dataset", default=None, help="default: the one it was trained on")
     parser.add_argument("--images", type=int, nargs="+", default=None)
@@ -36,6 +40,9 @@ def main(argv=None) -> int:
     parser.add_argument("--backend", default=None)
     parser.add_argument("--data-root", default=None)
     args = parser.parse_args(argv)
+    if (args.checkpoint is None) == (args.checkpoint_option is None):
+        parser.error("give the checkpoint once: positionally or as --checkpoint")
+    args.checkpoint = args.checkpoint or args.checkpoint_option
     run_dir = args.checkpoint if args.checkpoint.is_dir() else args.checkpoint.parent
     out = args.out or run_dir / "figures"
     with fastconv.use_backend(args.backend or fastconv.get_backend().name):

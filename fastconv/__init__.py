@@ -1,9 +1,16 @@
 """fastconv: JIT-compiled convolution-network kernels behind a switchable backend.
 
 >>> import fastconv
->>> fastconv.set_backend("numpy")            # or FASTCONV_BACKEND=numpy before import
+>>> fastconv.set_backend("numpy")            # or FASTCONV_BACKEND=numpy
 >>> with fastconv.use_backend("numba"): ...  # temporarily
+>>> fastconv.manual_seed(0)                  # every default generator reproducible
+>>> fastconv.functional.conv2d(x, w)         # sub-modules load on first access
+
+Importing is cheap and cannot fail on a bad environment variable: the backend (and
+numba) is loaded on first use, where ``FASTCONV_BACKEND`` is read.
 """
+
+import importlib
 
 from fastconv.backends import (
     available_backends,
@@ -12,12 +19,13 @@ from fastconv.backends import (
     set_backend,
     use_backend,
 )
-from fastconv.backends import _select_default
+from fastconv.seeding import manual_seed
 
 __version__ = "0.1.0"
 __all__ = [
     "available_backends",
     "get_backend",
+    "manual_seed",
     "register_backend",
     "set_backend",
     "use_backend",
@@ -43,6 +51,20 @@ def load(path):
 
     return load_model(path)
 
-# DESIGN.md: FASTCONV_BACKEND is read when fastconv is imported.
-_select_default()
-del _select_default
+
+# PEP 562: ``fastconv.nn`` and the rest without importing them (and numba) up front.
+_SUBMODULES = frozenset({
+    "activations", "arguments", "backends", "benchmark", "checkpoint", "cli", "compare", "data",
+    "distributed", "entropy", "env", "files", "functional", "machine", "models", "nn", "optim",
+    "seeding", "train", "training", "viz",
+})
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | _SUBMODULES)

@@ -1,20 +1,77 @@
 """Argument checks shared by `fastconv.functional`, the general convolutions and the
-layers: each normalises one argument or raises a `ValueError` / `TypeError` naming it."""
+layers: each normalises one argument or raises a `ValueError` / `TypeError` naming it.
+
+Sizes are bounded so that no kernel index can overflow: `MAX_AXIS` per axis for
+kernel sizes, strides, paddings and padded inputs, and no implied array (padded
+input, output) larger than the machine's memory."""
 
 from __future__ import annotations
 
+import functools
+import math
 import numbers
+import os
 
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+# Largest kernel size, stride, padding, output size and padded input size per axis.
+# The JIT loops compute offsets, window ends and products of two such values in
+# int64 without overflow checks; below 2**31 each, every one of them fits.
+MAX_AXIS = 2**31 - 1
+
+
+@functools.lru_cache(maxsize=None)
+def memory_bytes() -> int:
+    """This machine's physical memory (2**47 bytes where it cannot be read)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return 2**47
+
+
+def check_fits_memory(what: str, array: str, shape, itemsize: int, cause: str) -> None:
+    """A ValueError when an array the call implies could not fit in memory (before
+    any backend tries to allocate it, or a JIT loop to walk it)."""
+    count = math.prod(shape)
+    if count * itemsize > memory_bytes():
+        raise ValueError(
+            f"{what}: the {array} would be {'x'.join(map(str, shape))} = {count:.3g} elements "
+            f"({count * itemsize / 2**30:.3g} GiB), more than this machine's memory "
+            f"({memory_bytes() / 2**30:.3g} GiB); check {cause}")
+
+
+def padded_fits(what: str, shape, padding, itemsize: int) -> None:
+    n, c, height, width = shape
+    padded = (n, c, height + 2 * padding[0], width + 2 * padding[1])
+    check_fits_memory(what, "zero-padded input", padded, itemsize, "padding")
+
+
+def as_array(x, name: str = "x") -> np.ndarray:
+    """``x`` as a `numpy.ndarray`: CPU torch tensors and other array-likes go through
+    `numpy.asarray` (sharing memory where they can); masked arrays are refused, as
+    every kernel would silently ignore their mask."""
+    if type(x) is np.ndarray:
+        return x
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a numpy.ma masked array, whose mask fastconv would ignore: "
+                        f"pass {name}.filled(value) (or {name}.data to drop the mask) instead")
+    if isinstance(x, np.ndarray):
+        return x
+    try:
+        return np.asarray(x)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        # e.g. a tensor that requires grad or lives on a GPU: PyTorch says what to call
+        raise TypeError(f"{name} must be an array (numpy.ndarray, CPU torch.Tensor, nested "
+                        f"list), got {type(x).__name__}: {exc}") from None
 
 
 def pair(value, name: str, minimum: int) -> tuple[int, int]:
     """An int or an (h, w) pair of ints, each >= minimum, as a tuple of Python ints."""
     # Fast path: layers call this on every forward with already-normalised tuples.
     if type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int:
-        if value[0] >= minimum and value[1] >= minimum:
+        if minimum <= value[0] <= MAX_AXIS and minimum <= value[1] <= MAX_AXIS:
             return value
     items = (value, value) if isinstance(value, numbers.Integral) else value
     try:
@@ -30,13 +87,14 @@ def pair(value, name: str, minimum: int) -> tuple[int, int]:
     if min(items) < minimum:
         what = "positive" if minimum == 1 else "non-negative"
         raise ValueError(f"{name} must be {what}, got {value!r}")
+    if max(items) > MAX_AXIS:
+        raise ValueError(f"{name} must be at most 2**31 - 1 = {MAX_AXIS} per axis, got {value!r}")
     return int(items[0]), int(items[1])
 
 
 def float_array(x, name: str, ndim: int, layout: str) -> np.ndarray:
     """Check ndim and float dtype; return a C-contiguous array (copying if needed)."""
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(x).__name__}")
+    x = as_array(x, name)
     if x.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be float32 or float64, got dtype {x.dtype}")
     if x.ndim != ndim:
@@ -64,6 +122,10 @@ def output_hw(in_hw, kernel_size, stride, padding, what: str) -> tuple[int, int]
     """Spatial output size; the kernel must fit inside the padded input."""
     out = []
     for size, k, s, p, axis in zip(in_hw, kernel_size, stride, padding, ("height", "width")):
+        if size + 2 * p > MAX_AXIS:
+            raise ValueError(
+                f"{what}: padding {p} makes the padded input {axis} {size} + 2*{p} = "
+                f"{size + 2 * p}, more than 2**31 - 1 = {MAX_AXIS}")
         if k > size + 2 * p:
             raise ValueError(
                 f"{what}: kernel {axis} {k} is larger than the padded input {axis} "
@@ -93,4 +155,13 @@ def input_shape(x_shape, name: str = "x_shape") -> tuple[int, int, int, int]:
         raise TypeError(f"{name} must be a sequence of 4 ints (N, C, H, W), got {x_shape!r}") from None
     if len(shape) != 4 or min(shape) < 1:
         raise ValueError(f"{name} must be 4 positive ints (N, C, H, W), got {x_shape!r}")
+    if max(shape) > MAX_AXIS:
+        raise ValueError(f"{name} sizes must be at most 2**31 - 1 = {MAX_AXIS}, got {x_shape!r}")
     return shape
+
+
+def gradient_input_shape(x_shape, grad_y: np.ndarray, what: str):
+    """``x_shape`` of a pooling backward, whose gradient (``x_shape``) is allocated."""
+    x_shape = input_shape(x_shape)
+    check_fits_memory(what, "input gradient", x_shape, grad_y.itemsize, "x_shape")
+    return x_shape

@@ -8,10 +8,12 @@
     fastconv info
     mpiexec -n 2 fastconv train --model cnn --dataset digits --out runs/digits-2ranks   # fastconv[mpi]
 
-A user mistake (unknown data set, missing files, a checkpoint that does not fit)
-prints one ``fastconv: error: ...`` line and exits with status 1; bad options exit
-with argparse's status 2; Ctrl-C during training saves and exits with 130.
-``--debug`` shows the full traceback instead.
+A user mistake (unknown data set, missing files, a checkpoint that does not fit, a
+bad ``FASTCONV_*`` environment variable) prints one ``fastconv: error: ...`` line and
+exits with status 1, in every command including ``bench``; bad options exit with
+argparse's status 2; Ctrl-C during training saves and exits with 130.  ``--debug``
+shows the full traceback instead.  ``--help``, ``--version`` and ``info`` work
+whatever the environment holds; bare ``fastconv`` prints the help.
 """
 
 from __future__ import annotations
@@ -21,16 +23,21 @@ import os
 import sys
 from pathlib import Path
 
+from fastconv.env import EnvironmentVariableError
+
 # Errors a user can cause and fix without reading code: shown as one line.  OSError
 # covers the environment's refusals too (a full disk, a too-long path, a folder in
 # use); the messages name the file.
-USER_ERRORS = (ValueError, OSError, ImportError)
+USER_ERRORS = (ValueError, OSError, ImportError, EnvironmentVariableError)
 EXIT_USER_ERROR = 1
 EXIT_INTERRUPTED = 130
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
@@ -75,30 +82,46 @@ def default_dataset(model_name: str) -> str:
     return "letters" if model_name == "letters-cnn" else "digits"
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default, unless the text already says it
+    (options whose default is None describe it in words)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default is None:
+            return text
+        return super()._get_help_string(action)
+
+
 def _add_data_options(parser: argparse.ArgumentParser, dataset_default: str | None) -> None:
     parser.add_argument("--dataset", default=dataset_default,
                         help="mnist, fashion-mnist, digits, letters, or a folder (IDX files or one "
                              "sub-folder of images per class)"
-                        + (f" (default {dataset_default})" if dataset_default else ""))
+                        + (f" (default {dataset_default})" if dataset_default
+                           else " (default: the one the checkpoint was trained on)"))
     parser.add_argument("--data-root", type=Path, default=None,
-                        help="folder searched first for the data files (else FASTCONV_DATA, "
-                             "~/.cache/fastconv, /usr/share/datasets)")
+                        help="folder searched first for the data files (default: none; FASTCONV_DATA, "
+                             "~/.cache/fastconv and /usr/share/datasets are searched after it)")
     parser.add_argument("--download", action="store_true", help="download missing MNIST-format files")
     parser.add_argument("--limit", type=_positive_int, default=None,
-                        help="use at most N train and N test images (a seeded subset, for quick runs)")
+                        help="use at most N train and N test images (a seeded subset, for quick runs; "
+                             "default: all)")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from fastconv import __version__
     from fastconv.models import MODELS
 
-    parser = argparse.ArgumentParser(prog="fastconv", description=(
+    parser = argparse.ArgumentParser(prog="fastconv", formatter_class=HelpFormatter, description=(
         "Numba-JIT convolution kernels and a from-scratch CNN framework: train, visualise "
         "and benchmark the networks of the two course reports."))
+    parser.add_argument("--version", action="version", version=f"fastconv {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     # -- train
     train = commands.add_parser("train", help="train a model, writing checkpoint, logs and curves",
+                                formatter_class=HelpFormatter,
                                 description="Train a model; hyper-parameters left out take the "
                                             "report's defaults for that model.")
     train.add_argument("--model", choices=list(MODELS), default=None,
@@ -107,18 +130,25 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_positive_int, default=10,
                        help="total epochs (with --resume: continue up to this many; default 10)")
     train.add_argument("--batch-size", type=_setting("batch_size"), default=None,
-                       help="global batch size (over all MPI ranks)")
-    train.add_argument("--lr", type=_setting("lr"), default=None, help="initial learning rate, in (0, 100]")
-    train.add_argument("--momentum", type=_setting("momentum"), default=None, help="in [0, 1)")
-    train.add_argument("--weight-decay", type=_setting("weight_decay"), default=None, help="in [0, 1]")
+                       help="global batch size over all MPI ranks (default: the model's report setting, "
+                            "like every hyper-parameter)")
+    train.add_argument("--lr", type=_setting("lr"), default=None,
+                       help="initial learning rate, in (0, 100] (default: the model's report setting)")
+    train.add_argument("--momentum", type=_setting("momentum"), default=None,
+                       help="in [0, 1) (default: the model's report setting)")
+    train.add_argument("--weight-decay", type=_setting("weight_decay"), default=None,
+                       help="in [0, 1] (default: the model's report setting)")
     train.add_argument("--lr-step", type=_setting("lr_step"), default=None,
                        help="multiply the learning rate by --lr-gamma every this many epochs (default 5)")
     train.add_argument("--lr-gamma", type=_setting("lr_gamma"), default=None, help="in (0, 1] (default 0.5)")
     train.add_argument("--no-bn", action="store_true", help="letters-cnn without batch normalisation")
-    train.add_argument("--dropout", type=_probability, default=None, help="letters-cnn dropout probability")
-    train.add_argument("--dtype", choices=["float32", "float64"], default=None, help="(default float32)")
+    train.add_argument("--dropout", type=_probability, default=None,
+                       help="letters-cnn dropout probability (default: the model's report setting)")
+    train.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                       help="model dtype (default float32, or the checkpoint's on --resume)")
     train.add_argument("--backend", default=None, help="numpy, numba, ... (default: FASTCONV_BACKEND or numba)")
-    train.add_argument("--seed", type=int, default=None, help="(default 0)")
+    train.add_argument("--seed", type=int, default=None,
+                       help="weights, batch order and data subset (default 0)")
     train.add_argument("--out", type=Path, default=None,
                        help="output folder (default runs/MODEL-DATASET)")
     train.add_argument("--resume", action="store_true", help="continue the run saved in --out")
@@ -127,36 +157,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     # -- viz
     viz = commands.add_parser("viz", help="figures and entropy table of a trained model",
+                              formatter_class=HelpFormatter,
                               description="Curves, conv kernels, feature maps, t-SNE and the entropy "
                                           "table of a checkpoint, on its data set's test split.")
-    viz.add_argument("--checkpoint", type=Path, required=True, help="model.npz (or its folder)")
+    viz.add_argument("checkpoint", type=Path, nargs="?", default=None,
+                     help="model.npz (or its folder), here or as --checkpoint (required: no default)")
+    viz.add_argument("--checkpoint", dest="checkpoint_option", type=Path, default=None,
+                     help="the same as the positional CHECKPOINT (default: none)")
     viz.add_argument("--out", type=Path, default=None, help="output folder (default: CHECKPOINT_DIR/figures)")
     _add_data_options(viz, None)
     viz.add_argument("--images", type=int, nargs="+", default=None,
                      help="test image indices for the feature maps (default: one each of 4 classes)")
-    viz.add_argument("--tsne-points", type=_positive_int, default=1000)
+    viz.add_argument("--tsne-points", type=_positive_int, default=1000, help="test images in the t-SNE plots")
     viz.add_argument("--entropy-images", type=_positive_int, default=None,
                      help="test images averaged in the entropy table (default: all)")
-    viz.add_argument("--backend", default=None)
-    viz.add_argument("--seed", type=int, default=0)
+    viz.add_argument("--backend", default=None, help="numpy, numba, ... (default: FASTCONV_BACKEND or numba)")
+    viz.add_argument("--seed", type=int, default=0, help="t-SNE and image choice")
 
     # -- compare
     compare = commands.add_parser("compare", help="CNN vs MLP-1 vs MLP-2 (report 000 section 4)",
+                                  formatter_class=HelpFormatter,
                                   description="Train cnn, mlp1 and mlp2 with the report's settings "
                                               "and tabulate time, accuracy and parameter count.")
     _add_data_options(compare, "digits")
-    compare.add_argument("--epochs", type=_positive_int, default=5)
+    compare.add_argument("--epochs", type=_positive_int, default=5, help="epochs per model")
     compare.add_argument("--backends", default=None,
                          help="comma-separated, e.g. numpy,numba (default: the current backend)")
-    compare.add_argument("--models", default="cnn,mlp1,mlp2")
-    compare.add_argument("--seed", type=int, default=0)
-    compare.add_argument("--out", type=Path, default=Path("runs/compare"))
-    compare.add_argument("--no-progress", action="store_true")
+    compare.add_argument("--models", default="cnn,mlp1,mlp2", help="comma-separated models")
+    compare.add_argument("--seed", type=int, default=0, help="weights, batch order and data subset")
+    compare.add_argument("--out", type=Path, default=Path("runs/compare"), help="output folder")
+    compare.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     # -- bench: its arguments are parsed by fastconv.benchmark (see main)
     commands.add_parser("bench", add_help=False, help="kernel and training-step benchmarks "
                                                       "(fastconv bench --help)")
-    commands.add_parser("info", help="version, backends and threads")
+    commands.add_parser("info", help="version, backends, threads and environment problems")
     return parser
 
 
@@ -236,16 +271,30 @@ def _run_compare(args) -> int:
     return EXIT_INTERRUPTED if summary["interrupted"] else 0
 
 
+def _current_backend_name() -> str:
+    import fastconv
+
+    try:
+        return fastconv.get_backend().name
+    except (ValueError, ImportError, EnvironmentVariableError) as exc:
+        return f"none: {exc}"
+
+
 def _run_info(args) -> int:
+    """Always works: a backend that cannot load is listed with the reason."""
     import numpy as np
 
     import fastconv
+    from fastconv.backends import backend_problems, registered_backends
 
     print(f"fastconv {fastconv.__version__}")
     print(f"python {sys.version.split()[0]}, numpy {np.__version__}")
-    available = fastconv.available_backends()
-    print(f"backends: {', '.join(available)} (current: {fastconv.get_backend().name}; "
+    problems = backend_problems()
+    available = [name for name in registered_backends() if name not in problems]
+    print(f"backends: {', '.join(available) or 'none'} (current: {_current_backend_name()}; "
           f"FASTCONV_BACKEND={os.environ.get('FASTCONV_BACKEND', '') or 'unset'})")
+    for name, why in problems.items():
+        print(f"  {name}: not usable: {why}")
     print(f"cpu cores: {os.cpu_count()}; FASTCONV_NUM_THREADS="
           f"{os.environ.get('FASTCONV_NUM_THREADS', '') or 'unset (all cores)'}")
     if "numba" in available:
@@ -268,38 +317,70 @@ def _run_info(args) -> int:
 COMMANDS = {"train": _run_train, "viz": _run_viz, "compare": _run_compare, "info": _run_info}
 
 
+def _one_checkpoint(parser, args) -> Path:
+    """``viz``'s checkpoint, given positionally (as examples/visualize.py) or as
+    ``--checkpoint``; argparse's usage error when missing or given twice differently."""
+    given = {path for path in (args.checkpoint, args.checkpoint_option) if path is not None}
+    if len(given) != 1:
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        commands.choices["viz"].error("give one checkpoint: fastconv viz RUN/model.npz "
+                                      "(or --checkpoint RUN/model.npz)")
+    return given.pop()
+
+
+def _run_command(args) -> int:
+    import contextlib
+
+    import fastconv
+
+    # Selected before any data is loaded (a bad name fails fast) and restored on
+    # return, so calling main() from Python leaves the caller's backend alone.
+    backend = getattr(args, "backend", None)
+    with fastconv.use_backend(backend) if backend else contextlib.nullcontext():
+        return COMMANDS[args.command](args)
+
+
+def _run_bench(argv) -> int:
+    # Forwarded untouched: fastconv.benchmark owns its own options and --help.
+    from fastconv.benchmark import main as bench_main
+
+    try:
+        return bench_main(argv)
+    except SystemExit as exc:  # --help or a usage error: argparse already printed why
+        return int(exc.code or 0)
+
+
+def _guarded(run, debug: bool) -> int:
+    """``run()``'s status; a user error is one line (the traceback with ``--debug``)."""
+    try:
+        return run()
+    except KeyboardInterrupt:
+        print("fastconv: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except USER_ERRORS as exc:
+        if debug:
+            raise
+        print(f"fastconv: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
 def main(argv=None) -> int:
     """Entry point of the ``fastconv`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv[:1]
     if argv[int(debug):int(debug) + 1] == ["bench"]:
-        # Forwarded untouched: fastconv.benchmark owns its own options and --help.
-        from fastconv.benchmark import main as bench_main
-
-        return bench_main(argv[int(debug) + 1:])
+        return _guarded(lambda: _run_bench(argv[int(debug) + 1:]), debug)
     parser = build_parser()
+    if not argv[int(debug):]:
+        parser.print_help()
+        return 0
     try:
         args = parser.parse_args(argv)
+        if args.command == "viz":
+            args.checkpoint = _one_checkpoint(parser, args)
     except SystemExit as exc:  # --help or a usage error: argparse already printed why
         return int(exc.code or 0)
-    import contextlib
-
-    import fastconv
-
-    try:
-        # Selected before any data is loaded (a bad name fails fast) and restored on
-        # return, so calling main() from Python leaves the caller's backend alone.
-        backend = getattr(args, "backend", None)
-        with fastconv.use_backend(backend) if backend else contextlib.nullcontext():
-            return COMMANDS[args.command](args)
-    except KeyboardInterrupt:
-        print("fastconv: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except USER_ERRORS as exc:
-        if args.debug:
-            raise
-        print(f"fastconv: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+    return _guarded(lambda: _run_command(args), args.debug)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ the run writes to ``out_dir``:
 * ``comparison.md`` and ``comparison.json`` -- per backend and model: parameter count,
   seconds per epoch (the first epoch separately: on numba it includes JIT compilation
   unless the kernel cache is warm), final and best test accuracy, and the speed-up
-  of each backend over numpy for the same model.
+  of each backend over numpy for the same model -- for models with convolutions
+  only: an MLP's layers are the same NumPy matrix products on every backend.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def compare(dataset="mnist", epochs: int = 5, backends: Sequence[str] | None = N
         if result.history:
             first, later = _seconds_per_epoch(result.history)
             rows.append({
-                "backend": backend, "model": model_name,
+                "backend": backend, "model": model_name, "convolutional": _is_convolutional(model_name),
                 "loss": type(default_loss(model_name)).__name__,
                 "parameters": result.num_parameters,
                 "epochs": len(result.history),
@@ -91,11 +92,19 @@ def compare(dataset="mnist", epochs: int = 5, backends: Sequence[str] | None = N
     return summary
 
 
+def _is_convolutional(model_name: str) -> bool:
+    from fastconv import nn
+    from fastconv.models import build_model
+
+    return any(isinstance(module, nn.Conv2d) for module in build_model(model_name).modules())
+
+
 def _add_speedups(rows: list[dict]) -> None:
-    """``speedup_vs_numpy``: numpy's seconds per epoch / this row's, same model."""
+    """``speedup_vs_numpy``: numpy's seconds per epoch / this row's, same model; None
+    for a model without convolutions (the backends run the same NumPy code for it)."""
     numpy_seconds = {r["model"]: r["seconds_per_epoch"] for r in rows if r["backend"] == "numpy"}
     for row in rows:
-        base = numpy_seconds.get(row["model"])
+        base = numpy_seconds.get(row["model"]) if row["convolutional"] else None
         row["speedup_vs_numpy"] = base / row["seconds_per_epoch"] if base and row["seconds_per_epoch"] else None
 
 
@@ -105,16 +114,19 @@ def format_table(summary: dict) -> str:
         f"CNN vs MLP on {summary['dataset']} ({summary['train_images']} train / "
         f"{summary['test_images']} test images, {summary['epochs']} epochs, seed {summary['seed']})",
         "",
-        "| backend | model | loss | parameters | s/epoch (1st) | s/epoch | speed-up vs numpy "
+        "| backend | model | loss | parameters | s/epoch (1st) | s/epoch | conv speed-up vs numpy "
         "| test acc (last) | test acc (best) |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in summary["rows"]:
-        speedup = f"{row['speedup_vs_numpy']:.1f}x" if row.get("speedup_vs_numpy") else "-"
+        speedup = (f"{row['speedup_vs_numpy']:.1f}x" if row.get("speedup_vs_numpy")
+                   else "-" if row.get("convolutional", True) else "n/a (no conv)")
         lines.append(
             f"| {row['backend']} | {row['model']} | {row['loss']} | {row['parameters']:,} | "
             f"{row['seconds_first_epoch']:.2f} | {row['seconds_per_epoch']:.2f} | {speedup} | "
             f"{row['test_acc']:.4f} | {row['best_test_acc']:.4f} |")
     lines += ["", "s/epoch: training time of one epoch without evaluation; the mean over epochs "
-              "2.. when there are several (epoch 1 may include JIT compilation)."]
+              "2.. when there are several (epoch 1 may include JIT compilation).",
+              "conv speed-up vs numpy: for models with convolutions; an MLP (no conv) runs the "
+              "same NumPy matrix products on every backend, so its backends differ only by noise."]
     return "\n".join(lines)

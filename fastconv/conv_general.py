@@ -185,7 +185,10 @@ def im2col(x, kernel_size, stride, padding, dilation):
     stride = arguments.pair(stride, "stride", 1)
     padding = arguments.pair(padding, "padding", 0)
     dilation = arguments.pair(dilation, "dilation", 1)
-    P.output_hw(x.shape[2:], kernel_size, stride, padding, dilation, "im2col")
+    out_h, out_w = P.output_hw(x.shape[2:], kernel_size, stride, padding, dilation, "im2col")
+    arguments.padded_fits("im2col", x.shape, padding, x.itemsize)
+    arguments.check_fits_memory("im2col", "output", (x.shape[0], x.shape[1] * kernel_size[0] * kernel_size[1],
+                                                     out_h * out_w), x.itemsize, "kernel_size, stride and padding")
     return compose.im2col_dilated(get_backend(), x, kernel_size, stride, padding, dilation)
 
 
@@ -204,5 +207,8 @@ def col2im(cols, output_size, kernel_size, stride, padding, dilation):
         raise ValueError(
             f"cols.shape[2] = {cols.shape[2]} must equal the number of windows "
             f"out_h*out_w = {out_h}*{out_w} = {out_h * out_w} for output_size {(height, width)}")
+    shape = (cols.shape[0], cols.shape[1] // window, height, width)
+    arguments.check_fits_memory("col2im", "output", shape, cols.itemsize, "output_size")
+    arguments.padded_fits("col2im", shape, padding, cols.itemsize)
     return compose.col2im_dilated(get_backend(), cols, (height, width), kernel_size, stride,
                                   padding, dilation)

@@ -82,6 +82,10 @@ def output_hw(in_hw, kernel_size, stride, padding, dilation, what) -> tuple:
     out = []
     for size, k, s, p, d, axis in zip(in_hw, kernel_size, stride, padding, dilation, ("height", "width")):
         extent = d * (k - 1) + 1
+        if max(size + 2 * p, extent) > arguments.MAX_AXIS:
+            raise ValueError(
+                f"{what}: the padded input {axis} {size} + 2*{p} or the dilated kernel's extent "
+                f"{extent} is more than 2**31 - 1 = {arguments.MAX_AXIS}")
         if extent > size + 2 * p:
             detail = f"{k}" if d == 1 else f"{k} at dilation {d} spans {extent}, which"
             raise ValueError(
@@ -131,6 +135,9 @@ def conv_args(x, w, stride, padding, dilation, groups, what):
         x = np.pad(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
     in_hw = x.shape[2:]
     out_hw = output_hw(in_hw, w.shape[2:], stride, padding, dilation, what)
+    arguments.padded_fits(what, x.shape, padding, x.itemsize)
+    arguments.check_fits_memory(what, "output", (x.shape[0], w.shape[0], *out_hw), x.itemsize,
+                                "stride, padding and dilation")
     return x, w, ConvSpec(stride, padding, dilation, groups, in_hw, out_hw, extra)
 
 
@@ -170,6 +177,8 @@ def transpose_args(x, w, stride, padding, output_padding, dilation, groups, what
             raise ValueError(f"{what}: padding {padding} is too large, the output {axis} would be "
                              f"({size} - 1)*{s} - 2*{p} + {d}*({k} - 1) + {op} + 1 = {size_out}")
         full_hw.append(size_out)
+    arguments.check_fits_memory(what, "output", (x.shape[0], w.shape[1] * groups, *full_hw), x.itemsize,
+                                "stride, padding, output_padding and dilation")
     conv_out = output_hw(full_hw, w.shape[2:], stride, padding, dilation, what)
     spec = ConvSpec(stride, padding, dilation, groups, tuple(full_hw), conv_out)
     return x, w, spec, output_padding

@@ -10,6 +10,13 @@ Semantics follow PyTorch: NCHW layout, convolution is cross-correlation
 padding (`count_include_pad=True`), max pooling returns flat ``h * W + w`` indices into
 each input plane and breaks ties toward the first maximum, and
 `softmax_cross_entropy` is the mean of `F.cross_entropy`.
+
+Arrays may be NumPy arrays, CPU ``torch.Tensor``s or nested lists: anything
+`numpy.asarray` takes (without a copy where the memory can be shared); results are
+NumPy arrays.  Masked arrays are refused (their mask would be ignored).  Sizes are
+bounded so that no kernel index can overflow: `MAX_AXIS` per axis for kernel sizes,
+strides, paddings and padded inputs, and no implied array (padded input, output)
+larger than the machine's memory.
 """
 
 from __future__ import annotations
@@ -18,8 +25,10 @@ from __future__ import annotations
 import numpy as np
 
 from fastconv.arguments import (  # noqa: F401  (the layers and conv modules use them too)
-    FLOAT_DTYPES, expect_shape as _expect_shape, float_array as _float_array, input_shape as _input_shape,
-    output_hw as _output_hw, pair as _pair, pool_params as _pool_params, same_dtype as _same_dtype)
+    FLOAT_DTYPES, MAX_AXIS, as_array, check_fits_memory as _check_fits_memory,
+    expect_shape as _expect_shape, float_array as _float_array,
+    gradient_input_shape as _gradient_input_shape, input_shape as _input_shape, output_hw as _output_hw,
+    padded_fits as _padded_fits, pair as _pair, pool_params as _pool_params, same_dtype as _same_dtype)
 from fastconv.backends import get_backend
 
 
@@ -51,7 +60,11 @@ def im2col(x, kernel_size, stride=1, padding=0, dilation=1) -> np.ndarray:
     kernel_size = _pair(kernel_size, "kernel_size", 1)
     stride = _pair(stride, "stride", 1)
     padding = _pair(padding, "padding", 0)
-    _output_hw(x.shape[2:], kernel_size, stride, padding, "im2col")
+    out_h, out_w = _output_hw(x.shape[2:], kernel_size, stride, padding, "im2col")
+    _padded_fits("im2col", x.shape, padding, x.itemsize)
+    n, c = x.shape[:2]
+    _check_fits_memory("im2col", "output", (n, c * kernel_size[0] * kernel_size[1], out_h * out_w),
+                       x.itemsize, "kernel_size, stride and padding")
     return get_backend().im2col(x, kernel_size, stride, padding)
 
 
@@ -78,6 +91,9 @@ def col2im(cols, output_size, kernel_size, stride=1, padding=0, dilation=1) -> n
             f"cols.shape[2] = {cols.shape[2]} must equal the number of windows "
             f"out_h*out_w = {out_h}*{out_w} = {out_h * out_w} for output_size {(height, width)}"
         )
+    shape = (cols.shape[0], cols.shape[1] // window, height, width)
+    _check_fits_memory("col2im", "output", shape, cols.itemsize, "output_size")
+    _padded_fits("col2im", shape, padding, cols.itemsize)
     return get_backend().col2im(cols, (height, width), kernel_size, stride, padding)
 
 
@@ -94,6 +110,9 @@ def _conv_args(x, w, stride, padding, what):
     stride = _pair(stride, "stride", 1)
     padding = _pair(padding, "padding", 0)
     out_hw = _output_hw(x.shape[2:], w.shape[2:], stride, padding, what)
+    _padded_fits(what, x.shape, padding, x.itemsize)
+    _check_fits_memory(what, "output", (x.shape[0], w.shape[0], *out_hw), x.itemsize,
+                       "stride and padding")
     return x, w, stride, padding, out_hw
 
 
@@ -141,15 +160,17 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0) -> np.ndarray:
     x = _float_array(x, "x", 4, "(N, C, H, W)")
     kernel_size, stride, padding = _pool_params(kernel_size, stride, padding)
     _output_hw(x.shape[2:], kernel_size, stride, padding, "avg_pool2d")
+    _padded_fits("avg_pool2d", x.shape, padding, x.itemsize)
     return get_backend().avg_pool2d(x, kernel_size, stride, padding)
 
 
 def avg_pool2d_backward(grad_y, x_shape, kernel_size, stride=None, padding=0) -> np.ndarray:
     """Gradient of `avg_pool2d` w.r.t. its input of shape ``x_shape``."""
     grad_y = _float_array(grad_y, "grad_y", 4, "(N, C, out_h, out_w)")
-    x_shape = _input_shape(x_shape)
+    x_shape = _gradient_input_shape(x_shape, grad_y, "avg_pool2d_backward")
     kernel_size, stride, padding = _pool_params(kernel_size, stride, padding)
     out_hw = _output_hw(x_shape[2:], kernel_size, stride, padding, "avg_pool2d_backward")
+    _padded_fits("avg_pool2d_backward", x_shape, padding, grad_y.itemsize)
     _expect_shape(grad_y, "grad_y", (*x_shape[:2], *out_hw))
     return get_backend().avg_pool2d_backward(grad_y, x_shape, kernel_size, stride, padding)
 
@@ -163,17 +184,20 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
     x = _float_array(x, "x", 4, "(N, C, H, W)")
     kernel_size, stride, padding = _pool_params(kernel_size, stride, padding)
     _output_hw(x.shape[2:], kernel_size, stride, padding, "max_pool2d")
+    _padded_fits("max_pool2d", x.shape, padding, x.itemsize)
     return get_backend().max_pool2d(x, kernel_size, stride, padding)
 
 
 def max_pool2d_backward(grad_y, indices, x_shape, kernel_size, stride=None, padding=0):
     """Gradient of `max_pool2d`: each ``grad_y`` element is routed to its argmax."""
     grad_y = _float_array(grad_y, "grad_y", 4, "(N, C, out_h, out_w)")
-    x_shape = _input_shape(x_shape)
+    x_shape = _gradient_input_shape(x_shape, grad_y, "max_pool2d_backward")
     kernel_size, stride, padding = _pool_params(kernel_size, stride, padding)
     out_hw = _output_hw(x_shape[2:], kernel_size, stride, padding, "max_pool2d_backward")
+    _padded_fits("max_pool2d_backward", x_shape, padding, grad_y.itemsize)
     _expect_shape(grad_y, "grad_y", (*x_shape[:2], *out_hw))
-    if not isinstance(indices, np.ndarray) or indices.dtype.kind not in "iu":
+    indices = as_array(indices, "indices")
+    if indices.dtype.kind not in "iu":
         raise TypeError("indices must be an integer numpy.ndarray as returned by max_pool2d")
     _expect_shape(indices, "indices", grad_y.shape)
     plane = x_shape[2] * x_shape[3]
@@ -194,8 +218,7 @@ def softmax_cross_entropy(logits, labels):
     """
     logits = _float_array(logits, "logits", 2, "(N, K)")
     n, k = logits.shape
-    if not isinstance(labels, np.ndarray):
-        labels = np.asarray(labels)
+    labels = as_array(labels, "labels")
     if labels.ndim == 1:
         if labels.dtype.kind not in "iu":
             raise TypeError(f"1-D labels must be integer class indices, got dtype {labels.dtype}")
@@ -338,8 +361,7 @@ def conv2d_relu_avgpool2_backward(grad_pooled, y, x, w, stride=1, padding=0, inp
 # Training-mode batch normalisation, optional in a backend like the fused ops above
 # (eval mode is one per-channel affine map, left to the layer).
 def _norm_args(x, weight, what):
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{what}: x must be a numpy.ndarray, got {type(x).__name__}")
+    x = as_array(x, "x")
     if x.ndim not in (2, 3, 4):
         raise ValueError(f"{what}: x must be (N, C), (N, C, L) or (N, C, H, W), got shape {x.shape}")
     x = _float_array(x, "x", x.ndim, "(N, C, ...)")

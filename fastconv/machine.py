@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 
 
+@functools.lru_cache(maxsize=None)   # read once: convolution calls look it up
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo``), else what `platform` says."""
     try:

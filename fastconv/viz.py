@@ -70,6 +70,18 @@ def plot_iteration_curves(iterations: dict, path, smoothing: int = ITERATION_SMO
     return _save(fig, path)
 
 
+def _epoch_axis(ax, epochs) -> None:
+    """Whole-number epoch ticks; with few epochs exactly one per epoch (an integer
+    locator on a one-epoch run would label 0.96, 0.98, ...)."""
+    ax.set_xlabel("epoch")
+    distinct = sorted(set(epochs))
+    if 0 < len(distinct) <= 12:
+        ax.set_xticks(distinct)
+        ax.set_xlim(distinct[0] - 0.5, distinct[-1] + 0.5)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def plot_epoch_curves(history: list[dict], path, title: str = "") -> Path:
     """Train and test loss / accuracy per epoch from a ``history.json`` list."""
     epochs = [record["epoch"] for record in history]
@@ -78,8 +90,7 @@ def plot_epoch_curves(history: list[dict], path, title: str = "") -> Path:
         for split, style in (("train", "o-"), ("test", "s-")):
             ax.plot(epochs, [record[f"{split}_{key}"] for record in history], style,
                     markersize=3, label=split)
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _epoch_axis(ax, epochs)
         ax.set_ylabel("accuracy" if key == "acc" else "loss")
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize=8)
@@ -235,8 +246,7 @@ def plot_comparison(runs: list[dict], path, title: str = "") -> Path:
     ax_acc.set_ylabel("test accuracy")
     ax_loss.set_ylabel("test loss (each model's own loss)")
     for ax in (ax_acc, ax_loss):
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _epoch_axis(ax, [record["epoch"] for run in runs for record in run["history"]])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title or "CNN vs MLP")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+import pytest
+
 from fastconv.benchmark import timing
 
 
@@ -70,3 +73,126 @@ def test_measure_interleaved_gives_each_variant_its_own_times():
                                          "slow": (lambda: time.sleep(0.005), dict(repeat=3))})
     assert result["slow"].minimum >= 0.005 > result["fast"].maximum
     assert result["slow"].repeats == 3
+
+
+# ------------------------------------------------------------------ peak and load (issue 11 item 17)
+def test_peak_is_the_best_of_several_rounds(monkeypatch):
+    minima = iter([0.4, 0.2, 0.3])
+    monkeypatch.setattr(timing, "measure", lambda fn, **kw: timing.Timing(1, 1, 1, next(minima), 1, 1))
+    assert timing.matmul_peak_gflops(size=100, rounds=3) == 2.0 * 100 ** 3 / 0.2 / 1e9
+
+
+def test_bench_measures_the_peak_after_compilation_and_its_helper_processes(monkeypatch, tmp_path):
+    """The yardstick of "% of peak" is taken once compiling (and the fresh processes
+    timing it) are over, never while they take a core."""
+    import fastconv.benchmark as bench
+    from fastconv import startup
+    from fastconv.benchmark import report, runner
+
+    order = []
+
+    def step(name, value=None):
+        return lambda *args, **kwargs: order.append((name, kwargs.get("rounds"))) or value
+
+    monkeypatch.setattr(startup, "prepare_backend", step("compile"))
+    monkeypatch.setattr(runner, "first_step_latency", step("compile in fresh processes", {}))
+    monkeypatch.setattr(timing, "matmul_peak_gflops", step("peak", 100.0))
+    monkeypatch.setattr(runner, "run_kernels", step("kernels", []))
+    monkeypatch.setattr(runner, "run_steps", step("steps", []))
+    monkeypatch.setattr(runner, "run_under_load", step("under load", []))
+    monkeypatch.setattr(report, "write_results", step("write", []))
+    monkeypatch.setattr(report, "markdown", step("markdown", ""))
+    assert bench.main(["--backends", "numba", "--threads", "2", "--no-scaling", "--out", str(tmp_path)]) == 0
+    names = [name for name, _ in order]
+    assert names.index("peak") > max(i for i, name in enumerate(names) if name.startswith("compile"))
+    assert names.index("peak") < names.index("kernels")
+    assert dict(order)["peak"] >= 3
+    assert "under load" in names
+
+
+def test_results_above_the_peak_are_flagged_as_noise():
+    from fastconv.benchmark import report, runner
+
+    rows = [dict(backend="numba", flops=2.1e9), dict(backend="numpy", flops=2.1e9)]
+    times = {"numba": timing.Timing(0.02, 0.02, 0.02, 0.02, 0.02, 5),
+             "numpy": timing.Timing(0.5, 0.5, 0.5, 0.5, 0.5, 5)}
+    runner._add_ratios(rows, times, peak_gflops=100.0)
+    assert rows[0]["pct_peak"] == pytest.approx(105.0) and rows[0]["above_peak"]
+    assert not rows[1]["above_peak"]
+    for row in rows:
+        row.update(kernel="conv2d", network="report003", layer="conv1", shape="s", algorithm="gemm",
+                   median_ms=1.0, q1_ms=1.0, q3_ms=1.0, vs_torch=None)
+    assert report.format_row(rows[0]).rstrip().endswith("105.0* gemm")
+    results = dict(date="d", command="c", dtype="float32", peak_size=2048, peak_gflops=100.0,
+                   machine=dict(cpu="cpu", cores=2, threads=2, python="3", numpy="2", blas="b",
+                                numba="n", torch=None),
+                   steps=[], kernels=rows, scaling=[], under_load=[])
+    text = report.markdown(results)
+    assert "| 105* |" in text and report.ABOVE_PEAK_NOTE in text
+
+
+def test_busy_process_runs_only_inside_the_block():
+    from fastconv.benchmark import runner
+
+    with runner.busy_process() as process:
+        assert process.poll() is None
+    assert process.poll() is not None
+
+
+def test_under_load_times_one_and_all_threads_idle_and_beside_a_busy_process(monkeypatch):
+    import contextlib
+
+    from fastconv.benchmark import report, runner
+
+    busy = []
+
+    @contextlib.contextmanager
+    def fake_busy_process():
+        busy.append(True)
+        yield None
+        busy.append(False)
+
+    seen = []
+
+    def fake_measure(variants, rounds):
+        seen.append((sorted(variants), bool(busy) and busy[-1]))
+        return {count: timing.Timing(count, count, count, count, count, 3) for count in variants}
+
+    monkeypatch.setattr(runner, "busy_process", fake_busy_process)
+    monkeypatch.setattr(runner, "measure_interleaved", fake_measure)
+    monkeypatch.setattr(runner, "fastconv_step", lambda *args: None)
+    rows = runner.run_under_load(np.float32, 3, True, 2, runner.ThreadSettings(2), lambda text: None)
+    assert seen == [([1, 2], False), ([1, 2], True)]
+    assert [(r["load"], r["threads"]) for r in rows] == [("idle", 1), ("idle", 2),
+                                                         ("one busy process", 1), ("one busy process", 2)]
+    text = "\n".join(report._under_load_lines(rows))
+    assert "## Under load" in text and "FASTCONV_NUM_THREADS" in text
+
+
+def test_scaling_charts_have_titles_and_say_what_numba_means(monkeypatch, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fastconv.benchmark import report
+
+    axes = []
+    real_subplots = plt.subplots
+
+    def recording_subplots(*args, **kwargs):
+        fig, ax = real_subplots(*args, **kwargs)
+        axes.append(ax)
+        return fig, ax
+
+    monkeypatch.setattr(plt, "subplots", recording_subplots)
+    scaling = [dict(sweep=sweep, value=value, backend=backend, threads=2, median_ms=1.0, gflops=1.0)
+               for sweep in ("batch", "channels") for value in (1, 2)
+               for backend in ("numpy", "numba (direct)", "numba")]
+    results = dict(dtype="float32", peak_gflops=100.0, machine=dict(threads=2), kernels=[], scaling=scaling)
+    report.plot_charts(results, tmp_path)
+    assert len(axes) == 2
+    for ax in axes:
+        assert "3x3 conv layer" in ax.get_title()
+        legend = [text.get_text() for text in ax.get_legend().get_texts()]
+        assert "numba (auto: chosen per shape)" in legend and "numba (direct)" in legend

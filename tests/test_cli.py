@@ -28,7 +28,6 @@ def test_info(capsys):
 
 
 def test_usage_errors_exit_2(capsys):
-    assert main([]) == 2
     assert main(["train", "--model", "resnet"]) == 2
     assert "invalid choice" in capsys.readouterr().err
     assert main(["train", "--epochs", "0"]) == 2
@@ -106,3 +105,68 @@ def test_bench_forwards_its_arguments(monkeypatch):
     monkeypatch.setattr(fastconv.benchmark, "main", lambda argv: received.append(argv) or 7)
     assert main(["bench", "--quick", "--backends", "numpy"]) == 7
     assert received == [["--quick", "--backends", "numpy"]]
+
+
+def test_bare_command_prints_help_and_version_flag(capsys):
+    assert main([]) == 0
+    assert capsys.readouterr().out.startswith("usage: fastconv")
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"fastconv {fastconv.__version__}"
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_bench_threads_must_be_positive(capsys, value):
+    assert main(["bench", "--threads", value]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"argument --threads: must be a positive integer, got {value}" in err
+
+
+def test_bench_user_errors_are_one_line(capsys):
+    assert main(["bench", "--backends", "cuda"]) == 1
+    assert "--backends: not available: 'cuda'" in one_line_error(capsys)
+    with pytest.raises(ValueError):
+        main(["--debug", "bench", "--backends", "cuda"])
+
+
+def _parsers():
+    from fastconv.benchmark import build_parser as bench_parser
+    from fastconv.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    return {"fastconv": parser, **commands, "bench": bench_parser()}
+
+
+def test_every_option_help_shows_its_default():
+    from fastconv.cli import HelpFormatter
+
+    for name, parser in _parsers().items():
+        for action in parser._actions:
+            if not action.option_strings or action.dest in ("help", "version") or action.required:
+                continue
+            # argparse prints nothing for an option without help text
+            text = HelpFormatter(name)._get_help_string(action) if action.help else ""
+            assert "default" in text, f"{name} {action.option_strings[0]}: {text!r}"
+
+
+def test_viz_takes_the_checkpoint_positionally_or_as_option(capsys, monkeypatch, tmp_path):
+    import fastconv.viz
+
+    seen = []
+    monkeypatch.setattr(fastconv.viz, "visualize", lambda checkpoint, out, **kw: seen.append(checkpoint)
+                        or {"files": []})
+    path = tmp_path / "model.npz"
+    assert main(["viz", str(path)]) == 0
+    assert main(["viz", "--checkpoint", str(path)]) == 0
+    assert seen == [path, path]
+    assert main(["viz"]) == 2
+    assert main(["viz", str(path), "--checkpoint", str(tmp_path / "other.npz")]) == 2
+    assert "give one checkpoint" in capsys.readouterr().err
+
+
+def test_bench_checks_its_output_folder_first(capsys, tmp_path):
+    occupied = tmp_path / "a-file"
+    occupied.write_text("")
+    assert main(["bench", "--quick", "--out", str(occupied / "results")]) == 1
+    assert f"--out {occupied / 'results'}: cannot create the output folder" in one_line_error(capsys)

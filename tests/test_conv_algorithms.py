@@ -15,6 +15,7 @@ import fastconv  # noqa: E402
 import fastconv.functional as F  # noqa: E402
 from fastconv.backends import numba_backend as NB  # noqa: E402
 from tests import loops  # noqa: E402
+from fastconv.env import EnvironmentVariableError  # noqa: E402
 
 
 @pytest.fixture
@@ -121,7 +122,7 @@ def test_exact_only_leaves_out_winograd(monkeypatch):
     monkeypatch.setenv("FASTCONV_CONV_ALGO", "winograd")
     assert NB.conv_algorithm(shape, w_shape, 1, 1) in ("direct", "gemm")
     monkeypatch.setenv("FASTCONV_CONV_EXACT", "maybe")
-    with pytest.raises(ValueError, match="FASTCONV_CONV_EXACT"):
+    with pytest.raises(EnvironmentVariableError, match="FASTCONV_CONV_EXACT"):
         NB.exact_only()
     NB.set_exact_only(False)                    # the setter wins over the variable
     try:

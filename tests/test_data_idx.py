@@ -158,7 +158,7 @@ def test_corrupt_gzip_stream(tmp_path):
     compressed[middle:middle + 8] = b"\xff" * 8
     path = tmp_path / "images.gz"
     path.write_bytes(bytes(compressed))
-    with _raises_naming(path, "corrupt or truncated gzip"):
+    with _raises_naming(path, "corrupt", "gzip"):
         read_idx(path)
 
 
@@ -193,3 +193,52 @@ def test_real_mnist_test_files():
     assert labels.shape == (10000,) and set(np.unique(labels)) == set(range(10))
     assert images.max() == 255 and images.min() == 0
     np.testing.assert_array_equal(labels[:10], [7, 2, 1, 0, 4, 1, 4, 9, 5, 9])  # the famous first digits
+
+
+def _gzip_bomb(path, shape, payload_mib: int):
+    """A gzip IDX file whose header declares ``shape`` (uint8) but whose payload
+    inflates to ``payload_mib`` MiB of zeros; written in 1 MiB pieces (a ~1000:1 ratio,
+    so the file stays small)."""
+    header = bytes([0, 0, 0x08, len(shape)]) + b"".join(s.to_bytes(4, "big") for s in shape)
+    zeros = bytes(1 << 20)
+    with gzip.open(path, "wb", compresslevel=9) as handle:
+        handle.write(header)
+        for _ in range(payload_mib):
+            handle.write(zeros)
+    return path
+
+
+def test_gzip_bomb_is_refused_without_inflating_it(tmp_path):
+    import tracemalloc
+
+    path = _gzip_bomb(tmp_path / "bomb-images.gz", (10, 28, 28), payload_mib=64)
+    assert path.stat().st_size < 1 << 20
+    tracemalloc.start()
+    try:
+        with _raises_naming(path, "inflates to more than the 7840 bytes"):
+            read_idx(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, f"{peak / 2**20:.0f} MiB allocated for a 7840-byte declared payload"
+
+
+def test_header_is_checked_before_the_payload_is_inflated(tmp_path):
+    import tracemalloc
+
+    path = _gzip_bomb(tmp_path / "bomb-labels.gz", (10, 28, 28), payload_mib=64)
+    tracemalloc.start()
+    try:
+        with _raises_naming(path, "expected an IDX file with 1 dimension(s)"):
+            read_idx(path, ndim=1)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20
+
+
+def test_declared_size_beyond_what_gzip_can_hold(tmp_path):
+    path = tmp_path / "images.gz"
+    path.write_bytes(gzip.compress(bytes([0, 0, 0x08, 3]) + (2**31).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2))
+    with _raises_naming(path, "more than a", "gzip file can hold"):
+        read_idx(path)

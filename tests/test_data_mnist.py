@@ -15,6 +15,7 @@ from fastconv.data import (
     train_test_from_test_split,
     write_idx,
 )
+from fastconv.data.errors import DataError
 from tests.conftest import shared_data_dir
 
 SHARED_DATA = shared_data_dir()
@@ -133,3 +134,25 @@ def test_load_dataset_missing_mnist_is_clear(isolated):
 def test_load_dataset_unknown_name(isolated):
     with pytest.raises(ValueError, match="unknown dataset 'cifar10'.*mnist, fashion-mnist, digits, letters"):
         load_dataset("cifar10")
+
+
+def _idx_folder(folder, test_labels, train_labels=None):
+    for split, labels in (("test", test_labels), ("train", train_labels)):
+        if labels is None:
+            continue
+        images_stem, labels_stem = sources.SPLIT_FILES[split]
+        write_idx(folder / images_stem, np.zeros((len(labels), 4, 4), np.uint8))
+        write_idx(folder / f"{labels_stem}.gz", np.asarray(labels, np.int32))
+    return folder
+
+
+def test_idx_folder_label_beyond_the_class_count_is_an_error(isolated):
+    """A label of 2e9 in 20 images is not 2e9 classes (issue 11 item 6)."""
+    folder = _idx_folder(isolated / "odd", [0, 1, 2, 2_000_000_000] * 3, [0, 1, 2, 3] * 2)
+    with pytest.raises(DataError, match=r"largest label, 2,000,000,000, would make 2,000,000,001 classes "
+                                        r"for 20 labelled images"):
+        load_dataset(folder)
+    # a folder named like a known set has that set's classes: label 10 of mnist is out of range
+    folder = _idx_folder(isolated / "mnist", [0, 1, 10, 3], [0, 1, 2, 3])
+    with pytest.raises(DataError, match="label 10 out of range for 10 classes"):
+        load_dataset(folder)

@@ -287,3 +287,33 @@ def test_backends_agree_on_larger_shapes(dtype, seed):
     for name, outputs in results.items():
         for got, want in zip(outputs, reference):
             np.testing.assert_allclose(got, want, **tolerance(dtype), err_msg=name)
+
+
+def test_softmax_cross_entropy_with_minus_inf_logit_off_the_label(backend, dtype):
+    """A -inf logit on a class that is not the label costs nothing (PyTorch's
+    F.cross_entropy gives the finite loss; 0 * log 0 counts as 0)."""
+    logits = np.array([[-np.inf, 0.0, 1.0], [2.0, -np.inf, 0.0]], dtype=dtype)
+    labels = np.array([1, 0])
+    loss, grad = F.softmax_cross_entropy(logits, labels)
+    finite = np.array([[0.0, 1.0], [2.0, 0.0]])
+    want = -np.mean([finite[0, 0] - np.logaddexp(0.0, 1.0), finite[1, 0] - np.logaddexp(2.0, 0.0)])
+    np.testing.assert_allclose(loss, want, rtol=1e-5)
+    assert np.isfinite(grad).all() and grad[0, 0] == 0 and grad[1, 1] == 0
+    one_hot_loss, _ = F.softmax_cross_entropy(logits, np.eye(3, dtype=dtype)[labels])
+    np.testing.assert_allclose(one_hot_loss, want, rtol=1e-5)
+
+
+def test_pool_windows_much_wider_than_the_input(backend, dtype):
+    """Windows reaching far into the padding: the same results on every backend
+    (the numba loops skip the all-padding offsets)."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 2, 3, 5)).astype(dtype)
+    args = ((3, 41), (1, 2), (1, 20))
+    np.testing.assert_allclose(F.avg_pool2d(x, *args), loops.avg_pool2d(x, *args), **tolerance(dtype))
+    y, indices = F.max_pool2d(x, *args)
+    want_y, want_indices = loops.max_pool2d(x, *args)
+    np.testing.assert_array_equal(y, want_y)
+    np.testing.assert_array_equal(indices, want_indices)
+    grad_y = rng.standard_normal(y.shape).astype(dtype)
+    np.testing.assert_allclose(F.avg_pool2d_backward(grad_y, x.shape, *args),
+                               loops.avg_pool2d_backward(grad_y, x.shape, *args), **tolerance(dtype))

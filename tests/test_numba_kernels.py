@@ -15,6 +15,7 @@ pytest.importorskip("numba")
 import fastconv  # noqa: E402
 import fastconv.functional as F  # noqa: E402
 from fastconv.backends import numba_backend as NB  # noqa: E402
+from fastconv.env import EnvironmentVariableError  # noqa: E402
 from tests import loops  # noqa: E402
 
 ALGORITHMS = tuple(NB.ALGORITHMS)
@@ -344,7 +345,7 @@ def test_algorithm_override_by_env_and_setter(monkeypatch):
     finally:
         NB.set_conv_algorithm(None)
     monkeypatch.setenv("FASTCONV_CONV_ALGO", "fastest")
-    with pytest.raises(ValueError, match="FASTCONV_CONV_ALGO"):
+    with pytest.raises(EnvironmentVariableError, match="FASTCONV_CONV_ALGO"):
         NB.conv_algorithm(shape, w_shape, 1, 2)
     with pytest.raises(ValueError, match="valid: auto, benchmark, heuristic, direct, gemm, winograd"):
         NB.set_conv_algorithm("fft")
@@ -405,3 +406,40 @@ def test_batch_norm_agrees_with_numpy(shape, dtype):
     got = on("numba", F.batch_norm_backward, grad_y, x, got[1], got[2], weight)
     for g, e, name in zip(got, want, ("grad_x", "grad_weight", "grad_bias")):
         close(g, e, dtype, name)
+
+
+@pytest.fixture
+def counted_columns(monkeypatch):
+    """Run the pool kernels as Python (``py_func``) with `_columns` counting its
+    calls, one per visited window offset; more than 1,000 fails the test (a loop over
+    a 2**40-wide window would otherwise run for hours)."""
+    from fastconv.backends.numba_backend.kernels import pool as P
+
+    calls = []
+    real = P._columns.py_func
+
+    def counting(*args):
+        calls.append(args)
+        if len(calls) > 1000:
+            raise AssertionError("the pool loops walk the window, not the input")
+        return real(*args)
+
+    monkeypatch.setattr(P, "_columns", counting)
+    return P, calls
+
+
+def test_pool_loops_are_bounded_by_the_input_not_the_window(counted_columns):
+    P, calls = counted_columns
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 1, 4, 4)).astype(np.float32)
+    big, half = 2**40, 2**39          # every window covers the whole (padded) input
+    out = np.empty((1, 1, 5, 5), np.float32)
+    where = np.empty((1, 1, 5, 5), np.int64)
+    P.max_pool2d_forward.py_func(x, big, big, 1, 1, half, half, out, where, 1)
+    assert np.all(out == x.max()) and np.all(where == x.argmax())
+    P.avg_pool2d_forward.py_func(x, 1, big, 1, 1, 0, half, out[:, :, :4], 1)
+    np.testing.assert_allclose(out[0, 0, :4], np.repeat(x[0, 0].sum(axis=1, keepdims=True) / big, 5, 1))
+    grad_x = np.empty_like(x)
+    P.avg_pool2d_backward.py_func(np.ones((1, 1, 4, 5), np.float32), 1, big, 1, 1, 0, half, grad_x, 1)
+    np.testing.assert_allclose(grad_x, 5 / big)
+    assert 0 < len(calls) <= 1000

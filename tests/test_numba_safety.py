@@ -19,6 +19,10 @@ G = np.zeros((2, 3, 4, 4), np.float32)
 LOGITS = np.zeros((3, 4), np.float32)
 X6 = np.zeros((2, 6, 8, 8), np.float32)
 WT = np.zeros((3, 4, 3, 3), np.float32)        # transposed: (C_in, C_out // groups, kh, kw)
+ONES = np.ones((1, 1, 4, 4), np.float32)
+# A gradient of an input whose shape fits no memory: (2, 3, 2**31 - 1, 2**20) pooled
+# by (536870911, 2**18) windows gives G's 4x4 output.
+HUGE_X_SHAPE, HUGE_WINDOW = (2, 3, 2**31 - 1, 2**20), (536870911, 2**18)
 
 BAD_CALLS = [
     ("x 3-D", lambda: F.conv2d(X[0], W)),
@@ -125,6 +129,33 @@ BAD_CALLS = [
     ("im2col: zero dilation", lambda: F.im2col(X, 3, dilation=0)),
     ("im2col: dilated kernel too large", lambda: F.im2col(X, 3, dilation=4)),
     ("col2im: dilated windows", lambda: F.col2im(np.zeros((1, 9, 36), np.float32), (8, 8), 3, dilation=2)),
+    # sizes no kernel can index safely (issue 11 item 3)
+    ("avg pool window area beyond int64", lambda: F.avg_pool2d(ONES, (2**62, 4), padding=(2**61, 0))),
+    ("max pool huge window", lambda: F.max_pool2d(ONES, 2**40, padding=2**39)),
+    ("conv huge padding and stride", lambda: F.conv2d(X, W, padding=10**9, stride=10**12)),
+    ("conv padded input beyond memory", lambda: F.conv2d(X, W, padding=10**9)),
+    ("conv padded height beyond 2**31", lambda: F.conv2d(X, W, padding=2**30)),
+    ("fused conv padded input beyond memory", lambda: F.conv2d_relu_avgpool2(X, W, padding=10**8)),
+    ("im2col output beyond memory", lambda: F.im2col(X, 1024, padding=1024)),
+    ("col2im output size beyond 2**31", lambda: F.col2im(np.zeros((1, 9, 36), np.float32), (2**31, 8), 3)),
+    ("avg backward input gradient beyond memory",
+     lambda: F.avg_pool2d_backward(G, HUGE_X_SHAPE, HUGE_WINDOW)),
+    ("max backward input gradient beyond memory",
+     lambda: F.max_pool2d_backward(G, np.zeros(G.shape, np.int64), HUGE_X_SHAPE, HUGE_WINDOW)),
+    ("max pool padded input beyond memory", lambda: F.max_pool2d(ONES, 2**30, padding=2**29)),
+    # masked arrays: the mask would be ignored (item 4)
+    ("masked x", lambda: F.conv2d(np.ma.masked_array(X), W)),
+    ("masked labels", lambda: F.softmax_cross_entropy(LOGITS, np.ma.masked_array([0, 1, 2]))),
+    ("masked indices", lambda: F.max_pool2d_backward(G, np.ma.masked_array(np.zeros(G.shape, np.int64)),
+                                                     X.shape, 2)),
+    ("masked batch norm input", lambda: F.batch_norm(np.ma.masked_array(X), np.ones(3, np.float32),
+                                                     np.zeros(3, np.float32))),
+    ("dilated conv padded input beyond memory", lambda: F.conv2d(X, W, padding=10**9, dilation=2)),
+    ("grouped conv output beyond memory", lambda: F.conv2d(X6, np.zeros((6, 3, 3, 3), np.float32),
+                                                           groups=2, padding=10**8)),
+    ("transposed conv output beyond memory", lambda: F.conv_transpose2d(X, WT, stride=10**8)),
+    ("transposed conv stride beyond 2**31", lambda: F.conv_transpose2d(X, WT, stride=2**31)),
+    ("masked transposed input", lambda: F.conv_transpose2d(np.ma.masked_array(X), WT)),
 ]
 
 

@@ -135,8 +135,8 @@ def test_backend_warmup_runs_before_the_first_batch(digits, tmp_path, monkeypatc
 
     events = []
     backend = fastconv.get_backend()
-    monkeypatch.setattr(backend, "warmup", lambda dtypes, jobs: events.append(("warmup", dtypes)) or 0.0,
-                        raising=False)
+    monkeypatch.setattr(backend, "warmup", lambda dtypes, jobs, **options: events.append(("warmup", dtypes))
+                        or 0.0, raising=False)
     train("mlp1", digits, epochs=1, limit=50, dtype="float64", out_dir=tmp_path, progress=False,
           log=quiet, on_batch_end=lambda info: events.append("batch"))
     assert events[0] == ("warmup", (np.dtype(np.float64),))

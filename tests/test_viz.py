@@ -137,3 +137,20 @@ def test_visualize_reloads_the_named_data_set(trained_run, tmp_path):
     assert (tmp_path / "features_block1_image5.png").exists()
     with pytest.raises(ValueError, match="outside the test set"):
         visualize(run_dir, tmp_path, sample_indices=[10**6], log=quiet)
+
+
+@pytest.mark.parametrize("epochs", [[1], [1, 2], list(range(1, 31))])
+def test_epoch_axes_have_whole_number_ticks(monkeypatch, tmp_path, epochs):
+    """A one-epoch run used to get ticks 0.96, 0.98, ... (issue 11 item 18)."""
+    import fastconv.viz as viz
+
+    figures = []
+    monkeypatch.setattr(viz, "_save", lambda fig, path: figures.append(fig) or path)
+    history = [dict(epoch=e, train_loss=1 / e, test_loss=1 / e, train_acc=0.5, test_acc=0.5) for e in epochs]
+    viz.plot_epoch_curves(history, tmp_path / "curves.png")
+    viz.plot_comparison([{"label": "cnn (numba)", "history": history}], tmp_path / "cmp.png")
+    for fig in figures:
+        for ax in fig.axes:
+            low, high = ax.get_xlim()
+            ticks = [t for t in ax.get_xticks() if low <= t <= high]
+            assert ticks and all(float(t).is_integer() for t in ticks), ticks

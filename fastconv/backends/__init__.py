@@ -10,8 +10,11 @@ already validated and normalised every argument before a backend sees it:
 * ``labels`` for `softmax_cross_entropy` is an ``(N, K)`` float target of the logits'
   dtype (integer class labels are turned into one-hot rows by the caller).
 
-A backend may also have ``warmup(dtypes, jobs)``, compiling its kernels up front and
-returning the seconds it took; the trainer calls it before timing any epoch.
+A backend may also have ``warmup(dtypes, jobs, ops=None, progress=None)``, compiling
+its kernels (those of the `fastconv.functional` ops ``ops``, default all) up front and
+returning the seconds it took, with ``kernels_cached(dtypes, ops)`` and
+``estimated_seconds(dtypes, ops, jobs)``; `fastconv.startup` calls them before
+training or benchmarking.
 
 To add a backend, write a module exposing ``BACKEND`` (such an object) and register
 its import path in `_BACKEND_MODULES` (or call `register_backend` at run time).  Nothing
@@ -22,8 +25,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import os
 from typing import Iterator
+
+from fastconv import env
 
 KERNELS = (
     "im2col",
@@ -80,16 +84,45 @@ def register_backend(name: str, module_path: str) -> None:
 
 def _load(name: str):
     if name not in _BACKEND_MODULES:
-        valid = ", ".join(sorted(_BACKEND_MODULES))
-        raise ValueError(f"unknown backend {name!r}; valid backends are: {valid}")
+        raise ValueError(f"unknown backend {name!r}; {_valid_backends()}")
     if name not in _loaded:
-        module = importlib.import_module(_BACKEND_MODULES[name])
+        try:
+            module = importlib.import_module(_BACKEND_MODULES[name])
+        except ImportError as exc:
+            raise ImportError(f"backend {name!r} is not available here: {exc}") from exc
         backend = module.BACKEND
         missing = [k for k in KERNELS if not callable(getattr(backend, k, None))]
         if missing:
             raise TypeError(f"backend {name!r} lacks kernels: {', '.join(missing)}")
         _loaded[name] = backend
     return _loaded[name]
+
+
+def registered_backends() -> list[str]:
+    """Every registered backend name, usable here or not (see `backend_problems`)."""
+    return list(_BACKEND_MODULES)
+
+
+def backend_problems() -> dict[str, str]:
+    """``name -> why it cannot be used`` for each registered backend that does not
+    load here (a missing package, a bad environment variable)."""
+    problems = {}
+    for name in _BACKEND_MODULES:
+        try:
+            _load(name)
+        except (ImportError, env.EnvironmentVariableError) as exc:
+            problems[name] = str(exc)
+    return problems
+
+
+def _valid_backends() -> str:
+    """The backends one could select, and the unusable ones with the reason."""
+    problems = backend_problems()
+    usable = [name for name in sorted(_BACKEND_MODULES) if name not in problems]
+    text = f"valid backends are: {', '.join(usable)}"
+    if problems:
+        text += " (not usable here: " + "; ".join(f"{n}: {why}" for n, why in problems.items()) + ")"
+    return text
 
 
 def available_backends() -> list[str]:
@@ -122,10 +155,14 @@ def get_backend():
 
 def _select_default() -> None:
     """``FASTCONV_BACKEND`` if set (an unknown name is an error, not a silent fallback);
-    otherwise numba, falling back to numpy when numba cannot be imported."""
-    requested = os.environ.get("FASTCONV_BACKEND", "").strip()
+    otherwise numba, falling back to numpy when numba cannot be imported.  Runs on
+    first use, not at ``import fastconv`` (which stays fast and never fails)."""
+    requested = env.raw(env.BACKEND)
     if requested:
-        set_backend(requested)
+        try:
+            set_backend(requested)
+        except (ValueError, ImportError) as exc:
+            raise env.EnvironmentVariableError(f"{env.BACKEND}={requested!r}: {exc}") from None
         return
     try:
         set_backend(DEFAULT_BACKEND)
@@ -156,10 +193,10 @@ def blas_thread_limit():
 @contextlib.contextmanager
 def use_backend(name: str) -> Iterator[object]:
     """Temporarily switch backend; the previous one is restored even on error."""
-    previous = get_backend()
+    global _current
+    previous = _current       # None: the default is chosen again on the next use
     backend = set_backend(name)
     try:
         yield backend
     finally:
-        global _current
         _current = previous

@@ -152,7 +152,10 @@ def softmax_cross_entropy(logits, target):
     n = logits.shape[0]
     shifted = logits - logits.max(axis=1, keepdims=True)         # no overflow in exp
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    loss = -(target * log_probs).sum() / n
+    # 0 * log p counts as 0 (a -inf logit off the target: log p = -inf), as PyTorch
+    # does for class-index labels; multiplying would give NaN.
+    terms = np.multiply(target, log_probs, out=np.zeros_like(log_probs), where=target != 0)
+    loss = -terms.sum() / n
     grad = (np.exp(log_probs) - target) / n
     return loss, grad.astype(logits.dtype, copy=False)
 

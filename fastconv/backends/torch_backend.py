@@ -8,16 +8,17 @@ semantics against PyTorch's.  Arrays are shared with PyTorch without copying.
 
 from __future__ import annotations
 
-import os
 import sys
 
 import numpy as np
 import torch
 
+from fastconv import env
+
 name = "torch"
 
-if os.environ.get("FASTCONV_NUM_THREADS"):
-    torch.set_num_threads(int(os.environ["FASTCONV_NUM_THREADS"]))
+if env.num_threads() is not None:
+    torch.set_num_threads(env.num_threads())
 
 _aten = torch.ops.aten
 
@@ -90,7 +91,8 @@ def softmax_cross_entropy(logits, target):
     logits_t = _t(logits)
     target_t = _t(target)
     log_probs = torch.log_softmax(logits_t, dim=1)
-    loss = -(target_t * log_probs).sum() / logits.shape[0]
+    # 0 * log p counts as 0: a -inf logit off the target gives a finite loss.
+    loss = -torch.where(target_t != 0, target_t * log_probs, 0).sum() / logits.shape[0]
     grad = (log_probs.exp() - target_t) / logits.shape[0]
     return loss.item(), _np(grad)
 

@@ -19,16 +19,23 @@ from pathlib import Path
 
 import numpy as np
 
+PEAK_ROUNDS = 3
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fastconv bench", description=__doc__.splitlines()[0])
+    from fastconv.cli import HelpFormatter, _positive_int
+
+    parser = argparse.ArgumentParser(prog="fastconv bench", description=__doc__.splitlines()[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a representative subset, under a minute")
     parser.add_argument("--backends", default=None,
                         help="comma-separated backends (default: every available one)")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=_positive_int, default=None,
                         help="threads for numba, PyTorch and BLAS (default: FASTCONV_NUM_THREADS or all cores)")
-    parser.add_argument("--repeat", type=int, default=None, help="timed calls per measurement (default 7, quick 5)")
-    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--repeat", type=_positive_int, default=None,
+                        help="timed calls per measurement (default 7, quick 5)")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                        help="dtype of every array measured")
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder")
     parser.add_argument("--no-scaling", action="store_true", help="skip the batch/channel/thread sweeps")
     parser.add_argument("--no-compile", action="store_true",
@@ -37,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="only the network zoo (conv layers of LeNet-5, ResNet-20/56/18, VGG-11/16, "
                              "1x1 bottlenecks, strided stems; numba vs PyTorch); the full run includes it")
     parser.add_argument("--no-zoo", action="store_true", help="leave the network zoo out of the full run")
+    parser.add_argument("--no-load", action="store_true",
+                        help="skip the training step timed beside a busy-looping process (1 vs all threads)")
     return parser
 
 
@@ -56,22 +65,33 @@ def run_zoo_section(results: dict, dtype, repeat: int, quick: bool, backends, ou
     return [out_dir / "zoo.json", out_dir / "zoo.md", out_dir / "zoo.png"]
 
 
+def _output_folder(path: Path) -> Path:
+    """``--out``, created now: a folder that cannot be written fails in a second, not
+    after minutes of measuring."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--out {path}: cannot create the output folder ({exc.strerror or exc})") from None
+    return path
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    _output_folder(args.out)
     import fastconv
+    from fastconv import env
     from fastconv.benchmark import report, runner
     from fastconv.benchmark.timing import machine_info, matmul_peak_gflops
 
     available = fastconv.available_backends()
-    backends = args.backends.split(",") if args.backends else available
+    backends = [b.strip() for b in args.backends.split(",")] if args.backends else available
     unknown = [b for b in backends if b not in available]
     if unknown:
-        print(f"fastconv bench: backend(s) not available: {', '.join(unknown)}; "
-              f"available: {', '.join(available)}", file=sys.stderr)
-        return 2
+        raise ValueError(f"--backends: not available: {', '.join(map(repr, unknown))}; "
+                         f"available: {', '.join(available)}")
     if "numpy" not in backends:
         backends = ["numpy", *backends]  # the baseline every speedup is measured against
-    threads = args.threads or int(os.environ.get("FASTCONV_NUM_THREADS", 0)) or os.cpu_count() or 1
+    threads = args.threads or env.num_threads() or os.cpu_count() or 1
     repeat = args.repeat or (5 if args.quick else 7)
     dtype = np.dtype(args.dtype)
     thread_settings = runner.ThreadSettings(threads)
@@ -90,22 +110,23 @@ def main(argv=None) -> int:
     machine = results["machine"]
     log(f"machine: {machine['cpu']} | {machine['cores']} cores, {threads} threads | numpy {machine['numpy']} "
         f"({machine['blas']}) | numba {machine['numba']} | torch {machine['torch'] or 'not installed'}")
-    results["peak_size"] = 2048   # ~0.1 s per product; smaller ones under-read the peak
-    results["peak_gflops"] = matmul_peak_gflops(results["peak_size"])
-    log(f"float32 matmul peak: {results['peak_gflops']:.0f} GFLOP/s")
 
     if "numba" in backends:
-        # First calls in this process: JIT compile, or load from numba's on-disk cache.
+        # First calls in this process: JIT compile (announced, with a progress bar),
+        # or load from numba's on-disk cache.
         import time
 
-        with fastconv.use_backend("numba") as numba_backend:
+        from fastconv.startup import prepare_backend
+
+        with fastconv.use_backend("numba"):
             t0 = time.perf_counter()
-            if hasattr(numba_backend, "warmup"):
-                numba_backend.warmup(dtypes=(dtype,), jobs=2)
+            prepare_backend(None, dtype, log=log)
             results["numba_first_calls_s"] = time.perf_counter() - t0
         log(f"numba first calls (compile or cache load) in this process: {results['numba_first_calls_s']:.2f} s")
     results["compile"] = {}
     if "numba" in backends and not args.no_compile and not args.quick and not args.zoo:
+        log("compile: timing cold and warm starts in fresh processes (a few minutes: every kernel "
+            "is compiled twice, into empty caches)")
         with tempfile.TemporaryDirectory(prefix="fastconv-numba-cache-") as cache_dir:
             results["compile"]["cold, compiled lazily by the first steps"] = \
                 runner.first_step_latency(cache_dir, warmup=False)
@@ -123,12 +144,20 @@ def main(argv=None) -> int:
         log("wrote " + ", ".join(str(p) for p in written))
         return 0
 
+    # Only now, with compilation and its helper processes over: the yardstick for
+    # "% of peak" must not be measured while something else takes a core.
+    results["peak_size"] = 2048   # ~0.1 s per product; smaller ones under-read the peak
+    results["peak_gflops"] = matmul_peak_gflops(results["peak_size"], rounds=PEAK_ROUNDS)
+    log(f"float32 matmul peak: {results['peak_gflops']:.0f} GFLOP/s (best of {PEAK_ROUNDS} rounds)")
+
     log("\n" + report.KERNEL_HEADER)
     results["kernels"] = runner.run_kernels(backends, dtype, repeat, args.quick, results["peak_gflops"], log)
     log("\ntraining steps:")
     results["steps"] = runner.run_steps(backends, dtype, repeat, args.quick, "torch" in backends, log)
     results["scaling"] = [] if args.no_scaling else runner.run_scaling(
         backends, dtype, repeat, args.quick, threads, thread_settings, log)
+    results["under_load"] = [] if args.no_load or "numba" not in backends or threads < 2 else \
+        runner.run_under_load(dtype, repeat, args.quick, threads, thread_settings, log)
     zoo_files = []
     if "numba" in backends and not args.quick and not args.no_zoo:
         zoo_files = run_zoo_section(results, dtype, repeat, False, backends, args.out, log)

@@ -12,8 +12,21 @@ KERNEL_HEADER = (f"{'kernel':22s} {'net':9s} {'layer':6s} {'shape':28s} {'backen
                  f"{'GFLOP/s':>8s} {'%peak':>6s} algo")
 
 
+ABOVE_PEAK_MARK = "*"
+ABOVE_PEAK_NOTE = (f"{ABOVE_PEAK_MARK} above the measured matmul peak: measurement noise (the peak is the "
+                   "best of several rounds on an idle machine, no kernel really exceeds it).")
+AUTO_NOTE = ('"numba" is the backend\'s automatic choice of algorithm per shape (the `auto` heuristic); '
+             '"numba (direct)" and "numba (gemm)" force one algorithm.')
+
+
 def _num(value, fmt):
     return format(value, fmt) if value is not None else "-"
+
+
+def _pct_peak(row, fmt) -> str:
+    """% of peak, marked when above 100 (noise, see ABOVE_PEAK_NOTE)."""
+    mark = ABOVE_PEAK_MARK if row.get("above_peak") else ""
+    return _num(row["pct_peak"], fmt) + mark
 
 
 def format_row(row: dict) -> str:
@@ -21,7 +34,7 @@ def format_row(row: dict) -> str:
     return (f"{row['kernel']:22s} {row['network']:9s} {row['layer']:6s} {row['shape']:28s} "
             f"{row['backend']:8s} {row['median_ms']:10.3f} {iqr:>17s} "
             f"{_num(row['speedup_vs_numpy'], '8.1f')} {_num(row['vs_torch'], '8.2f')} "
-            f"{_num(row['gflops'], '8.1f')} {_num(row['pct_peak'], '6.1f')} {row['algorithm']}")
+            f"{_num(row['gflops'], '8.1f')} {_pct_peak(row, '6.1f')} {row['algorithm']}")
 
 
 def conv_totals(kernels: list[dict]) -> list[dict]:
@@ -92,9 +105,11 @@ def markdown(results: dict) -> str:
               "| network | backend | ms | GFLOP/s | % peak | x numpy | vs torch |",
               "|---|---|---:|---:|---:|---:|---:|"]
     for row in conv_totals(results["kernels"]):
+        row["pct_peak"] = 100 * row["gflops"] / results["peak_gflops"]
+        row["above_peak"] = row["pct_peak"] > 100
         lines.append(
             f"| {row['network']} | {row['backend']} | {row['median_ms']:.1f} | {row['gflops']:.0f} | "
-            f"{100 * row['gflops'] / results['peak_gflops']:.0f} | "
+            f"{_pct_peak(row, '.0f')} | "
             f"{_num(row['speedup_vs_numpy'], '.1f')} | {_num(row['vs_torch'], '.2f')} |")
     lines += ["", "## Kernels", "",
               "| kernel | layer | shape | backend | median ms | IQR ms | x numpy | vs torch | GFLOP/s | % peak | algo |",
@@ -104,7 +119,9 @@ def markdown(results: dict) -> str:
             f"| {row['kernel']} | {row['network']} {row['layer']} | {row['shape']} | {row['backend']} | "
             f"{row['median_ms']:.3f} | {row['q1_ms']:.3f}–{row['q3_ms']:.3f} | "
             f"{_num(row['speedup_vs_numpy'], '.1f')} | {_num(row['vs_torch'], '.2f')} | "
-            f"{_num(row['gflops'], '.1f')} | {_num(row['pct_peak'], '.0f')} | {row['algorithm']} |")
+            f"{_num(row['gflops'], '.1f')} | {_pct_peak(row, '.0f')} | {row['algorithm']} |")
+    if any(row.get("above_peak") for row in results["kernels"]):
+        lines += ["", ABOVE_PEAK_NOTE]
     for title, sweep in (("batch size", "batch"), ("channels", "channels"), ("threads", "threads")):
         rows = [r for r in results.get("scaling", []) if r["sweep"] == sweep]
         if not rows:
@@ -119,7 +136,30 @@ def markdown(results: dict) -> str:
                 match = [r for r in rows if r["value"] == value and r["backend"] == backend]
                 cells.append(f"{match[0]['median_ms']:.2f}" if match else "-")
             lines.append(f"| {value} | " + " | ".join(cells) + " |")
+        lines += ["", AUTO_NOTE]
+    lines += _under_load_lines(results.get("under_load") or [])
     return "\n".join(lines) + "\n"
+
+
+def _under_load_lines(rows: list[dict]) -> list[str]:
+    """The training step on 1 vs all threads, idle and beside a busy process."""
+    if not rows:
+        return []
+    lines = ["", "## Under load: report 000 training step (numba), 1 vs all threads", "",
+             "| machine | threads | median ms | IQR ms |", "|---|---:|---:|---:|"]
+    for row in rows:
+        lines.append(f"| {row['load']} | {row['threads']} | {row['median_ms']:.2f} | "
+                     f"{row['q1_ms']:.2f}–{row['q3_ms']:.2f} |")
+    lines += ["", "One busy-looping process pinned to a core: every kernel thread sharing that core "
+              "is late at each parallel kernel's closing barrier. On a busy machine set "
+              "FASTCONV_NUM_THREADS to the number of free cores (`fastconv train` says so when it "
+              "sees other processes keeping cores busy)."]
+    return lines
+
+
+def _scaling_label(backend: str) -> str:
+    """Legend text: plain "numba" is its automatic algorithm choice."""
+    return "numba (auto: chosen per shape)" if backend == "numba" else backend
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -185,7 +225,13 @@ def plot_charts(results: dict, out_dir: Path) -> list[Path]:
                          f"{r['kernel'].replace('conv2d', 'conv')} {r['network']} {r['layer']}" == label]
                 values.append(match[0]["gflops"] if match else 0)
             ax.bar([j + i * width for j in range(len(conv_labels))], values, width, label=backend)
-        ax.axhline(results["peak_gflops"], color="red", ls="--", label="float32 matmul peak")
+        ax.axhline(results["peak_gflops"], color="red", ls="--", label="float32 matmul peak (best of rounds, idle)")
+        above = [(j + i * width, r["gflops"]) for i, backend in enumerate(backends)
+                 for j, label in enumerate(conv_labels) for r in conv_rows
+                 if r["backend"] == backend and r.get("above_peak")
+                 and f"{r['kernel'].replace('conv2d', 'conv')} {r['network']} {r['layer']}" == label]
+        if above:
+            ax.plot(*zip(*above), "k*", label="above the peak: measurement noise")
         ax.set_ylabel("GFLOP/s")
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(conv_labels))], conv_labels, rotation=60,
                       ha="right", fontsize=8)
@@ -203,7 +249,10 @@ def plot_charts(results: dict, out_dir: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for backend in dict.fromkeys(r["backend"] for r in rows):
             points = [(r["value"], r["median_ms"]) for r in rows if r["backend"] == backend]
-            ax.plot(*zip(*points), marker="o", label=backend)
+            ax.plot(*zip(*points), marker="o", label=_scaling_label(backend))
+        fixed = "64 channels in and out, 16x16 images" if sweep == "batch" else "batch 32, 16x16 images"
+        ax.set_title(f"3x3 conv layer, forward + backward, vs {xlabel}\n({fixed}; "
+                     f"{results['dtype']}, {results['machine']['threads']} threads)", fontsize=10)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel(xlabel)

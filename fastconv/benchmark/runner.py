@@ -62,12 +62,11 @@ def conv_algorithm(backend, algorithm: str | None):
     if algorithm is None or not hasattr(backend, "set_conv_algorithm"):
         yield
         return
-    previous = os.environ.get("FASTCONV_CONV_ALGO", "auto")
     backend.set_conv_algorithm(algorithm)
     try:
         yield
     finally:
-        backend.set_conv_algorithm(previous)
+        backend.set_conv_algorithm(None)   # FASTCONV_CONV_ALGO (or auto) again
 
 
 def chosen_algorithm(backend, layer: cases.ConvLayer, dtype, pass_: str) -> str:
@@ -161,6 +160,8 @@ def _add_ratios(rows, times, peak_gflops):
         row["vs_torch"] = times["torch"].median / median if "torch" in times else None
         row["gflops"] = row["flops"] / median / 1e9 if row["flops"] else None
         row["pct_peak"] = 100 * row["gflops"] / peak_gflops if row["gflops"] else None
+        # No kernel beats the BLAS matmul it is measured against: above it is noise.
+        row["above_peak"] = bool(row["pct_peak"] and row["pct_peak"] > 100)
 
 
 def _format_kernel_rows(rows):
@@ -350,4 +351,52 @@ def run_scaling(backends, dtype, repeat, quick, threads, thread_settings, log):
                                  gflops=3 * layer.forward_flops / timing.median / 1e9))
         thread_settings.apply(threads)
         log("  scaling vs threads: done")
+    return rows
+
+
+# --------------------------------------------------------------------------- under load
+@contextlib.contextmanager
+def busy_process():
+    """A busy-looping Python process for the block's duration, pinned to this
+    process's last core where the OS allows (one core taken, as by another job)."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    pin = (lambda: os.sched_setaffinity(0, {cores[-1]})) if cores else None
+    process = subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=pin,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.2)          # let it start spinning
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
+@contextlib.contextmanager
+def _threads(thread_settings: ThreadSettings, count: int):
+    """The numba backend as trained, on ``count`` threads (restored afterwards)."""
+    thread_settings.apply(count)
+    try:
+        with _as_trained("numba"):
+            yield
+    finally:
+        thread_settings.apply()
+
+
+def run_under_load(dtype, repeat, quick, threads, thread_settings, log):
+    """Report 000's training step (numba) on 1 thread and on ``threads`` threads,
+    interleaved, on an idle machine and beside one busy-looping process: with every
+    core running a kernel thread, the thread that shares its core is late at every
+    barrier (issue 11: 2.4x slower than 1 thread on 2 cores)."""
+    step = fastconv_step("cnn", 50, dtype)
+    options = dict(repeat=repeat * 3, warmup=1, budget=2.0, min_seconds=1.0)
+    rows = []
+    for load in ("idle", "one busy process"):
+        variants = {count: (step, options, lambda count=count: _threads(thread_settings, count))
+                    for count in (1, threads)}
+        with busy_process() if load != "idle" else contextlib.nullcontext():
+            times = measure_interleaved(variants, _rounds(quick))
+        for count, timing in times.items():
+            rows.append(dict(network="report000", load=load, threads=count, median_ms=timing.median * 1e3,
+                             q1_ms=timing.q1 * 1e3, q3_ms=timing.q3 * 1e3))
+            log(f"  step report000 numba {load:16s} {count} thread(s) {timing.median * 1e3:8.2f} ms")
     return rows

@@ -6,6 +6,8 @@ from typing import Iterator
 
 import numpy as np
 
+from fastconv.seeding import default_generator
+
 __all__ = ["to_float", "batches", "num_batches"]
 
 
@@ -42,7 +44,7 @@ def batches(images: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bo
     ``batch_size`` does not divide N (left out if ``drop_last``).  ``shuffle``
     permutes the order with ``seed`` (an int gives the same order every time; pass
     one Generator for a fresh order each epoch that is still reproducible; None is
-    unseeded).  Conversion to float happens per batch, so uint8 data sets stay
+    unseeded, or seeded by `fastconv.manual_seed`).  Conversion to float happens per batch, so uint8 data sets stay
     uint8 in memory.
     """
     if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
@@ -54,7 +56,8 @@ def batches(images: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bo
     labels = np.asarray(labels)
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels must be a 1-D integer array, got {labels.dtype} shape {labels.shape}")
-    order = np.random.default_rng(seed).permutation(n_samples) if shuffle else np.arange(n_samples)
+    rng = default_generator() if seed is None else np.random.default_rng(seed)
+    order = rng.permutation(n_samples) if shuffle else np.arange(n_samples)
     stop = n_samples - n_samples % batch_size if drop_last else n_samples
     for start in range(0, stop, batch_size):
         chosen = order[start:start + batch_size]

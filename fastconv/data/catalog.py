@@ -10,7 +10,7 @@ from fastconv.data import sources
 from fastconv.data.batching import to_float
 from fastconv.data.dataset import Dataset, stratified_split, take_subset
 from fastconv.data.digits import load_digits
-from fastconv.data.errors import DatasetNotFoundError
+from fastconv.data.errors import DataError, DatasetNotFoundError
 from fastconv.data.image_folder import ImageFolder
 from fastconv.data.letters import load_letters
 from fastconv.data.mnist import load_mnist, read_idx_split, train_test_from_test_split
@@ -104,18 +104,30 @@ def _load_idx_folder(path: Path, seed: int) -> Dataset:
     if not has_split["test"]:
         raise FileNotFoundError(f"{path} holds IDX files but not the test pair "
                                 f"{' and '.join(sources.SPLIT_FILES['test'])}[.gz]")
-    test_x, test_y = read_idx_split(path, "test")
+    known = [spec for spec in sources.DATASETS.values() if spec.name == path.name]
+    num_classes = len(known[0].classes) if known else None   # labels checked against it
+    test_x, test_y = read_idx_split(path, "test", num_classes)
     notes = []
     if has_split["train"]:
-        train_x, train_y = read_idx_split(path, "train")
+        train_x, train_y = read_idx_split(path, "train", num_classes)
     else:
         train_x, train_y, test_x, test_y = train_test_from_test_split(test_x, test_y, seed=seed)
         notes.append(_warn_test_only(path.name, path, len(train_y), len(test_y)))
-    num_classes = int(max(train_y.max(initial=0), test_y.max(initial=0))) + 1
-    known = [spec for spec in sources.DATASETS.values() if spec.name == path.name]
-    classes = list(known[0].classes) if known else [str(label) for label in range(num_classes)]
+    classes = list(known[0].classes) if known else _label_names(path, train_y, test_y)
     return Dataset(path.name, train_x, train_y, test_x, test_y, classes,
                    source=str(path), notes=notes)
+
+
+def _label_names(path: Path, *labels) -> list[str]:
+    """Class names "0", "1", ... of an IDX folder of unknown origin, whose labels must
+    be class indices: more classes than labelled images (a label of 2e9, say) is an
+    error, not billions of class names."""
+    count = int(max(split.max(initial=0) for split in labels)) + 1
+    images = sum(len(split) for split in labels)
+    if count > images:
+        raise DataError(f"{path}: the largest label, {count - 1:,}, would make {count:,} classes for "
+                        f"{images:,} labelled images; IDX labels must be class indices 0..K-1")
+    return [str(label) for label in range(count)]
 
 
 def _load_image_folder(path: Path, seed: int) -> Dataset:

@@ -17,6 +17,7 @@ the file name, so a mis-named file still loads.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import tempfile
@@ -39,29 +40,89 @@ IDX_DTYPES: dict[int, np.dtype] = {
     0x0E: np.dtype(">f8"),
 }
 _GZIP_MAGIC = b"\x1f\x8b"
+# Deflate expands at most ~1032:1, so a gzip file of n bytes cannot hold more than
+# this many times n bytes of IDX data; a header declaring more is corrupt.
+_DEFLATE_MAX_RATIO = 1032
+_CHUNK = 1 << 20
 
 
-def _read_bytes(path: Path) -> bytes:
-    """The file's IDX bytes, decompressed if it is gzip."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise DataError(f"cannot read IDX file {path}: {exc}") from exc
-    if raw[:2] != _GZIP_MAGIC:
-        if path.suffix == ".gz":
-            raise DataError(f"{path} is named .gz but is not gzip data (starts with {raw[:4].hex() or 'nothing'})")
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:
-        # BadGzipFile is an OSError; a cut-off stream is an EOFError
-        raise DataError(f"corrupt or truncated gzip file {path}: {exc}") from exc
+def _gzip_errors():
+    # BadGzipFile is an OSError; a cut-off stream is an EOFError
+    return (OSError, EOFError, zlib.error)
+
+
+def _read_exactly(stream, size: int) -> np.ndarray:
+    """Up to ``size`` bytes of ``stream`` into one preallocated buffer (no copies, and
+    nothing inflated beyond it); the returned array is shorter if the stream ended."""
+    buffer = np.empty(size, dtype=np.uint8)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        count = stream.readinto(view[got:got + _CHUNK])
+        if not count:
+            break
+        got += count
+    return buffer[:got]
+
+
+def _header(stream, path: Path, ndim: int | None) -> tuple[np.dtype, tuple[int, ...], int]:
+    """``(dtype, shape, header bytes)`` from the first bytes of the IDX stream."""
+    magic = stream.read(4)
+    if len(magic) < 4:
+        raise DataError(f"{path} is too short ({len(magic)} bytes) to be an IDX file")
+    zero0, zero1, type_code, n_dims = magic
+    if zero0 != 0 or zero1 != 0:
+        raise DataError(f"{path} is not an IDX file: magic number {magic.hex()} does not start with 0000")
+    if type_code not in IDX_DTYPES:
+        known = ", ".join(f"0x{code:02X}" for code in IDX_DTYPES)
+        raise DataError(f"{path}: unknown IDX element type 0x{type_code:02X} (known: {known})")
+    if ndim is not None and n_dims != ndim:
+        raise DataError(f"{path}: expected an IDX file with {ndim} dimension(s), the header says {n_dims}")
+    sizes = stream.read(4 * n_dims)
+    if len(sizes) < 4 * n_dims:
+        raise DataError(f"{path} is truncated: header declares {n_dims} dimensions but the file has "
+                        f"{4 + len(sizes)} bytes")
+    return IDX_DTYPES[type_code], struct.unpack(f">{n_dims}I", sizes), 4 + 4 * n_dims
+
+
+def _truncated(path: Path, dtype, shape, expected: int, found: int) -> DataError:
+    return DataError(f"{path} is truncated: shape {tuple(shape)} of {dtype.name} needs {expected} bytes "
+                     f"of data, found {found}")
+
+
+def _raw_payload(handle, path: Path, dtype, shape, remaining: int) -> np.ndarray:
+    """The data of an uncompressed file, whose size says up front whether it fits."""
+    expected = math.prod(shape) * dtype.itemsize
+    if remaining != expected:
+        if remaining < expected:
+            raise _truncated(path, dtype, shape, expected, remaining)
+        raise DataError(f"{path} is longer than its header says: shape {tuple(shape)} of {dtype.name} "
+                        f"needs {expected} bytes of data, found {remaining}")
+    return _read_exactly(handle, expected)
+
+
+def _gzip_payload(stream, path: Path, dtype, shape, stored: int) -> np.ndarray:
+    """The data of a gzip file, inflated no further than the declared size plus one
+    byte (the check that nothing follows)."""
+    expected = math.prod(shape) * dtype.itemsize
+    if expected > stored * _DEFLATE_MAX_RATIO:
+        raise DataError(f"{path} is corrupt: its header declares shape {tuple(shape)} of {dtype.name} "
+                        f"({expected} bytes), more than a {stored}-byte gzip file can hold")
+    payload = _read_exactly(stream, expected)
+    if len(payload) < expected:
+        raise _truncated(path, dtype, shape, expected, len(payload))
+    if stream.read(1):
+        raise DataError(f"{path} is corrupt gzip data or longer than its header says: it inflates to "
+                        f"more than the {expected} bytes of shape {tuple(shape)} of {dtype.name}")
+    return payload
 
 
 def read_idx(path: str | os.PathLike, ndim: int | None = None) -> np.ndarray:
     """Read an IDX file (raw or gzip) into a native-endian, writable array.
+
+    The header is read and checked first; the data is then read (inflated, for gzip)
+    into one buffer of the declared size and no further, so a small file whose
+    payload would inflate to gigabytes costs no more memory than its header claims.
 
     Parameters
     ----------
@@ -76,32 +137,31 @@ def read_idx(path: str | os.PathLike, ndim: int | None = None) -> np.ndarray:
     number of dimensions, or a payload shorter or longer than the header says.
     """
     path = Path(path)
-    data = _read_bytes(path)
-    if len(data) < 4:
-        raise DataError(f"{path} is too short ({len(data)} bytes) to be an IDX file")
-    zero0, zero1, type_code, n_dims = data[0], data[1], data[2], data[3]
-    if zero0 != 0 or zero1 != 0:
-        raise DataError(f"{path} is not an IDX file: magic number {data[:4].hex()} does not start with 0000")
-    if type_code not in IDX_DTYPES:
-        known = ", ".join(f"0x{code:02X}" for code in IDX_DTYPES)
-        raise DataError(f"{path}: unknown IDX element type 0x{type_code:02X} (known: {known})")
-    if ndim is not None and n_dims != ndim:
-        raise DataError(f"{path}: expected an IDX file with {ndim} dimension(s), the header says {n_dims}")
-    header_len = 4 + 4 * n_dims
-    if len(data) < header_len:
-        raise DataError(f"{path} is truncated: header declares {n_dims} dimensions but the file has "
-                        f"{len(data)} bytes")
-    shape = struct.unpack(f">{n_dims}I", data[4:header_len])
-    dtype = IDX_DTYPES[type_code]
-    expected_len = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    payload_len = len(data) - header_len
-    if payload_len != expected_len:
-        what = "truncated" if payload_len < expected_len else "longer than its header says"
-        raise DataError(f"{path} is {what}: shape {tuple(shape)} of {dtype.name} needs {expected_len} bytes "
-                        f"of data, found {payload_len}")
-    array = np.frombuffer(data, dtype=dtype, offset=header_len).reshape(shape)
-    # astype copies: the result is writable, native-endian and owns its memory
-    return array.astype(dtype.newbyteorder("="))
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise DataError(f"cannot read IDX file {path}: {exc}") from exc
+    with handle:
+        stored = os.fstat(handle.fileno()).st_size
+        start = handle.read(4)
+        handle.seek(0)
+        if start[:2] != _GZIP_MAGIC:
+            if path.suffix == ".gz":
+                raise DataError(f"{path} is named .gz but is not gzip data (starts with {start.hex() or 'nothing'})")
+            dtype, shape, header_len = _header(handle, path, ndim)
+            payload = _raw_payload(handle, path, dtype, shape, stored - header_len)
+        else:
+            try:
+                with gzip.GzipFile(fileobj=handle, mode="rb") as stream:
+                    dtype, shape, _ = _header(stream, path, ndim)
+                    payload = _gzip_payload(stream, path, dtype, shape, stored)
+            except _gzip_errors() as exc:
+                raise DataError(f"corrupt or truncated gzip file {path}: {exc}") from exc
+    array = payload.view(dtype).reshape(shape)
+    # native byte order: a copy for multi-byte types, the buffer itself for uint8/int8
+    return array.astype(dtype.newbyteorder("="), copy=False)
 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+import fastconv.functional as F
 from fastconv.nn.module import Module
 
 
@@ -71,6 +72,7 @@ class Residual(Module):
         self.register_module("body", body)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        x = F.as_array(x)
         y = self.body.forward(x)
         if y.shape != x.shape:
             raise ValueError(

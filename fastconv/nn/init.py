@@ -1,8 +1,9 @@
 """Random number sources and weight initialisation for the layers.
 
 Every layer that draws random numbers takes ``rng``: a `numpy.random.Generator`
-(used as is, so several layers can share one stream), an int seed, or None (fresh
-OS entropy).  Weights are drawn in float64 and then cast, so a float32 and a float64
+(used as is, so several layers can share one stream), an int seed, or None: fresh
+OS entropy, or the next generator of `fastconv.manual_seed`'s sequence once it was
+called.  Weights are drawn in float64 and then cast, so a float32 and a float64
 model built from the same seed hold the same weights up to rounding.
 """
 
@@ -13,6 +14,8 @@ import numbers
 
 import numpy as np
 
+from fastconv.seeding import default_generator
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -21,7 +24,7 @@ def as_generator(rng) -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
         return rng
     if rng is None:
-        return np.random.default_rng()
+        return default_generator()
     if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
         return np.random.default_rng(int(rng))
     raise TypeError(

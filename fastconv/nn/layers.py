@@ -21,6 +21,14 @@ def _not_run(layer: Module) -> RuntimeError:
     return RuntimeError(f"{type(layer).__name__}.backward called before forward")
 
 
+def _layer_input(x, param: Parameter, layer: Module) -> np.ndarray:
+    """``x`` as an ndarray (tensors and array-likes via `numpy.asarray`) of the
+    layer's dtype, or a TypeError naming the layer."""
+    x = F.as_array(x)
+    _check_dtype(x, param, layer)
+    return x
+
+
 def _check_dtype(x: np.ndarray, param: Parameter, layer: Module) -> None:
     """NumPy would silently promote a float32 layer to float64 (and the kernels
     reject the mix), so say so for the NumPy-only layers too."""
@@ -58,7 +66,7 @@ class Conv2d(Module):
         self._x = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._x = x
+        self._x = x = _layer_input(x, self.weight, self)
         bias = self.bias.data if self.bias is not None else None
         return F.conv2d(x, self.weight.data, bias, self.stride, self.padding)
 
@@ -90,7 +98,7 @@ class Conv2dReLU(Conv2d):
     into the backward, saving a pass over the activations each way."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._x = x
+        self._x = x = _layer_input(x, self.weight, self)
         bias = self.bias.data if self.bias is not None else None
         self._y = F.conv2d_relu(x, self.weight.data, bias, self.stride, self.padding)
         return self._y
@@ -111,7 +119,7 @@ class Conv2dReLUAvgPool(Conv2dReLU):
     last forward's un-pooled ReLU map (the "feature map" of the reports' figures)."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._x = x
+        self._x = x = _layer_input(x, self.weight, self)
         bias = self.bias.data if self.bias is not None else None
         pooled, self._y = F.conv2d_relu_avgpool2(x, self.weight.data, bias, self.stride, self.padding)
         return pooled
@@ -153,7 +161,7 @@ class Linear(Module):
         self._x = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        _check_dtype(x, self.weight, self)
+        x = _layer_input(x, self.weight, self)
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise ValueError(f"Linear expects input of shape (N, {self.in_features}), got {x.shape}")
         self._x = x
@@ -182,7 +190,7 @@ class ReLU(Module):
         self._y = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._y = np.maximum(x, 0)
+        self._y = np.maximum(F.as_array(x), 0)
         return self._y
 
     def backward(self, grad_y: np.ndarray) -> np.ndarray:
@@ -208,6 +216,7 @@ class AvgPool2d(_Pool2d):
     """Average pooling (zero padding counted, floor mode); ``stride`` defaults to the kernel."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        x = F.as_array(x)
         self._x_shape = x.shape
         return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
 
@@ -226,6 +235,7 @@ class MaxPool2d(_Pool2d):
         self._indices = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        x = F.as_array(x)
         self._x_shape = x.shape
         y, self._indices = F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
         return y
@@ -254,6 +264,7 @@ class Dropout(Module):
         self.mask = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        x = F.as_array(x)
         if not self.training or self.p == 0.0:
             self.mask = None
             return x
@@ -279,6 +290,7 @@ class Flatten(Module):
         self._x_shape = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        x = F.as_array(x)
         self._x_shape = x.shape
         return x.reshape(x.shape[0], -1)
 

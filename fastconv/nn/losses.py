@@ -48,12 +48,13 @@ class EuclideanLoss(Loss):
     are used as targets directly."""
 
     def forward(self, outputs: np.ndarray, labels: np.ndarray) -> float:
-        if not isinstance(outputs, np.ndarray) or outputs.ndim != 2 or outputs.dtype.kind != "f":
+        outputs = F.as_array(outputs, "outputs")
+        if outputs.ndim != 2 or outputs.dtype.kind != "f":
             raise ValueError(
                 f"outputs must be a 2-D float array (N, K), got "
                 f"{getattr(outputs, 'shape', type(outputs).__name__)}")
         n, k = outputs.shape
-        target = _targets(np.asarray(labels), n, k, outputs.dtype)
+        target = _targets(F.as_array(labels, "labels"), n, k, outputs.dtype)
         diff = outputs - target
         self._grad = diff / n
         return float(0.5 * np.vdot(diff, diff) / n)

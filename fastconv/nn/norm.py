@@ -49,7 +49,8 @@ class _BatchNorm(Module):
         # over every process.  None: this process's batch alone.
         self.stats_reducer = None
 
-    def _check(self, x: np.ndarray) -> None:
+    def _check(self, x) -> np.ndarray:
+        x = F.as_array(x)
         if x.ndim not in self._ranks or x.shape[1] != self.num_features:
             raise ValueError(
                 f"{type(self).__name__}({self.num_features}) expects input of rank "
@@ -59,13 +60,14 @@ class _BatchNorm(Module):
         if x.dtype != self.weight.data.dtype:
             raise TypeError(
                 f"{type(self).__name__}: input has dtype {x.dtype} but the layer is "
-                f"{self.weight.data.dtype}"
+                f"{self.weight.data.dtype}; cast the input or build the layer with that dtype"
             )
+        return x
 
     # Training mode runs `fastconv.functional.batch_norm` (a backend kernel where the
     # backend has one); eval mode is one per-channel affine map, done here.
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._check(x)
+        x = self._check(x)
         if self.training and self.stats_reducer is not None:
             return self._forward_synced(x)
         if self.training:

@@ -7,6 +7,8 @@ import inspect
 
 import numpy as np
 
+import fastconv
+
 
 def _builder_options(model_name: str) -> set[str]:
     from fastconv.models import MODELS
@@ -50,13 +52,16 @@ def as_model_input(images: np.ndarray, dtype=np.float32) -> np.ndarray:
 
 def check_model_fits(model, model_name: str, data, dtype) -> None:
     """Forward one test image in eval mode: a shape mismatch between network and data
-    becomes one clear error instead of a failure deep inside the first batch."""
+    becomes one clear error instead of a failure deep inside the first batch.  It runs
+    on the numpy reference backend, so no JIT kernel compiles before `Trainer` announces
+    (and times) the compilation."""
     sample = as_model_input(data.test_x[:1], dtype)
     shape = "x".join(map(str, data.test_x.shape[1:]))
     what = f"data set {data.name!r} ({shape} images, {len(data.classes)} classes)"
     model.eval()
     try:
-        logits = model.forward(sample)
+        with fastconv.use_backend("numpy"):
+            logits = model.forward(sample)
     except ValueError as exc:
         raise ValueError(f"model {model_name!r} cannot take {what}: {exc}") from None
     finally:

@@ -247,14 +247,19 @@ class Trainer:
 
     def _warm_up(self, epochs: int) -> None:
         """JIT compilation (or the cache load) before the clock starts: epoch times are run time."""
-        backend = fastconv.get_backend()
         if self.state.epochs_done >= epochs:
             self.log(f"nothing to train: the checkpoint already has {self.state.epochs_done} epochs "
                      f"(ask for more with --epochs)")
-        elif hasattr(backend, "warmup"):
-            jobs = self.world.compile_jobs
-            seconds = self.world.writer_first(lambda: backend.warmup(dtypes=(self.run.dtype,), jobs=jobs))
-            self.log(f"{self.backend_name} kernels ready in {seconds:.1f} s (compiled, or loaded from the cache)")
+        else:
+            # Only the kernels this model runs; a cold cache is announced, with a progress bar.
+            from fastconv.startup import prepare_backend
+
+            seconds = self.world.writer_first(lambda: prepare_backend(
+                self.run.model, self.run.dtype, log=self.log, progress=self.show_progress,
+                jobs=self.world.compile_jobs))
+            if seconds is not None:
+                self.log(f"{self.backend_name} kernels ready in {seconds:.1f} s "
+                         f"(compiled, or loaded from the cache)")
 
     def _blas_policy(self):
         """The backend's BLAS thread limit for models with convolutions, whose kernels run

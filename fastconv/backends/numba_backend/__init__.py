@@ -53,7 +53,7 @@ from fastconv.backends.numba_backend.select import (  # noqa: E402,F401
     get_conv_algorithm_mode, last_conv_algorithms, set_conv_algorithm, set_exact_only)
 from fastconv.backends.numba_backend.unfold import col2im, im2col  # noqa: E402,F401
 from fastconv.backends.numba_backend.warmup import (  # noqa: E402,F401
-    KERNEL_MODULES, compiled_signatures, warmup)
+    KERNEL_MODULES, compiled_signatures, estimated_seconds, kernels_cached, warmup)
 
 name = "numba"
 # NumPy's BLAS threads would spin against this backend's (see `blas_thread_limit`).

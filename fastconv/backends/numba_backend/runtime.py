@@ -14,6 +14,8 @@ import warnings
 import numba
 import numpy as np
 
+from fastconv import env
+
 _num_threads = numba.config.NUMBA_NUM_THREADS
 
 
@@ -46,14 +48,10 @@ def set_num_threads(n: int) -> int:
 
 
 def threads_from_env() -> None:
-    value = os.environ.get("FASTCONV_NUM_THREADS", "").strip()
-    if not value:
-        return
-    try:
-        count = int(value)
-    except ValueError:
-        raise ValueError(f"FASTCONV_NUM_THREADS must be a positive int, got {value!r}") from None
-    set_num_threads(count)
+    """Apply ``FASTCONV_NUM_THREADS`` (a bad value: `fastconv.env.EnvironmentVariableError`)."""
+    count = env.num_threads()
+    if count is not None:
+        set_num_threads(count)
 
 
 def launch(kernel, *args):

@@ -30,6 +30,7 @@ import warnings
 
 import numpy as np
 
+from fastconv import env
 from fastconv.backends.numba_backend import direct, gemm, winograd
 from fastconv.backends.numba_backend import runtime as rt
 from fastconv.machine import cpu_model
@@ -59,8 +60,7 @@ def get_conv_algorithm_mode() -> str:
     """The selection mode in force: setter, else ``FASTCONV_CONV_ALGO``, else ``auto``."""
     if _forced is not None:
         return _forced
-    env = os.environ.get("FASTCONV_CONV_ALGO", "").strip().lower()
-    return _check_mode(env, "FASTCONV_CONV_ALGO") if env else "auto"
+    return env.choice(env.CONV_ALGO, MODES) or "auto"   # a bad value: EnvironmentVariableError
 
 
 def set_exact_only(exact: bool | None) -> None:
@@ -73,12 +73,7 @@ def set_exact_only(exact: bool | None) -> None:
 def exact_only() -> bool:
     if _exact_only is not None:
         return _exact_only
-    value = os.environ.get("FASTCONV_CONV_EXACT", "").strip().lower()
-    if value in ("", "0", "false", "no"):
-        return False
-    if value in ("1", "true", "yes"):
-        return True
-    raise ValueError(f"FASTCONV_CONV_EXACT must be 0 or 1, got {value!r}")
+    return env.flag(env.CONV_EXACT)   # a bad value: EnvironmentVariableError
 
 
 def autotune_stats() -> dict:
@@ -149,7 +144,7 @@ def autotune_cache() -> str:
     ``~/.cache/fastconv``), one file per CPU model and fastconv version."""
     from fastconv import __version__
 
-    folder = os.environ.get("FASTCONV_CACHE_DIR") or os.path.join(
+    folder = env.raw(env.CACHE_DIR) or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fastconv")
     cpu = "".join(ch if ch.isalnum() else "-" for ch in cpu_model()).strip("-")[:60] or "cpu"
     return os.path.join(folder, f"conv-algorithms-{cpu}-{__version__}.json")
@@ -157,6 +152,7 @@ def autotune_cache() -> str:
 
 _winners: dict | None = None     # tuned key (str) -> algorithm name, loaded lazily
 _loaded_from: str | None = None
+_decided: dict = {}              # `choose`'s per-call memo
 
 
 def _tuned_key(k, exact) -> str:
@@ -206,6 +202,7 @@ def clear_autotune_cache(memory_only: bool = False) -> None:
     """Forget tuned choices (this process's, and the cache file unless memory_only)."""
     global _winners
     _winners = None
+    _decided.clear()
     if not memory_only:
         try:
             os.remove(autotune_cache())
@@ -261,22 +258,32 @@ def choose(pass_, x, w, stride, padding, run) -> str:
     """Pick (and record) the algorithm for this call; ``run(name)`` executes one.
 
     In ``auto``/``benchmark`` mode a problem seen for the first time (in this process
-    and in the cache file) with more than one candidate is timed here, once.
+    and in the cache file) with more than one candidate is timed here, once.  A
+    decision is remembered per (problem, mode, exact-only, threads, cache folder), so
+    a repeated call costs a dictionary lookup, not a cache-file path and a rule.
     """
     k = key(pass_, x.shape, w.shape, stride, padding, x.dtype)
     mode = get_conv_algorithm_mode()
-    if mode in ("auto", "benchmark"):
-        exact = exact_only()
-        tuned_key = _tuned_key(k, exact)
-        names = candidates(x.shape, w.shape, stride, padding)
-        if (len(names) > 1 and tuned_key not in _load_winners()
-                and _flops(x.shape, w.shape, stride, padding) >= _TUNE_MIN_FLOPS):
-            start = time.perf_counter()
-            winner = _time_candidates(names, run)
-            _stats["problems"] += 1
-            _stats["seconds"] += time.perf_counter() - start
-            _load_winners()[tuned_key] = winner
-            _save_winner(tuned_key, winner)
-    algo = conv_algorithm(x.shape, w.shape, stride, padding, x.dtype, pass_)
+    exact = exact_only()
+    memo = (k, mode, exact, rt.get_num_threads(), env.raw(env.CACHE_DIR))
+    algo = _decided.get(memo)
+    if algo is None:
+        if mode in ("auto", "benchmark"):
+            _tune(k, exact, x, w, stride, padding, run)
+        algo = _decided[memo] = conv_algorithm(x.shape, w.shape, stride, padding, x.dtype, pass_)
     last_conv_algorithms[k] = algo
     return algo
+
+
+def _tune(k, exact, x, w, stride, padding, run) -> None:
+    """Time the candidates of a problem not tuned yet (unless too small to time)."""
+    tuned_key = _tuned_key(k, exact)
+    names = candidates(x.shape, w.shape, stride, padding)
+    if (len(names) > 1 and tuned_key not in _load_winners()
+            and _flops(x.shape, w.shape, stride, padding) >= _TUNE_MIN_FLOPS):
+        start = time.perf_counter()
+        winner = _time_candidates(names, run)
+        _stats["problems"] += 1
+        _stats["seconds"] += time.perf_counter() - start
+        _load_winners()[tuned_key] = winner
+        _save_winner(tuned_key, winner)

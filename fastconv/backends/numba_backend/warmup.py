@@ -1,7 +1,9 @@
-"""Compile every kernel up front: `warmup`, and what the compile cache holds."""
+"""Compile kernels up front: `warmup`, which groups a set of ops needs, and what the
+compile cache already holds (`kernels_cached`)."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 import time
 
@@ -9,21 +11,70 @@ import numba
 import numpy as np
 
 from fastconv.backends.numba_backend import general, norm, pool, select, unfold
+from fastconv.backends.numba_backend import kernels as _kernels_package
+from fastconv.backends.numba_backend.kernels import depthwise as _depthwise
 from fastconv.backends.numba_backend.kernels import direct as _conv
 from fastconv.backends.numba_backend.kernels import gemm as _gemm
+from fastconv.backends.numba_backend.kernels import grouped as _grouped
 from fastconv.backends.numba_backend.kernels import im2col as _cols
 from fastconv.backends.numba_backend.kernels import norm as _norm
 from fastconv.backends.numba_backend.kernels import pool as _pool
-from fastconv.backends.numba_backend.kernels import depthwise as _depthwise
-from fastconv.backends.numba_backend.kernels import grouped as _grouped
 from fastconv.backends.numba_backend.kernels import unfold_dilated as _unfold_dilated
 
 KERNEL_MODULES = (_conv, _gemm, _cols, _pool, _norm, _depthwise, _grouped, _unfold_dilated)
 
-# Kernel groups for `warmup`: one per convolution algorithm, then the rest; "direct"
-# (the two fused direct-convolution kernels) is ~45 % of the compile time, so it is
-# what a second process takes over.
-_WARMUP_GROUPS = tuple(select.ALGORITHMS) + ("other", "general")
+# Warm-up groups besides one per convolution algorithm (`select.ALGORITHMS`), each
+# with the jitted entry points it compiles (for `kernels_cached`); None: every public
+# kernel of the modules.
+_OTHER_GROUPS = {
+    "loss": ((_pool,), ("softmax_cross_entropy",)),
+    "pool": ((_pool,), ("avg_pool2d_forward", "avg_pool2d_backward", "max_pool2d_forward",
+                        "max_pool2d_backward")),
+    "norm": ((_norm,), ("batch_norm_forward", "batch_norm_backward")),
+    "unfold": ((_cols,), ("im2col_into", "col2im_from")),
+    # dilated, grouped, depthwise and transposed convolution
+    "general": ((_depthwise, _grouped, _unfold_dilated), None),
+}
+
+# Rough first-compile seconds per group and dtype, measured once on a 2-core machine;
+# only for telling the user about how long the wait is.
+ROUGH_COMPILE_SECONDS = {"direct": 19.0, "gemm": 9.5, "winograd": 8.0, "pool": 8.0, "unfold": 4.0,
+                         "norm": 3.5, "loss": 0.3, "general": 20.0}
+_UNKNOWN_GROUP_SECONDS = 10.0
+
+
+def groups() -> tuple[str, ...]:
+    """Every warm-up group: one per convolution algorithm (read at call time: new
+    algorithms join), then the others.  "direct" (~45 % of the compile time) first,
+    as it is what a helper process takes over."""
+    return tuple(select.ALGORITHMS) + tuple(_OTHER_GROUPS)
+
+
+def groups_for(ops=None) -> tuple[str, ...]:
+    """The groups that compile ``ops`` (names of `fastconv.functional` kernels, e.g.
+    ``{"conv2d_relu_avgpool2", "softmax_cross_entropy"}``); None or an op this
+    function does not know: every group."""
+    if ops is None:
+        return groups()
+    needed = set()
+    for op in ops:
+        if op.startswith("conv2d") and op != "conv2d_general":
+            needed.update(select.ALGORITHMS)
+            if "pool" in op:             # algorithms that do not fuse the pooling run it apart
+                needed.add("pool")
+        elif op in ("avg_pool2d", "max_pool2d"):
+            needed.add("pool")
+        elif op == "softmax_cross_entropy":
+            needed.add("loss")
+        elif op == "batch_norm":
+            needed.add("norm")
+        elif op in ("im2col", "col2im"):
+            needed.add("unfold")
+        elif op in ("conv2d_general", "conv_transpose2d"):
+            needed.add("general")
+        else:
+            return groups()
+    return tuple(group for group in groups() if group in needed)
 
 
 def _warm(dtype, group: str) -> None:
@@ -31,64 +82,123 @@ def _warm(dtype, group: str) -> None:
     dtype = np.dtype(dtype)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, 6, 5)).astype(dtype)
-    w = rng.standard_normal((3, 3, 3, 2)).astype(dtype)
+    w = rng.standard_normal((3, 3, 3, 3)).astype(dtype)
     b = rng.standard_normal(3).astype(dtype)
-    if group == "general":            # dilated, grouped, depthwise, transposed
-        general.warm(dtype)
-        return
     if group in select.ALGORITHMS:
         algorithm = select.ALGORITHMS[group]
         if not algorithm.supports(x.shape, w.shape, (1, 1), (1, 1)):
             return
         y = algorithm.forward(x, w, b, (1, 1), (1, 1), True)
         algorithm.backward(np.ones_like(y), x, w, y, (1, 1), (1, 1), True)
-        return
-    cols = unfold.im2col(x, (2, 2), (1, 1), (0, 0))
-    unfold.col2im(cols, (6, 5), (2, 2), (1, 1), (0, 0))
-    pool.avg_pool2d_backward(pool.avg_pool2d(x, (2, 2), (2, 2), (0, 0)), x.shape, (2, 2), (2, 2), (0, 0))
-    y, idx = pool.max_pool2d(x, (2, 2), (2, 2), (0, 0))
-    pool.max_pool2d_backward(y, idx, x.shape, (2, 2), (2, 2), (0, 0))
-    pool.softmax_cross_entropy(x.reshape(2, -1), np.full((2, 90), 1 / 90, dtype=dtype))
-    y, mean, var = norm.batch_norm(x, b, b, 1e-5)
-    norm.batch_norm_backward(y, x, mean, var, b, 1e-5)
+    elif group == "unfold":
+        cols = unfold.im2col(x, (2, 2), (1, 1), (0, 0))
+        unfold.col2im(cols, (6, 5), (2, 2), (1, 1), (0, 0))
+    elif group == "pool":
+        pool.avg_pool2d_backward(pool.avg_pool2d(x, (2, 2), (2, 2), (0, 0)), x.shape, (2, 2), (2, 2), (0, 0))
+        y, idx = pool.max_pool2d(x, (2, 2), (2, 2), (0, 0))
+        pool.max_pool2d_backward(y, idx, x.shape, (2, 2), (2, 2), (0, 0))
+    elif group == "loss":
+        pool.softmax_cross_entropy(x.reshape(2, -1), np.full((2, 90), 1 / 90, dtype=dtype))
+    elif group == "norm":
+        y, mean, var = norm.batch_norm(x, b, b, 1e-5)
+        norm.batch_norm_backward(y, x, mean, var, b, 1e-5)
+    elif group == "general":
+        general.warm(dtype)
+    else:
+        raise ValueError(f"unknown warm-up group {group!r}; groups: {', '.join(groups())}")
 
 
-def direct_ready(dtype_name: str) -> bool:
-    """Whether the direct-convolution kernels for ``dtype_name`` are compiled in this
-    process or indexed in numba's on-disk cache (then loading them takes ~0.1 s and
-    a helper process would only cost its start-up).  Reads numba's cache index
-    through internals; if they change, the answer is False and `warmup` merely
-    starts a helper it did not need."""
-    kernels = (_conv.conv2d_direct_forward, _conv.conv2d_direct_backward)
+# --------------------------------------------------------------------------- cache state
+def _group_kernels(group: str) -> list:
+    """The jitted entry points ``group`` compiles: an algorithm's are the public
+    kernels of ``kernels/<name>.py``; [] when that module does not exist."""
+    if group in _OTHER_GROUPS:
+        modules, names = _OTHER_GROUPS[group]
+        if names is not None:
+            return [getattr(modules[0], name) for name in names]
+    else:
+        try:
+            modules = (importlib.import_module(f"{_kernels_package.__name__}.{group}"),)
+        except ImportError:
+            return []
+    return [obj for module in modules for name, obj in vars(module).items()
+            if isinstance(obj, numba.core.registry.CPUDispatcher) and not name.startswith("_")
+            and obj.py_func.__module__ == module.__name__]
+
+
+def _kernel_ready(kernel, dtype_name: str) -> bool:
+    """Compiled for ``dtype_name`` in this process, or indexed in numba's on-disk cache
+    (read through numba internals: if they change, the answer is False)."""
+    if any(dtype_name in str(signature) for signature in kernel.signatures):
+        return True
     try:
-        return all(
-            any(str(sig[0].dtype) == dtype_name for sig in kernel.signatures)
-            or any(dtype_name in str(key[0]) for key in kernel._cache._cache_file._load_index())
-            for kernel in kernels)
+        return any(dtype_name in str(key[0]) for key in kernel._cache._cache_file._load_index())
     except Exception:  # noqa: BLE001 - numba internals moved: fall back to "not ready"
         return False
 
 
-def warm_items(items) -> None:
+def group_ready(dtype_name: str, group: str) -> bool:
+    """Whether loading ``group``'s kernels for ``dtype_name`` needs no compilation."""
+    kernels = _group_kernels(group)
+    return bool(kernels) and all(_kernel_ready(kernel, dtype_name) for kernel in kernels)
+
+
+def direct_ready(dtype_name: str) -> bool:
+    """Whether the direct-convolution kernels are compiled or cached (then loading
+    them takes ~0.1 s and a helper process would only cost its start-up)."""
+    return group_ready(dtype_name, "direct")
+
+
+def kernels_cached(dtypes=(np.float32,), ops=None) -> bool:
+    """Whether `warmup` of ``ops`` (see `groups_for`) for ``dtypes`` only loads from
+    numba's cache, compiling nothing (a hint: False when unsure)."""
+    return all(group_ready(np.dtype(dtype).name, group) for dtype in dtypes for group in groups_for(ops))
+
+
+def estimated_seconds(dtypes=(np.float32,), ops=None, jobs: int = 1) -> float:
+    """Rough cold-compile wall time of `warmup` (`ROUGH_COMPILE_SECONDS`)."""
+    times = [ROUGH_COMPILE_SECONDS.get(group, _UNKNOWN_GROUP_SECONDS)
+             for _ in dtypes for group in groups_for(ops)]
+    offloaded = [ROUGH_COMPILE_SECONDS["direct"] for _ in dtypes
+                 if jobs > 1 and "direct" in groups_for(ops)]
+    return max(sum(times) - sum(offloaded), sum(offloaded))
+
+
+# --------------------------------------------------------------------------- warmup
+def warm_items(items, progress=None) -> None:
     for item in items:
         dtype, group = item.split(":")
         _warm(dtype, group)
+        if progress is not None:
+            progress(item)
 
 
-def warmup(dtypes=(np.float32,), jobs: int = 1) -> float:
-    """Compile (or load from numba's cache) every kernel for ``dtypes``; returns seconds.
+def warmup(dtypes=(np.float32,), jobs: int = 1, ops=None, progress=None) -> float:
+    """Compile (or load from numba's cache) the kernels of ``ops`` (names of
+    `fastconv.functional` kernels; None: all) for ``dtypes``; returns seconds.
 
-    Runs each kernel once on tiny inputs -- both convolution algorithms, forward and
+    Runs each kernel once on tiny inputs -- every convolution algorithm, forward and
     backward, with and without ReLU/mask -- so that no later call pays compilation.
     With ``jobs=2`` a helper process compiles the direct-convolution kernels into
     numba's cache while this one compiles the rest, then this process loads them:
     about half the cold wall time on two idle cores (each kernel is compiled by one
-    process only, so the two never race on a cache index).
+    process only, so the two never race on a cache index).  ``progress(done, total,
+    item)`` is called once before anything compiles (``item`` None) and after each
+    ``"dtype:group"`` item is ready.
     """
     start = time.perf_counter()
-    items = [f"{np.dtype(d).name}:{group}" for d in dtypes for group in _WARMUP_GROUPS]
+    items = [f"{np.dtype(d).name}:{group}" for d in dtypes for group in groups_for(ops)]
     offloaded = [item for item in items
                  if jobs > 1 and item.endswith(":direct") and not direct_ready(item.split(":")[0])]
+    done = []
+
+    def ready(item):
+        done.append(item)
+        if progress is not None:
+            progress(len(done), len(items), item)
+
+    if progress is not None:
+        progress(0, len(items), None)
     helper = None
     if offloaded:
         import subprocess
@@ -98,11 +208,11 @@ def warmup(dtypes=(np.float32,), jobs: int = 1) -> float:
         helper = subprocess.Popen([sys.executable, "-c", code, *offloaded],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        warm_items([item for item in items if item not in offloaded])
+        warm_items([item for item in items if item not in offloaded], ready)
     finally:
         if helper is not None:
             helper.wait()
-    warm_items(offloaded)          # cache hits now (or compiled here if the helper failed)
+    warm_items(offloaded, ready)   # cache hits now (or compiled here if the helper failed)
     return time.perf_counter() - start
 
 

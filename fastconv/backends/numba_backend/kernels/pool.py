@@ -28,6 +28,14 @@ def _columns(j, sw, pw, width, out_w):
     return lo, max(lo, hi)
 
 
+@njit(**_JIT)
+def _offsets(kw, sw, pw, width, out_w):
+    """[lo, hi): window column offsets j that reach the input for some output column.
+    At other offsets every window is in the padding (adds 0, never the maximum), so
+    the loops skip them: their cost follows the input, however wide the window."""
+    return max(0, pw - (out_w - 1) * sw), max(0, min(kw, pw + width))
+
+
 # 2x2 windows with stride 2 and no padding (both reports' pools) take a dedicated
 # path: 7x (average) and 2-3x (max, branch-free selects) faster than the general
 # loops on report 000's shapes.  The general loops run over whole output rows (for
@@ -99,6 +107,7 @@ def avg_pool2d_forward(x, kh, kw, sh, sw, ph, pw, out, n_chunks):
     n, c, height, width = x.shape
     out_h, out_w = out.shape[2], out.shape[3]
     count = kh * kw
+    j0, j1 = _offsets(kw, sw, pw, width, out_w)
     items = n * c
     for chunk in prange(n_chunks):
         for item in range(items * chunk // n_chunks, items * (chunk + 1) // n_chunks):
@@ -113,7 +122,7 @@ def avg_pool2d_forward(x, kh, kw, sh, sw, ph, pw, out, n_chunks):
                 drow[:] = 0
                 for r in range(max(oh * sh - ph, 0), min(oh * sh - ph + kh, height)):
                     src = plane[r]
-                    for j in range(kw):
+                    for j in range(j0, j1):
                         lo, hi = _columns(j, sw, pw, width, out_w)
                         d = drow[lo:hi]
                         if sw == 1:
@@ -131,6 +140,7 @@ def avg_pool2d_backward(grad_y, kh, kw, sh, sw, ph, pw, grad_x, n_chunks):
     n, c, height, width = grad_x.shape
     out_h, out_w = grad_y.shape[2], grad_y.shape[3]
     count = kh * kw
+    j0, j1 = _offsets(kw, sw, pw, width, out_w)
     items = n * c
     for chunk in prange(n_chunks):
         share = np.empty(out_w, dtype=grad_y.dtype)
@@ -148,7 +158,7 @@ def avg_pool2d_backward(grad_y, kh, kw, sh, sw, ph, pw, grad_x, n_chunks):
                     share[ow] = grow[ow] / count
                 for r in range(max(oh * sh - ph, 0), min(oh * sh - ph + kh, height)):
                     dst = plane[r]
-                    for j in range(kw):
+                    for j in range(j0, j1):
                         lo, hi = _columns(j, sw, pw, width, out_w)
                         s = share[lo:hi]
                         if sw == 1:
@@ -164,6 +174,7 @@ def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, out, indices, n_chunks):
     """Max over each clipped window; ties (and NaNs) go to the first in row-major order."""
     n, c, height, width = x.shape
     out_h, out_w = out.shape[2], out.shape[3]
+    j0, j1 = _offsets(kw, sw, pw, width, out_w)
     items = n * c
     for chunk in prange(n_chunks):
         for item in range(items * chunk // n_chunks, items * (chunk + 1) // n_chunks):
@@ -187,7 +198,7 @@ def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, out, indices, n_chunks):
                 # first maximum, and the first NaN wins and stays (as np.argmax).
                 for r in range(r0, r1):
                     src = plane[r]
-                    for j in range(kw):
+                    for j in range(j0, j1):
                         lo, hi = _columns(j, sw, pw, width, out_w)
                         for ow in range(lo, hi):
                             col = ow * sw + j - pw
@@ -240,6 +251,7 @@ def softmax_cross_entropy(logits, target, grad):
         g = grad[row]
         for j in range(k):
             log_p = (z[j] - top) - log_norm
-            loss -= t[j] * log_p
+            if t[j] != 0:               # 0 * log p is 0, even where log p = -inf
+                loss -= t[j] * log_p
             g[j] = (np.exp(log_p) - t[j]) / n
     return loss / n

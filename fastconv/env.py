@@ -1,0 +1,71 @@
+"""The ``FASTCONV_*`` environment variables: read in one place, and a bad value is an
+error naming the variable.
+
+* ``FASTCONV_BACKEND``     -- backend chosen on first use (`fastconv.backends`);
+* ``FASTCONV_NUM_THREADS`` -- threads of the numba (and torch) backend, a positive int;
+* ``FASTCONV_CONV_ALGO``   -- the numba convolution algorithm mode (`numba_backend.select`);
+* ``FASTCONV_CONV_EXACT``  -- 1: exact-arithmetic convolution algorithms only;
+* ``FASTCONV_CACHE_DIR``   -- where autotuning results are kept (default ~/.cache/fastconv).
+
+`EnvironmentVariableError` is deliberately not a `ValueError`: code that turns a
+ValueError from a model's forward pass into "this model cannot take that data" must
+not relabel a misconfigured machine.
+"""
+
+from __future__ import annotations
+
+import os
+
+BACKEND = "FASTCONV_BACKEND"
+NUM_THREADS = "FASTCONV_NUM_THREADS"
+CONV_ALGO = "FASTCONV_CONV_ALGO"
+CONV_EXACT = "FASTCONV_CONV_EXACT"
+CACHE_DIR = "FASTCONV_CACHE_DIR"
+
+
+class EnvironmentVariableError(Exception):
+    """An environment variable fastconv reads holds a value it cannot use."""
+
+
+def raw(name: str) -> str:
+    """The variable's value, stripped ("" when unset)."""
+    return os.environ.get(name, "").strip()
+
+
+def positive_int(name: str) -> int | None:
+    """The variable as a positive int, None when unset or empty."""
+    value = raw(name)
+    if not value:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise EnvironmentVariableError(f"{name} must be a positive integer, got {value!r}")
+    return number
+
+
+def num_threads() -> int | None:
+    """``FASTCONV_NUM_THREADS``, None when unset (then: all cores)."""
+    return positive_int(NUM_THREADS)
+
+
+def choice(name: str, valid) -> str | None:
+    """The variable lower-cased, which must be one of ``valid``; None when unset."""
+    value = raw(name)
+    if not value:
+        return None
+    if value.lower() not in valid:
+        raise EnvironmentVariableError(f"{name}: unknown value {value!r}; valid: {', '.join(valid)}")
+    return value.lower()
+
+
+def flag(name: str) -> bool:
+    """The variable as a yes/no switch (1/true/yes or 0/false/no); False when unset."""
+    value = raw(name).lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise EnvironmentVariableError(f"{name} must be 0 or 1, got {value!r}")

@@ -1,0 +1,224 @@
+"""Before a run: compile only what the model needs, announce a cold compile with a
+progress bar, fail fast on a bad configuration, advise on a busy machine (issue 11
+items 11 and 17)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastconv import machine_load, nn, startup
+from fastconv.models import build_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------ which kernels
+def test_ops_of_the_report_models():
+    assert startup.ops_of(build_model("mlp1")) == {"softmax_cross_entropy"}
+    assert startup.ops_of(build_model("cnn")) == {"conv2d_relu_avgpool2", "softmax_cross_entropy"}
+    letters = startup.ops_of(build_model("letters-cnn"))
+    assert {"conv2d", "batch_norm", "max_pool2d"} <= letters
+
+
+def test_unknown_layer_means_every_kernel():
+    class Custom(nn.Module):
+        def forward(self, x):
+            return x
+
+    assert startup.ops_of(nn.Sequential(nn.Linear(2, 2), Custom())) is None
+
+
+def test_groups_follow_the_ops_and_the_algorithm_registry(monkeypatch):
+    pytest.importorskip("numba")
+    import importlib
+
+    from fastconv.backends.numba_backend import select
+
+    # the module (the package's ``warmup`` attribute is the function)
+    warmup = importlib.import_module("fastconv.backends.numba_backend.warmup")
+    assert warmup.groups_for({"softmax_cross_entropy"}) == ("loss",)
+    cnn = warmup.groups_for(startup.ops_of(build_model("cnn")))
+    assert set(cnn) == set(select.ALGORITHMS) | {"pool", "loss"}
+    assert warmup.groups_for(None) == warmup.groups() == tuple(select.ALGORITHMS) + (
+        "loss", "pool", "norm", "unfold", "general")
+    assert warmup.groups_for({"some_new_op"}) == warmup.groups()
+    assert warmup.groups_for({"conv_transpose2d"}) == ("general",)
+    # an algorithm added later joins the groups without any list here changing
+    monkeypatch.setitem(select.ALGORITHMS, "fft", select.ALGORITHMS["gemm"])
+    assert "fft" in warmup.groups() and "fft" in warmup.groups_for({"conv2d"})
+
+
+# ------------------------------------------------------------------ notice and bar
+class FakeBackend:
+    name = "fake"
+
+    def __init__(self, cached, estimate=25.0):
+        self.cached, self.estimate, self.calls = cached, estimate, []
+
+    def kernels_cached(self, dtypes, ops):
+        return self.cached
+
+    def estimated_seconds(self, dtypes, ops, jobs):
+        return self.estimate
+
+    def warmup(self, dtypes, jobs, ops=None, progress=None):
+        self.calls.append((dtypes, jobs, ops))
+        if progress is not None:
+            progress(0, 2, None)
+            progress(1, 2, "float32:a")
+            progress(2, 2, "float32:b")
+        return 1.5
+
+
+def test_cold_cache_is_announced_before_compiling_with_a_bar(capsys):
+    backend, messages = FakeBackend(cached=False), []
+    seconds = startup.compile_kernels(backend, build_model("mlp1"), np.float32, messages.append)
+    assert seconds == 1.5
+    assert backend.calls == [((np.dtype(np.float32),), 2, {"softmax_cross_entropy"})]
+    (notice,) = messages
+    for words in ("First run", "the fake kernels this model needs", "float32", "roughly 25 s", "once",
+                  "later runs load them"):
+        assert words in notice, notice
+    bar = capsys.readouterr().err
+    assert "compiling kernels" in bar and "2/2" in bar
+
+
+def test_warm_cache_or_short_compile_is_silent(capsys):
+    for backend in (FakeBackend(cached=True), FakeBackend(cached=False, estimate=0.3)):
+        messages = []
+        assert startup.compile_kernels(backend, None, np.float32, messages.append) == 1.5
+        assert messages == [] and capsys.readouterr().err == ""
+
+
+def test_backend_without_warmup_compiles_nothing():
+    assert startup.compile_kernels(object(), None) is None
+
+
+def test_real_warmup_reports_progress_per_group():
+    pytest.importorskip("numba")
+    from fastconv.backends import numba_backend as NB
+
+    events = []
+    NB.warmup(ops={"softmax_cross_entropy"}, progress=lambda *event: events.append(event))
+    assert events == [(0, 1, None), (1, 1, "float32:loss")]
+    assert NB.kernels_cached((np.float32,), {"softmax_cross_entropy"})
+
+
+def test_bad_conv_algorithm_fails_before_compiling(monkeypatch):
+    pytest.importorskip("numba")
+    import fastconv
+    from fastconv.env import EnvironmentVariableError
+
+    monkeypatch.setenv("FASTCONV_CONV_ALGO", "fastest")
+    with fastconv.use_backend("numba") as backend:
+        monkeypatch.setattr(backend, "warmup", lambda **kw: pytest.fail("compiled anyway"))
+        with pytest.raises(EnvironmentVariableError, match="FASTCONV_CONV_ALGO"):
+            startup.prepare_backend(build_model("cnn"), log=lambda text: None)
+
+
+def test_train_prepares_the_backend_before_any_kernel_runs(monkeypatch, tmp_path):
+    pytest.importorskip("numba")
+    import fastconv.train
+    from fastconv.data import load_dataset
+    from fastconv.nn import Linear
+
+    order = []
+    monkeypatch.setattr(startup, "prepare_backend", lambda *a, **k: order.append("prepare") or 0.0)
+    real_forward = Linear.forward
+    monkeypatch.setattr(Linear, "forward", lambda self, x: order.append(
+        f"forward on {fastconv.get_backend().name}") or real_forward(self, x))
+    data = load_dataset("digits", limit=40)
+    fastconv.train.train("mlp1", data, epochs=1, progress=False, log=lambda text: None, plots=False,
+                         out_dir=tmp_path / "run", backend="numba")
+    # the shape check before compiling runs on the reference backend; training after it
+    first_on_numba = next(i for i, step in enumerate(order) if step == "forward on numba")
+    assert "prepare" in order[:first_on_numba]
+    assert all(step == "forward on numpy" for step in order[:order.index("prepare")])
+
+
+MLP_IN_A_COLD_CACHE = textwrap.dedent("""
+    import json, sys
+    import fastconv
+    from fastconv.data import load_dataset
+    from fastconv.train import train
+    from fastconv.backends import numba_backend as NB
+    lines = []
+    train("mlp1", load_dataset("digits", limit=60), epochs=1, progress=False, plots=False,
+          out_dir=sys.argv[1], backend="numba", log=lines.append)
+    print(json.dumps(dict(signatures=NB.compiled_signatures(), log=lines)))
+""")
+
+
+def test_a_model_without_convolutions_compiles_no_conv_kernels(tmp_path):
+    """mlp1 in an empty numba cache: only the loss kernel is compiled (a second or so),
+    not the ~25 s of every kernel; nothing to announce."""
+    pytest.importorskip("numba")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FASTCONV_")}
+    env.update(NUMBA_CACHE_DIR=str(tmp_path / "cache"),
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-c", MLP_IN_A_COLD_CACHE, str(tmp_path / "run")],
+                          capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    compiled = {name for name, count in result["signatures"].items() if count}
+    assert compiled == {"softmax_cross_entropy"}, compiled
+    assert not any("First run" in line for line in result["log"])
+
+
+def test_cold_cache_is_detected_in_a_fresh_process(tmp_path):
+    pytest.importorskip("numba")
+    code = "from fastconv.backends import numba_backend as NB; print(NB.kernels_cached())"
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path),
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------------ busy machine
+def test_advice_only_when_threads_would_share_cores():
+    text = machine_load.advice(2, 1.0, 2)
+    assert "FASTCONV_NUM_THREADS=1" in text and "busy" in text
+    assert machine_load.advice(2, 0.2, 2) is None        # background noise
+    assert machine_load.advice(1, 2.0, 2) is None        # one thread: nothing to wait for
+    assert machine_load.advice(4, 2.0, 8) is None        # enough free cores
+    assert "FASTCONV_NUM_THREADS=6" in machine_load.advice(8, 2.0, 8)
+    assert machine_load.advice(2, None, 2) is None       # unknown (no /proc/stat)
+
+
+def test_busy_cores_from_proc_stat(tmp_path, monkeypatch):
+    stat = tmp_path / "stat"
+    samples = iter([
+        "cpu  0 0 0 0 0 0 0 0\ncpu0 100 0 0 100 0 0 0 0\ncpu1 0 0 0 200 0 0 0 0\n",
+        "cpu  0 0 0 0 0 0 0 0\ncpu0 200 0 0 100 0 0 0 0\ncpu1 0 0 10 290 0 0 0 0\n",
+    ])
+    stat.write_text(next(samples))
+    monkeypatch.setattr(machine_load, "_PROC_STAT", str(stat))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(machine_load.time, "sleep", lambda seconds: stat.write_text(next(samples)))
+    assert machine_load.busy_cores() == pytest.approx(1.0 + 0.1)
+
+
+def test_busy_machine_gets_one_line_of_advice(monkeypatch):
+    class Threaded:
+        def get_num_threads(self):
+            return 2
+
+    monkeypatch.setattr(machine_load, "busy_cores", lambda seconds: 1.0)
+    monkeypatch.setattr(machine_load, "available_cores", lambda: 2)
+    monkeypatch.delenv("FASTCONV_NUM_THREADS", raising=False)
+    messages = []
+    startup._advise_if_busy(Threaded(), messages.append)
+    assert len(messages) == 1 and messages[0].startswith("note: this machine is busy")
+    monkeypatch.setenv("FASTCONV_NUM_THREADS", "2")       # the user chose: no advice
+    startup._advise_if_busy(Threaded(), messages.append)
+    assert len(messages) == 1
