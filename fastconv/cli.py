@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=_positive_int, default=None)
     train.add_argument("--lr", type=float, default=None, help="initial learning rate")
     train.add_argument("--momentum", type=float, default=None)
+    train.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=None,
+                       help="sgd (default), adam or adamw (PyTorch semantics; lr default 1e-3)")
     train.add_argument("--weight-decay", type=float, default=None)
     train.add_argument("--lr-step", type=_positive_int, default=None,
                        help="multiply the learning rate by --lr-gamma every this many epochs (default 5)")
@@ -136,7 +138,7 @@ def _run_train(args) -> int:
         lr_gamma=args.lr_gamma, batch_norm=False if args.no_bn else None, dropout=args.dropout,
         out_dir=out, seed=args.seed, resume=args.resume, overwrite=args.overwrite,
         progress=not args.no_progress, limit=args.limit, data_root=args.data_root,
-        download=args.download, dtype=args.dtype, backend=args.backend)
+        download=args.download, dtype=args.dtype, backend=args.backend, optimizer=args.optimizer)
     if result.interrupted:
         return EXIT_INTERRUPTED
     print(f"wrote {out}/model.npz, history.json, iterations.json and curves")

@@ -1,6 +1,6 @@
 """The training loop, its checkpoints and its logs.
 
-`train` fits one of `fastconv.models.MODELS` on a data set with SGD + `StepLR` on
+`train` fits one of `fastconv.models.MODELS` on a data set with SGD (or Adam/AdamW) + `StepLR` on
 whichever backend is selected, evaluates on the test split after every epoch and
 writes to ``out_dir``:
 
@@ -58,8 +58,9 @@ CHECKPOINT_FORMAT = 1
 # ------------------------------------------------------------------ hyper-parameters
 @dataclass(frozen=True)
 class Hyperparameters:
-    """SGD settings of one run.  ``lr`` is multiplied by ``lr_gamma`` every
-    ``lr_step`` epochs (`fastconv.optim.StepLR`)."""
+    """Optimiser settings of one run.  ``lr`` is multiplied by ``lr_gamma`` every
+    ``lr_step`` epochs (`fastconv.optim.StepLR`); ``optimizer`` is a name for
+    `fastconv.optim.make_optimizer` (Adam/AdamW do not use ``momentum``)."""
 
     batch_size: int
     lr: float
@@ -67,6 +68,7 @@ class Hyperparameters:
     weight_decay: float
     lr_step: int = 5
     lr_gamma: float = 0.5
+    optimizer: str = "sgd"
 
 
 # Report 000 §3.1 for the CNN; §4 (its homework-1 optimum) for the MLPs: batch 100,
@@ -434,13 +436,15 @@ def train(model_name: str, dataset, epochs: int = 10, batch_size: int | None = N
           limit: int | None = None, data_root=None, download: bool = False,
           dtype="float32", backend: str | None = None, eval_batch_size: int = 500,
           on_batch_end: Callable[[dict], None] | None = None, plots: bool = True,
-          log: Callable[[str], None] | None = None) -> TrainResult:
+          log: Callable[[str], None] | None = None, optimizer: str | None = None) -> TrainResult:
     """Train ``model_name`` on ``dataset`` for ``epochs`` epochs (in total: with
     ``resume`` it continues an earlier run in ``out_dir`` up to that many).
 
     ``dataset`` is a name (``mnist``, ``fashion-mnist``, ``digits``, ``letters``), a
     path, or a loaded `fastconv.data.Dataset`.  Hyper-parameters left as None take
     `default_hyperparameters`; ``batch_norm`` / ``dropout`` apply to ``letters-cnn``.
+    ``optimizer`` is ``sgd`` (default), ``adam`` or ``adamw`` (`fastconv.optim.DEFAULT_LR`
+    when ``lr`` is None).
     ``backend`` selects a backend for this call only (default: the current one).
     ``on_batch_end(info)`` is called after every optimiser step with ``epoch``,
     ``batch``, ``iteration``, ``loss``, ``acc``.  With ``resume`` the model, data set
@@ -467,10 +471,10 @@ def _blas_policy(model):
 
 def _train(model_name, dataset, epochs, batch_size, lr, momentum, weight_decay, lr_step,
            lr_gamma, batch_norm, dropout, out_dir, seed, resume, overwrite, progress, limit,
-           data_root, download, dtype, eval_batch_size, on_batch_end, plots, log) -> TrainResult:
+           data_root, download, dtype, eval_batch_size, on_batch_end, plots, log, optimizer) -> TrainResult:
     from fastconv.data import batches
     from fastconv.models import build_model, default_loss
-    from fastconv.optim import SGD, StepLR
+    from fastconv.optim import StepLR
 
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
@@ -496,8 +500,8 @@ def _train(model_name, dataset, epochs, batch_size, lr, momentum, weight_decay, 
         check_model_options(model_name, batch_norm, dropout)
         data = resolve_dataset(dataset, data_root, download, seed, limit)
         defaults = default_hyperparameters(model_name, True if batch_norm is None else batch_norm)
-        chosen = dict(batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                      lr_step=lr_step, lr_gamma=lr_gamma)
+        chosen = dict(batch_size=batch_size, lr=_default_lr(lr, optimizer), momentum=momentum,
+                      weight_decay=weight_decay, lr_step=lr_step, lr_gamma=lr_gamma, optimizer=optimizer)
         hyper = Hyperparameters(**{k: (getattr(defaults, k) if v is None else v) for k, v in chosen.items()})
         _check_hyperparameters(hyper)
         config = model_config(model_name, data, batch_norm, dropout, dtype, seed)
@@ -506,8 +510,7 @@ def _train(model_name, dataset, epochs, batch_size, lr, momentum, weight_decay, 
     model = build_model(model_name, **config)
     check_model_fits(model, model_name, data, dtype)
     loss_fn = default_loss(model_name)
-    optimizer = SGD(model.parameters(), lr=hyper.lr, momentum=hyper.momentum,
-                    weight_decay=hyper.weight_decay)
+    optimizer = _make_optimizer(hyper, model)
     scheduler = StepLR(optimizer, step_size=hyper.lr_step, gamma=hyper.lr_gamma)
     # Images stay as the data set holds them (uint8 or float32); each batch is cast
     # to the model's dtype on the way in.
@@ -544,7 +547,7 @@ def _train(model_name, dataset, epochs, batch_size, lr, momentum, weight_decay, 
     n_batches = math.ceil(len(train_y) / hyper.batch_size)
     log(f"{model_name} ({model.num_parameters():,} parameters) on {data.name}: "
         f"{len(train_y)} train / {len(test_y)} test images, backend {backend_name}, "
-        f"batch {hyper.batch_size}, lr {optimizer.lr:g}, momentum {hyper.momentum:g}, "
+        f"batch {hyper.batch_size}, {hyper.optimizer} lr {optimizer.lr:g}, momentum {hyper.momentum:g}, "
         f"weight decay {hyper.weight_decay:g}")
 
     def snapshot() -> Path:
@@ -682,7 +685,24 @@ def _progress_bar(enabled: bool, total: int, initial: int, epoch: int, epochs: i
                 disable=not enabled, leave=False, dynamic_ncols=True, file=sys.stderr)
 
 
+def _default_lr(lr, optimizer_name):
+    """Adam/AdamW without an explicit ``lr`` get theirs, not the SGD default."""
+    from fastconv.optim import DEFAULT_LR
+
+    return DEFAULT_LR.get(optimizer_name) if lr is None else lr
+
+
+def _make_optimizer(hyper: Hyperparameters, model):
+    from fastconv.optim import make_optimizer
+
+    return make_optimizer(hyper.optimizer, model.parameters(), hyper.lr, hyper.momentum, hyper.weight_decay)
+
+
 def _check_hyperparameters(hyper: Hyperparameters) -> None:
+    from fastconv.optim import OPTIMIZERS
+
+    if hyper.optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {hyper.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
     if not isinstance(hyper.batch_size, int) or hyper.batch_size < 1:
         raise ValueError(f"batch size must be a positive int, got {hyper.batch_size!r}")
     if not hyper.lr > 0:
