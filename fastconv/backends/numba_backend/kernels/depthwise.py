@@ -30,58 +30,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from fastconv.backends.numba_backend.kernels.phases import _fill_phases, _geometry, _read_phases, _tap_offset
+
 # reassoc lets LLVM vectorise the dot-product reductions; contract allows FMAs.
 FASTMATH = {"reassoc", "contract"}
 _JIT = dict(cache=True, nogil=True, fastmath=FASTMATH)
 _PJIT = dict(cache=True, nogil=True, fastmath=FASTMATH, parallel=True)
-
-
-@njit(**_JIT)
-def _fill_phases(dst, plane, ph, pw, sh, sw, phase_size, pwid):
-    """Scatter ``plane`` (H, W) into the stride phases of its zero-padded copy: padded
-    pixel (R, C) goes to phase ``(R % sh)*sw + C % sw``, row ``R // sh``, column
-    ``C // sw`` (for stride 1: the flat padded plane, row length ``pwid``)."""
-    height, width = plane.shape
-    for r in range(height):
-        big_r = r + ph
-        row_base = ((big_r % sh) * sw) * phase_size + (big_r // sh) * pwid
-        src = plane[r]
-        for pc in range(sw):
-            c0 = (pc - pw) % sw                     # first column of this phase
-            if c0 >= width:
-                continue
-            count = (width - c0 + sw - 1) // sw
-            start = row_base + pc * phase_size + (c0 + pw) // sw
-            d = dst[start:start + count]
-            for k in range(count):
-                d[k] = src[c0 + k * sw]
-
-
-@njit(**_JIT)
-def _read_phases(src, plane, ph, pw, sh, sw, phase_size, pwid, bias):
-    """Inverse of `_fill_phases`: ``plane`` (overwritten) = interior of ``src`` + bias."""
-    height, width = plane.shape
-    for r in range(height):
-        big_r = r + ph
-        row_base = ((big_r % sh) * sw) * phase_size + (big_r // sh) * pwid
-        dst = plane[r]
-        for pc in range(sw):
-            c0 = (pc - pw) % sw
-            if c0 >= width:
-                continue
-            count = (width - c0 + sw - 1) // sw
-            start = row_base + pc * phase_size + (c0 + pw) // sw
-            s = src[start:start + count]
-            for k in range(count):
-                dst[c0 + k * sw] = s[k] + bias
-
-
-@njit(**_JIT)
-def _tap_offset(i, j, sh, sw, dh, dw, phase_size, pwid):
-    """Where tap (i, j) of output position 0 reads in the phase buffer: every output
-    position q = oh*pwid + ow then reads ``offset + q`` (one phase, contiguous)."""
-    ri, ci = i * dh, j * dw
-    return ((ri % sh) * sw + ci % sw) * phase_size + (ri // sh) * pwid + ci // sw
 
 
 @njit(**_JIT)
@@ -193,13 +147,6 @@ def _phased_backward(gw, gacc, g, buf, wk, sh, sw, dh, dw, phase_size, pwid, n, 
                 wv = wk[i, j]
                 for q in range(n):
                     d[q] += wv * g[q]
-
-
-@njit(cache=True, nogil=True)
-def _geometry(height, width, ph, pw, sh, sw):
-    """(phase_size, pwid) of the stride-phase buffer of a padded plane."""
-    pwid = (width + 2 * pw + sw - 1) // sw
-    return ((height + 2 * ph + sh - 1) // sh) * pwid, pwid
 
 
 @njit(**_PJIT)
