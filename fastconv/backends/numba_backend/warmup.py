@@ -16,9 +16,10 @@ from fastconv.backends.numba_backend.kernels import norm as _norm
 from fastconv.backends.numba_backend.kernels import pool as _pool
 from fastconv.backends.numba_backend.kernels import depthwise as _depthwise
 from fastconv.backends.numba_backend.kernels import grouped as _grouped
+from fastconv.backends.numba_backend.kernels import phases as _phases
 from fastconv.backends.numba_backend.kernels import unfold_dilated as _unfold_dilated
 
-KERNEL_MODULES = (_conv, _gemm, _cols, _pool, _norm, _depthwise, _grouped, _unfold_dilated)
+KERNEL_MODULES = (_conv, _gemm, _cols, _pool, _norm, _depthwise, _grouped, _unfold_dilated, _phases)
 
 # Kernel groups for `warmup`: one per convolution algorithm, then the rest; "direct"
 # (the two fused direct-convolution kernels) is ~45 % of the compile time, so it is
