@@ -49,6 +49,55 @@ def _fold_group(cols_flat, c0, c1, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w,
                         dh, dw, out_h, out_w, pad, out_img[ci], bias[ci])
 
 
+@njit(cache=True, nogil=True)
+def _to_grid(src, dst, rows, width, pwid):
+    """Rows of ``src`` (C, rows*width) onto ``dst`` (C, rows*pwid); other columns untouched."""
+    for o in range(src.shape[0]):
+        s_plane = src[o]
+        d_plane = dst[o]
+        for r in range(rows):
+            d = d_plane[r * pwid:r * pwid + width]
+            s = s_plane[r * width:(r + 1) * width]
+            for c in range(width):
+                d[c] = s[c]
+
+
+@njit(cache=True, nogil=True)
+def _from_grid(src, dst, rows, width, pwid):
+    """Inverse of `_to_grid`: the valid columns of ``src`` into ``dst`` (C, rows*width)."""
+    for o in range(src.shape[0]):
+        s_plane = src[o]
+        d_plane = dst[o]
+        for r in range(rows):
+            d = d_plane[r * width:(r + 1) * width]
+            s = s_plane[r * pwid:r * pwid + width]
+            for c in range(width):
+                d[c] = s[c]
+
+
+@njit(cache=True, nogil=True)
+def _phased_unfold(planes, phases, cols, kh, kw, sh, sw, ph, pw, dh, dw, phase_size, pwid, span, sums):
+    """Columns of ``planes`` (C, H, W) on the output grid: each plane into its stride
+    phases, then one contiguous copy per tap; ``sums[c]`` += the plane's total."""
+    plane = sh * sw * phase_size
+    taps = kh * kw
+    for c in range(planes.shape[0]):
+        _fill_phases(phases[c * plane:(c + 1) * plane], planes[c], ph, pw, sh, sw, phase_size, pwid)
+        total = 0.0
+        for r in range(planes.shape[1]):
+            row = planes[c, r]
+            for col in range(planes.shape[2]):
+                total += row[col]
+        sums[c] += total
+        for i in range(kh):
+            for j in range(kw):
+                start = c * plane + _tap_offset(i, j, sh, sw, dh, dw, phase_size, pwid)
+                d = cols[c * taps + i * kw + j]
+                s = phases[start:start + span]
+                for q in range(span):
+                    d[q] = s[q]
+
+
 @njit(**_PJIT)
 def grouped_forward(x, w3, b, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, y3, ws_cols, n_chunks):
     """y3[n, g*Og:(g+1)*Og] = w3[g] @ cols(x[n, group g]) + b, items (image, group)."""
@@ -143,14 +192,7 @@ def grouped_transpose(x3, w3t, b, kh, kw, sh, sw, ph, pw, dh, dw, in_h, in_w, y,
         for item in range(items * chunk // n_chunks, items * (chunk + 1) // n_chunks):
             img = item // groups
             g = item - img * groups
-            for o in range(og):
-                src = x3[img, g * og + o]
-                dst = xg[o]
-                for r in range(in_h):
-                    d = dst[r * pwid:r * pwid + in_w]
-                    s = src[r * in_w:(r + 1) * in_w]
-                    for c in range(in_w):
-                        d[c] = s[c]
+            _to_grid(x3[img, g * og:(g + 1) * og], xg, in_h, in_w, pwid)
             np.dot(w3t[g], xg, cols)
             for co in range(cg):
                 acc[:] = 0
@@ -181,50 +223,25 @@ def grouped_transpose_backward(gy, x3, w3, kh, kw, sh, sw, ph, pw, dh, dw, in_h,
     n, c_out, height, width = gy.shape
     groups, og, depth = w3.shape
     cg = c_out // groups
-    taps = kh * kw
     phase_size, pwid = _geometry(height, width, ph, pw, sh, sw)
-    plane = sh * sw * phase_size
     grid = in_h * pwid
     span = (in_h - 1) * pwid + in_w
     items = n * groups
     for chunk in prange(n_chunks):
         cols = ws_cols[chunk][:depth * grid].reshape((depth, grid))
         cols[:, span:] = 0
-        phases = np.zeros(cg * plane, dtype=gy.dtype)
+        phases = np.zeros(cg * sh * sw * phase_size, dtype=gy.dtype)
         xg = np.zeros((og, grid), dtype=gy.dtype)
         out = np.empty((og, grid), dtype=gy.dtype)
         part = np.empty((depth, og), dtype=gy.dtype)
         for item in range(items * chunk // n_chunks, items * (chunk + 1) // n_chunks):
             img = item // groups
             g = item - img * groups
-            for c in range(cg):
-                g_plane = gy[img, g * cg + c]
-                _fill_phases(phases[c * plane:(c + 1) * plane], g_plane, ph, pw, sh, sw, phase_size, pwid)
-                total = 0.0
-                for r in range(height):
-                    for col in range(width):
-                        total += g_plane[r, col]
-                gb_parts[chunk, g * cg + c] += total
-                for i in range(kh):
-                    for j in range(kw):
-                        start = c * plane + _tap_offset(i, j, sh, sw, dh, dw, phase_size, pwid)
-                        d = cols[c * taps + i * kw + j]
-                        s = phases[start:start + span]
-                        for q in range(span):
-                            d[q] = s[q]
-            for o in range(og):
-                src = x3[img, g * og + o]
-                dst = xg[o]
-                for r in range(in_h):
-                    for col in range(in_w):
-                        dst[r * pwid + col] = src[r * in_w + col]
+            _phased_unfold(gy[img, g * cg:(g + 1) * cg], phases, cols, kh, kw, sh, sw, ph, pw, dh, dw,
+                           phase_size, pwid, span, gb_parts[chunk, g * cg:(g + 1) * cg])
+            _to_grid(x3[img, g * og:(g + 1) * og], xg, in_h, in_w, pwid)
             np.dot(w3[g], cols, out)
-            for o in range(og):
-                src = out[o]
-                dst = grad_x3[img, g * og + o]
-                for r in range(in_h):
-                    for col in range(in_w):
-                        dst[r * in_w + col] = src[r * pwid + col]
+            _from_grid(out, grad_x3[img, g * og:(g + 1) * og], in_h, in_w, pwid)
             np.dot(cols, xg.T, part)
             acc = gw_parts[chunk, g]
             for r in range(depth):
