@@ -39,12 +39,15 @@ _PJIT = dict(cache=True, nogil=True, fastmath=FASTMATH, parallel=True)
 
 
 @njit(**_JIT)
-def _corr_flat(acc, src, wk, row_off, col_off, n):
-    """acc[q] += sum_ij wk[i, j] * src[q + i*row_off + j*col_off] for q < n.
+def _corr_flat(acc, src, wk, row_off, col_off, n, assign, init):
+    """acc[q] (+)= sum_ij wk[i, j] * src[q + i*row_off + j*col_off] for q < n; with
+    ``assign`` acc[q] = init + the sum (no separate fill pass: ~20 % faster at 3x3).
 
     Slices, not ``q + offset`` indices: they keep every index provably non-negative,
     which is what lets LLVM drop the wraparound checks and vectorise."""
     kh, kw = wk.shape
+    if assign and not (kh == 3 and kw == 3):
+        acc[:n] = init
     if kh == 3 and kw == 3:
         r1 = row_off
         r2 = 2 * row_off
@@ -56,6 +59,12 @@ def _corr_flat(acc, src, wk, row_off, col_off, n):
         w00, w01, w02 = wk[0, 0], wk[0, 1], wk[0, 2]
         w10, w11, w12 = wk[1, 0], wk[1, 1], wk[1, 2]
         w20, w21, w22 = wk[2, 0], wk[2, 1], wk[2, 2]
+        if assign:
+            for q in range(n):
+                acc[q] = init + (w00 * s00[q] + w01 * s01[q] + w02 * s02[q]
+                                 + w10 * s10[q] + w11 * s11[q] + w12 * s12[q]
+                                 + w20 * s20[q] + w21 * s21[q] + w22 * s22[q])
+            return
         for q in range(n):
             acc[q] += (w00 * s00[q] + w01 * s01[q] + w02 * s02[q]
                        + w10 * s10[q] + w11 * s11[q] + w12 * s12[q]
@@ -173,10 +182,10 @@ def depthwise_forward(x, w3, b, sh, sw, ph, pw, dh, dw, y, n_chunks):
             _fill_phases(xs, x[img, c], ph, pw, sh, sw, phase_size, pwid)
             for k in range(mult):
                 co = c * mult + k
-                acc[:] = b[co]
                 if unit:
-                    _corr_flat(acc, xs, w3[co], dh * pwid, dw, span)
+                    _corr_flat(acc, xs, w3[co], dh * pwid, dw, span, True, b[co])
                 else:
+                    acc[:] = b[co]
                     _phased_corr(acc, xs, w3[co], sh, sw, dh, dw, phase_size, pwid, span)
                 for oh in range(out_h):
                     src = acc[oh * pwid:oh * pwid + out_w]
@@ -242,6 +251,6 @@ def depthwise_backward(gy, x, w3, wflip3, bias, c_in, height, width, sh, sw, ph,
                     _dots_flat(gw_parts[chunk, co], g, xs, dh * pwid, dw, span)
                 if need_grad_x:
                     _corr_flat(gacc[first_x:first_x + span_x], gbuf[first_x:], wflip3[co],
-                               dh * pwid, dw, span_x)
+                               dh * pwid, dw, span_x, False, gacc[0])
             if need_grad_x:
                 _read_phases(gacc, grad_x[img, c], ph, pw, sh, sw, phase_size, pwid, bias[c])
