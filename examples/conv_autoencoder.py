@@ -18,9 +18,12 @@ Data: ``fashion-mnist`` is looked up like everywhere in fastconv (``--data-root`
 not on disk the example falls back to the offline ``digits`` set.  The same seed
 gives both backends the same weights and batches, so their losses agree to rounding.
 
-Time per epoch here (2 shared cores, Fashion-MNIST limited to 10,000 train / 2,000
-test images, batch 64, float32; indicative, 2026-11-25): see the README's issue-13
-section for the measured numbers.
+Measured with the defaults (Fashion-MNIST, 10,000 train / 2,000 test images, batch
+64, float32, 2 cores shared with other jobs, so indicative): numba 3.9-4.3 s per
+epoch (test MSE 0.0283 after 1 epoch, 0.0127 after 5), numpy 18.2 s for its one epoch
+(test MSE 0.0283: the same numbers as numba's first epoch).  This small net (16-32
+channels at 14x14 and 7x7) is dominated by per-call overheads and the plain strided
+convolutions, not by the new kernels.
 """
 
 from __future__ import annotations
