@@ -6,7 +6,8 @@ Format 1, unchanged since the first trainer, so every earlier ``model.npz`` load
   a training run the data set, hyper-parameters, progress, per-epoch history,
   optimiser and schedule scalars and dropout RNG states (see `fastconv.checkpoint_meta`);
 * ``model/<name>`` -- every parameter and buffer, keyed as in ``model.state_dict()``;
-* ``optimizer/momentum_buffer.<i>`` -- SGD's momentum buffers;
+* ``optimizer/momentum_buffer.<i>`` -- SGD's momentum buffers; Adam/AdamW's
+  ``optimizer/exp_avg.<i>``, ``exp_avg_sq.<i>`` (and ``max_exp_avg_sq.<i>`` with amsgrad);
 * ``log/epoch``, ``log/loss``, ``log/acc`` -- the per-iteration training log.
 
 Writing is atomic (`fastconv.files.write_npz_atomic`).  Reading checks member names
@@ -38,7 +39,7 @@ from fastconv.npz_reader import read_npz
 CHECKPOINT_NAME = "model.npz"
 CHECKPOINT_FORMAT = 1
 MAX_META_BYTES = 64 << 20  # the JSON: ~300 bytes per epoch of history
-_MEMBER_PATTERN = re.compile(r"meta|model/[\w.]+|optimizer/momentum_buffer\.\d+|log/(epoch|loss|acc)")
+_MEMBER_PATTERN = re.compile(r"meta|model/[\w.]+|optimizer/(momentum_buffer|exp_avg|exp_avg_sq|max_exp_avg_sq)\.\d+|log/(epoch|loss|acc)")
 
 
 # ------------------------------------------------------------------ RNG state

@@ -25,11 +25,15 @@ _OPTIONAL_FIELDS = {"rng": (dict,), "kind": (str,), "dataset_in_memory": (bool,)
                     "backend": (str,), "epoch": (int,), "num_parameters": (int,)}
 HYPERPARAMETER_FIELDS = {"batch_size": (int,), "lr": NUMBER, "momentum": NUMBER,
                          "weight_decay": NUMBER, "lr_step": (int,), "lr_gamma": NUMBER}
+# Checkpoints written before Adam existed have no optimizer name: SGD.
+_OPTIONAL_HYPERPARAMETER_FIELDS = {"optimizer": (str,)}
 PROGRESS_FIELDS = {"epochs_done": (int,), "batches_done": (int,), "loss_sum": NUMBER,
                    "correct": (int,), "seen": (int,), "seconds": NUMBER, "complete": (bool,)}
 _HISTORY_FIELDS = {"epoch": (int,), "train_loss": NUMBER, "train_acc": NUMBER,
                    "test_loss": NUMBER, "test_acc": NUMBER, "seconds": NUMBER}
-_OPTIMIZER_FIELDS = {"lr": NUMBER, "momentum": NUMBER, "weight_decay": NUMBER}
+# What every optimiser's state has; the rest (SGD's momentum, Adam's betas and step)
+# is checked strictly by that optimiser's load_state_dict on resume.
+_OPTIMIZER_FIELDS = {"lr": NUMBER, "weight_decay": NUMBER}
 _SCHEDULER_FIELDS = {"step_size": (int,), "gamma": NUMBER, "base_lr": NUMBER, "last_epoch": (int,)}
 KINDS = ("training", "model")
 
@@ -86,7 +90,9 @@ def check_meta(meta, path, format_version: int) -> None:
 
 def _check_training_meta(meta: dict, path) -> None:
     check_fields(meta, _TRAINING_FIELDS, "meta", path)
-    check_fields(meta["hyperparameters"], HYPERPARAMETER_FIELDS, "hyperparameters", path, exact=True)
+    check_fields(meta["hyperparameters"], {**HYPERPARAMETER_FIELDS, **_OPTIONAL_HYPERPARAMETER_FIELDS},
+                 "hyperparameters", path, exact=True, required=False)
+    check_fields(meta["hyperparameters"], HYPERPARAMETER_FIELDS, "hyperparameters", path)
     check_fields(meta["progress"], PROGRESS_FIELDS, "progress", path, exact=True)
     check_fields(meta["optimizer"], _OPTIMIZER_FIELDS, "optimizer", path)
     check_fields(meta["scheduler"], _SCHEDULER_FIELDS, "scheduler", path)

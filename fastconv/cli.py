@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="initial learning rate, in (0, 100] (default: the model's report setting)")
     train.add_argument("--momentum", type=_setting("momentum"), default=None,
                        help="in [0, 1) (default: the model's report setting)")
+    train.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=None,
+                       help="sgd (default), adam or adamw (PyTorch semantics; their lr default is 1e-3)")
     train.add_argument("--weight-decay", type=_setting("weight_decay"), default=None,
                        help="in [0, 1] (default: the model's report setting)")
     train.add_argument("--lr-step", type=_setting("lr_step"), default=None,
@@ -228,7 +230,8 @@ def _train(args, world) -> int:
         lr_gamma=args.lr_gamma, batch_norm=False if args.no_bn else None, dropout=args.dropout,
         out_dir=out, seed=args.seed, resume=args.resume, overwrite=args.overwrite,
         progress=not args.no_progress, limit=args.limit, data_root=args.data_root,
-        download=args.download, dtype=args.dtype, backend=args.backend, world=world)
+        download=args.download, dtype=args.dtype, backend=args.backend, world=world,
+        optimizer=args.optimizer)
     if result.interrupted:
         return EXIT_INTERRUPTED
     say(f"wrote {out}/model.npz, history.json, iterations.json and curves")

@@ -169,6 +169,10 @@ def conv_transpose2d_backward(grad_y, x, w, stride, padding, output_padding, dil
     kernel = getattr(backend, "conv_transpose2d_backward", None)
     if kernel is not None:
         return kernel(grad_y, x, w, spec.stride, spec.padding, output_padding, spec.dilation, spec.groups)
+    return _transpose_backward(grad_y, x, w, spec)
+
+
+def _transpose_backward(grad_y, x, w, spec):
     # x is the output gradient of the convolution grad_y -> x, so its gradient is that
     # convolution's forward, and grad_w its weight gradient (rows past x's are zero).
     grad_x = _forward(grad_y, w, None, spec)
@@ -176,6 +180,14 @@ def conv_transpose2d_backward(grad_y, x, w, stride, padding, output_padding, dil
         grad_x = np.ascontiguousarray(grad_x[:, :, :x.shape[2], :x.shape[3]])
     _, grad_w, _ = _backward(compose._zero_extend(x, spec.out_hw), grad_y, w, spec, input_grad=False)
     return grad_x, grad_w, grad_y.sum(axis=(0, 2, 3))
+
+
+def compose_transpose_backward(grad_y, x, w, stride, padding, dilation, groups):
+    """`conv_transpose2d_backward` from the current backend's convolution kernels, for
+    a backend whose own kernel cannot run a case (arguments already validated)."""
+    out_hw = P.output_hw(grad_y.shape[2:], w.shape[2:], stride, padding, dilation, "conv_transpose2d_backward")
+    spec = P.ConvSpec(stride, padding, dilation, groups, tuple(grad_y.shape[2:]), out_hw)
+    return _transpose_backward(grad_y, x, w, spec)
 
 
 # --------------------------------------------------------------------------- unfold

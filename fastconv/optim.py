@@ -1,4 +1,4 @@
-"""Stochastic gradient descent and a step learning-rate schedule (PyTorch semantics).
+"""SGD, Adam, AdamW and a step learning-rate schedule (PyTorch semantics).
 
     opt = SGD(model.parameters(), lr=0.1, momentum=1e-4, weight_decay=2e-4)
     sched = StepLR(opt, step_size=5, gamma=0.5)   # report 000: halve every 5 epochs
@@ -9,6 +9,7 @@
 
 State dicts are flat ``{str: float | ndarray}`` so they fit in an ``.npz`` checkpoint
 next to the model's; loading accepts the 0-d arrays ``np.load`` gives back.
+`make_optimizer` builds one by name (``fastconv train --optimizer``).
 """
 
 from __future__ import annotations
@@ -103,6 +104,158 @@ class SGD:
         self.weight_decay = _non_negative(float(np.asarray(state["weight_decay"])), "weight_decay")
         self.momentum = momentum
         self.momentum_buffers = buffers or None
+
+
+class Adam:
+    """Adam, exactly as `torch.optim.Adam` (``amsgrad`` optional)::
+
+        g = grad + weight_decay * w                      (L2, added to the gradient)
+        m = m + (1 - beta1) * (g - m);   v = beta2 * v + (1 - beta2) * g * g
+        v_hat = max(v_hat, v) with amsgrad, else v
+        w -= lr / (1 - beta1**t) * m / (sqrt(v_hat) / sqrt(1 - beta2**t) + eps)
+
+    at step ``t`` (counted from 1).  State is kept in each parameter's dtype.
+    """
+
+    _decoupled_weight_decay = False     # AdamW: w *= 1 - lr * weight_decay instead
+
+    def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, betas=(0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False):
+        owner = type(self).__name__
+        self.params = _parameter_list(params, owner)
+        self.lr = _non_negative(lr, "lr")
+        self.betas = _betas(betas)
+        self.eps = _non_negative(eps, "eps")
+        self.weight_decay = _non_negative(weight_decay, "weight_decay")
+        self.amsgrad = bool(amsgrad)
+        self.steps = 0
+        # Zero moments give the same first step as PyTorch's lazily created state.
+        self.exp_avg = [np.zeros_like(param.data) for param in self.params]
+        self.exp_avg_sq = [np.zeros_like(param.data) for param in self.params]
+        self.max_exp_avg_sq = [np.zeros_like(param.data) for param in self.params] if self.amsgrad else None
+
+    def step(self) -> None:
+        """Update every parameter from its ``.grad`` (which is left unchanged)."""
+        self.steps += 1
+        (beta1, beta2), lr, weight_decay = self.betas, self.lr, self.weight_decay
+        step_size = lr / (1 - beta1 ** self.steps)
+        bias_correction2_sqrt = (1 - beta2 ** self.steps) ** 0.5
+        for index, param in enumerate(self.params):
+            grad = param.grad
+            if weight_decay and self._decoupled_weight_decay:
+                param.data *= 1 - lr * weight_decay
+            elif weight_decay:
+                grad = grad + weight_decay * param.data
+            exp_avg, exp_avg_sq = self.exp_avg[index], self.exp_avg_sq[index]
+            exp_avg += (1 - beta1) * (grad - exp_avg)          # torch's lerp_
+            exp_avg_sq *= beta2
+            exp_avg_sq += (1 - beta2) * grad * grad
+            if self.amsgrad:
+                second = np.maximum(self.max_exp_avg_sq[index], exp_avg_sq, out=self.max_exp_avg_sq[index])
+            else:
+                second = exp_avg_sq
+            denom = np.sqrt(second) / bias_correction2_sqrt + self.eps
+            param.data += (-step_size * exp_avg) / denom
+
+    def zero_grad(self) -> None:
+        for param in self.params:
+            param.grad.fill(0)
+
+    def _state_keys(self, amsgrad: bool) -> list[str]:
+        names = ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if amsgrad else [])
+        return [f"{name}.{index}" for name in names for index in range(len(self.params))]
+
+    def state_dict(self) -> dict:
+        """Hyper-parameters, ``step`` and copies of the moments (``exp_avg.<i>``,
+        ``exp_avg_sq.<i>``, with amsgrad ``max_exp_avg_sq.<i>``; parameter order)."""
+        state = {"lr": self.lr, "beta1": self.betas[0], "beta2": self.betas[1], "eps": self.eps,
+                 "weight_decay": self.weight_decay, "amsgrad": self.amsgrad, "step": self.steps}
+        for key in self._state_keys(self.amsgrad):
+            name, index = key.rsplit(".", 1)
+            state[key] = getattr(self, name)[int(index)].copy()
+        return state
+
+    def load_state_dict(self, state: Mapping) -> None:
+        """Restore hyper-parameters, step and moments.  Strict: keys (which depend on
+        ``amsgrad``), the number of parameters and every shape must match."""
+        owner = type(self).__name__
+        amsgrad = bool(np.asarray(state["amsgrad"])) if "amsgrad" in state else False
+        scalars = ["lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad", "step"]
+        check_state_keys(state, scalars + self._state_keys(amsgrad), owner)
+        moments = {}
+        for key in self._state_keys(amsgrad):
+            param = self.params[int(key.rsplit(".", 1)[1])]
+            value = np.asarray(state[key])
+            if value.shape != param.data.shape:
+                raise ValueError(f"{owner} state_dict[{key!r}] has shape {value.shape}, "
+                                 f"expected {param.data.shape}")
+            moments[key] = value.astype(param.data.dtype, copy=True)
+        steps = int(np.asarray(state["step"]))
+        if steps < 0:
+            raise ValueError(f"{owner} state_dict step must be non-negative, got {steps}")
+        # everything checked before anything is assigned: a bad state changes nothing
+        hyper = (_non_negative(float(np.asarray(state["lr"])), "lr"),
+                 _betas((float(np.asarray(state["beta1"])), float(np.asarray(state["beta2"])))),
+                 _non_negative(float(np.asarray(state["eps"])), "eps"),
+                 _non_negative(float(np.asarray(state["weight_decay"])), "weight_decay"))
+        self.lr, self.betas, self.eps, self.weight_decay = hyper
+        self.amsgrad, self.steps = amsgrad, steps
+        count = len(self.params)
+        values = list(moments.values())
+        self.exp_avg, self.exp_avg_sq = values[:count], values[count:2 * count]
+        self.max_exp_avg_sq = values[2 * count:] if amsgrad else None
+
+
+class AdamW(Adam):
+    """AdamW, exactly as `torch.optim.AdamW`: Adam with decoupled weight decay
+    (``w *= 1 - lr * weight_decay`` before the update, nothing added to the
+    gradient), default ``weight_decay=0.01``."""
+
+    _decoupled_weight_decay = True
+
+    def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, betas=(0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
+
+
+def _parameter_list(params, owner: str) -> list[Parameter]:
+    params = list(params)
+    if not params:
+        raise ValueError(f"{owner} got an empty parameter list")
+    for index, param in enumerate(params):
+        if not isinstance(param, Parameter):
+            raise TypeError(f"params[{index}] is a {type(param).__name__}, not a Parameter")
+    return params
+
+
+def _betas(betas) -> tuple[float, float]:
+    try:
+        beta1, beta2 = (float(b) for b in betas)
+    except (TypeError, ValueError):
+        raise ValueError(f"betas must be a pair of numbers in [0, 1), got {betas!r}") from None
+    if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
+        raise ValueError(f"betas must lie in [0, 1), got {betas!r}")
+    return beta1, beta2
+
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+DEFAULT_LR = {"adam": 1e-3, "adamw": 1e-3}
+"""Learning rate `fastconv train` uses for Adam/AdamW when none is given (the SGD
+defaults, 0.05-0.1, are far too large for them)."""
+
+
+def make_optimizer(name: str, params: Iterable[Parameter], lr: float, momentum: float = 0.0,
+                   weight_decay: float = 0.0):
+    """``sgd``: `SGD` (lr, momentum, weight_decay); ``adam`` / ``adamw``: `Adam` /
+    `AdamW` with PyTorch's default betas and eps (``momentum`` is not used; their
+    ``weight_decay`` is L2 / decoupled as each applies it)."""
+    if name == "sgd":
+        return SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return AdamW(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
 
 
 class StepLR:

@@ -27,17 +27,20 @@ def ops_of(model) -> set[str] | None:
     from fastconv.nn.norm import _BatchNorm
 
     # most specific class first: Conv2dReLUAvgPool is a Conv2d
-    kernels_by_layer = ((nn.Conv2dReLUAvgPool, "conv2d_relu_avgpool2"), (nn.Conv2d, "conv2d"),
-                        (nn.AvgPool2d, "avg_pool2d"), (nn.MaxPool2d, "max_pool2d"),
+    kernels_by_layer = ((nn.ConvTranspose2d, "conv_transpose2d"), (nn.Conv2dReLUAvgPool, "conv2d_relu_avgpool2"),
+                        (nn.Conv2d, "conv2d"), (nn.AvgPool2d, "avg_pool2d"), (nn.MaxPool2d, "max_pool2d"),
                         (_BatchNorm, "batch_norm"))
     without_kernels = (nn.Linear, nn.ReLU, nn.Flatten, nn.Dropout, nn.Sequential, nn.Residual)
     ops = {"softmax_cross_entropy"}
     for module in model.modules():
         op = next((name for layer, name in kernels_by_layer if isinstance(module, layer)), None)
-        if op is not None:
-            ops.add(op)
-        elif not isinstance(module, without_kernels):
-            return None
+        if op is None:
+            if not isinstance(module, without_kernels):
+                return None
+        elif op.startswith("conv2d") and (module.dilation != (1, 1) or module.groups != 1):
+            ops.add("conv2d_general")       # dilated or grouped: the general kernels
+        else:
+            ops.add(op)                     # (padding="same"/"valid" alone runs the plain ones)
     return ops
 
 

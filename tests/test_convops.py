@@ -222,10 +222,16 @@ MINIMAL = "minimal-test-backend"
 def minimal_backend():
     """A backend with only the required kernels (numpy's), so every issue-13 op runs
     `fastconv.conv_compose` on the plain im2col/col2im."""
+    from fastconv import backends
+
     register_backend(MINIMAL, "tests.test_convops")
-    with fastconv.use_backend(MINIMAL) as backend:
-        assert not hasattr(backend, "conv2d_general")
-        yield backend
+    try:
+        with fastconv.use_backend(MINIMAL) as backend:
+            assert not hasattr(backend, "conv2d_general")
+            yield backend
+    finally:                                  # leave the registry as it was
+        backends._BACKEND_MODULES.pop(MINIMAL, None)
+        backends._loaded.pop(MINIMAL, None)
 
 
 class _Minimal:

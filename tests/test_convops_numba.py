@@ -13,9 +13,9 @@ import fastconv  # noqa: E402
 import fastconv.functional as F  # noqa: E402
 from fastconv.backends import numba_backend as NB  # noqa: E402
 from fastconv.backends.numba_backend import gemm  # noqa: E402
-from fastconv.backends.numba_backend.kernels import depthwise, grouped, unfold_dilated  # noqa: E402
+from fastconv.backends.numba_backend.kernels import depthwise, grouped, phases, unfold_dilated  # noqa: E402
 
-GENERAL_KERNEL_MODULES = (depthwise, grouped, unfold_dilated)
+GENERAL_KERNEL_MODULES = (depthwise, grouped, phases, unfold_dilated)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -121,13 +121,15 @@ def test_one_specialisation_per_dtype():
             w = rng.standard_normal(w_shape).astype(np.float32)
             y = F.conv2d(x, w, None, stride, padding, dilation, groups)
             F.conv2d_backward(y, x, w, stride, padding, dilation, groups)
-            F.conv_transpose2d(y, w, None, stride, padding, 0, dilation, groups)
+            x_t = F.conv_transpose2d(y, w, None, stride, padding, 0, dilation, groups)
+            F.conv_transpose2d_backward(x_t, y, w, stride, padding, 0, dilation, groups)
             F.col2im(F.im2col(x, w_shape[2:], stride, padding, dilation), x_shape[2:],
                      w_shape[2:], stride, padding, dilation)
         after = NB.compiled_signatures()
     names = [name for module in GENERAL_KERNEL_MODULES for name in dir(module) if name in after]
     assert {"depthwise_forward", "depthwise_backward", "grouped_forward", "grouped_backward",
-            "grouped_transpose", "im2col_dilated_into", "col2im_dilated_from"} <= set(names)
+            "grouped_transpose", "grouped_transpose_backward", "im2col_dilated_into",
+            "col2im_dilated_from"} <= set(names)
     for name in names:
         assert after[name] <= 2, (name, after[name])
         if before.get(name):

@@ -95,6 +95,84 @@ REPORT003_POOLS = (
 
 
 @dataclass(frozen=True)
+class GeneralConvLayer:
+    """A grouped / dilated / transposed convolution layer (issue 13's bench rows).
+
+    Transposed: ``size`` is the input's; ``w_shape`` is ``(c_in, c_out // groups, k, k)``.
+    """
+
+    network: str
+    label: str
+    batch: int
+    c_in: int
+    c_out: int
+    size: int
+    kernel: int
+    stride: int = 1
+    padding: int = 0
+    dilation: int = 1
+    groups: int = 1
+    transposed: bool = False
+
+    @property
+    def out_size(self) -> int:
+        extent = self.dilation * (self.kernel - 1)
+        if self.transposed:
+            return (self.size - 1) * self.stride - 2 * self.padding + extent + 1
+        return (self.size + 2 * self.padding - extent - 1) // self.stride + 1
+
+    @property
+    def x_shape(self) -> tuple:
+        return (self.batch, self.c_in, self.size, self.size)
+
+    @property
+    def w_shape(self) -> tuple:
+        if self.transposed:
+            return (self.c_in, self.c_out // self.groups, self.kernel, self.kernel)
+        return (self.c_out, self.c_in // self.groups, self.kernel, self.kernel)
+
+    @property
+    def kwargs(self) -> dict:
+        """Keyword arguments of `F.conv2d` / `F.conv_transpose2d` (and their backward)."""
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
+
+    @property
+    def shape_text(self) -> str:
+        extras = [f"s{self.stride}"] * (self.stride != 1) + [f"d{self.dilation}"] * (self.dilation != 1) \
+            + [f"g{self.groups}"] * (self.groups != 1)
+        return (f"N{self.batch} {self.c_in}->{self.c_out} {self.size}x{self.size} k{self.kernel} "
+                f"p{self.padding}" + "".join(" " + e for e in extras))
+
+    @property
+    def forward_flops(self) -> float:
+        """Multiply-adds (2 FLOPs each) of the forward pass."""
+        pixels = self.size ** 2 if self.transposed else self.out_size ** 2
+        per_pixel = (self.c_in * self.c_out // self.groups) * self.kernel ** 2
+        return 2.0 * self.batch * pixels * per_pixel
+
+    @property
+    def backward_flops(self) -> float:
+        return 2.0 * self.forward_flops
+
+    def inputs(self, dtype, seed=0):
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal(self.x_shape).astype(dtype)
+        w = (rng.standard_normal(self.w_shape) * 0.1).astype(dtype)
+        b = rng.standard_normal(self.c_out).astype(dtype)
+        grad_y = rng.standard_normal((self.batch, self.c_out, self.out_size, self.out_size)).astype(dtype)
+        return x, w, b, grad_y
+
+
+# Issue 13: a MobileNet depthwise 3x3 layer, a DeepLab-style dilated 3x3, and a DCGAN
+# generator's 4x4 stride-2 transposed convolution (16x16 -> 32x32).
+ISSUE13_LAYERS = (
+    GeneralConvLayer("mobilenet", "dw3x3", 16, 32, 32, 56, 3, padding=1, groups=32),
+    GeneralConvLayer("deeplab", "dil3x3", 16, 64, 64, 28, 3, padding=2, dilation=2),
+    GeneralConvLayer("dcgan", "convT4", 16, 128, 64, 16, 4, stride=2, padding=1, transposed=True),
+)
+
+
+@dataclass(frozen=True)
 class LossCase:
     network: str
     label: str

@@ -101,6 +101,7 @@ def kernel_calls(dtype, quick: bool):
             yield ("im2col", layer, 0.0, lambda x=x, k=k, s=s, p=p: F.im2col(x, k, s, p))
             yield ("col2im", layer, 0.0,
                    lambda c=cols, hw=x.shape[2:], k=k, s=s, p=p: F.col2im(c, hw, k, s, p))
+    yield from general_conv_calls(dtype)
     pools = cases.REPORT000_POOLS + cases.REPORT003_POOLS[(1 if quick else 0):]
     for pool in pools:
         x = np.random.default_rng(1).standard_normal(pool.shape).astype(dtype)
@@ -123,9 +124,27 @@ def kernel_calls(dtype, quick: bool):
                lambda z=logits, y=labels: F.softmax_cross_entropy(z, y))
 
 
+def general_conv_calls(dtype):
+    """Issue 13's rows: depthwise, dilated and transposed convolution, each way."""
+    for layer in cases.ISSUE13_LAYERS:
+        x, w, b, grad_y = layer.inputs(dtype)
+        kw = layer.kwargs
+        if layer.transposed:
+            yield ("conv_transpose2d", layer, layer.forward_flops,
+                   lambda x=x, w=w, b=b, kw=kw: F.conv_transpose2d(x, w, b, **kw))
+            yield ("conv_transpose2d_backward", layer, layer.backward_flops,
+                   lambda g=grad_y, x=x, w=w, kw=kw: F.conv_transpose2d_backward(g, x, w, **kw))
+        else:
+            yield ("conv2d", layer, layer.forward_flops, lambda x=x, w=w, b=b, kw=kw: F.conv2d(x, w, b, **kw))
+            yield ("conv2d_backward", layer, layer.backward_flops,
+                   lambda g=grad_y, x=x, w=w, kw=kw: F.conv2d_backward(g, x, w, **kw))
+
+
 def _is_slow_numpy(kernel, layer, backend_name, quick):
-    """The reference backend's report-003 conv kernels take seconds per call."""
-    return backend_name == "numpy" and layer.network == "report003" and kernel.startswith(("conv", "col2im"))
+    """The reference backend's report-003 conv kernels take seconds per call, its
+    issue-13 ones (im2col + batched matmul) a few hundred ms."""
+    slow_layer = layer.network == "report003" or isinstance(layer, cases.GeneralConvLayer)
+    return backend_name == "numpy" and slow_layer and kernel.startswith(("conv", "col2im"))
 
 
 def run_kernels(backends, dtype, repeat, quick, peak_gflops, log):

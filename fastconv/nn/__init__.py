@@ -16,6 +16,7 @@ backend; convolution and pooling go through `fastconv.functional`.
 Modules:
     module      `Parameter`, `Module` (parameters, modes, state_dict), `count_parameters`
     layers      `Conv2d`, `Conv2dReLU`, `Conv2dReLUAvgPool`, `Linear`, `ReLU`, `AvgPool2d`, `MaxPool2d`, `Dropout`, `Flatten`
+    conv_transpose  `ConvTranspose2d`
     norm        `BatchNorm1d`, `BatchNorm2d`
     containers  `Sequential`, `Residual`
     losses      `SoftmaxCrossEntropyLoss`, `EuclideanLoss`
@@ -23,6 +24,7 @@ Modules:
 """
 
 from fastconv.nn.containers import Residual, Sequential
+from fastconv.nn.conv_transpose import ConvTranspose2d
 from fastconv.nn.init import as_generator, kaiming_normal
 from fastconv.nn.layers import AvgPool2d, Conv2d, Conv2dReLU, Conv2dReLUAvgPool, Dropout, Flatten, Linear, MaxPool2d, ReLU
 from fastconv.nn.losses import EuclideanLoss, Loss, SoftmaxCrossEntropyLoss
@@ -31,7 +33,7 @@ from fastconv.nn.norm import BatchNorm1d, BatchNorm2d
 
 __all__ = [
     "Parameter", "Module", "count_parameters",
-    "Conv2d", "Conv2dReLU", "Conv2dReLUAvgPool", "Linear", "ReLU", "AvgPool2d", "MaxPool2d", "Dropout", "Flatten",
+    "Conv2d", "Conv2dReLU", "Conv2dReLUAvgPool", "ConvTranspose2d", "Linear", "ReLU", "AvgPool2d", "MaxPool2d", "Dropout", "Flatten",
     "BatchNorm1d", "BatchNorm2d",
     "Sequential", "Residual",
     "Loss", "SoftmaxCrossEntropyLoss", "EuclideanLoss",

@@ -12,7 +12,7 @@ import numbers
 import numpy as np
 
 import fastconv.functional as F
-from fastconv import arguments
+from fastconv import arguments, conv_params
 from fastconv.nn.init import as_generator, float_dtype, kaiming_normal
 from fastconv.nn.module import Module, Parameter
 
@@ -40,16 +40,20 @@ def _check_dtype(x: np.ndarray, param: Parameter, layer: Module) -> None:
 
 
 class Conv2d(Module):
-    """2-D convolution (cross-correlation, as `torch.nn.Conv2d` without dilation/groups).
+    """2-D convolution (cross-correlation), as `torch.nn.Conv2d`.
 
-    ``weight`` is ``(out_channels, in_channels, kh, kw)``, Kaiming-normal initialised;
-    ``bias`` is ``(out_channels,)``, zero, or None when ``bias=False``.
+    ``weight`` is ``(out_channels, in_channels // groups, kh, kw)``, Kaiming-normal
+    initialised; ``bias`` is ``(out_channels,)``, zero, or None when ``bias=False``.
+    ``padding`` is an int, an (h, w) pair, ``"same"`` (stride 1) or ``"valid"``;
+    ``dilation`` spreads the kernel taps, ``groups`` splits the channels into
+    independent groups (``groups == in_channels``: depthwise).
     ``input_grad=False`` is for a network's first layer, whose input is data: backward
     then skips the input gradient (the costliest part) and returns None.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1,
-                 padding=0, bias: bool = True, input_grad: bool = True, dtype=np.float32, rng=None):
+                 padding=0, bias: bool = True, input_grad: bool = True, dtype=np.float32, rng=None,
+                 dilation=1, groups: int = 1):
         super().__init__()
         dtype = float_dtype(dtype)
         self.input_grad = bool(input_grad)
@@ -59,8 +63,14 @@ class Conv2d(Module):
             raise ValueError(f"channel counts must be positive, got {in_channels} -> {out_channels}")
         self.kernel_size = arguments.pair(kernel_size, "kernel_size", 1)
         self.stride = arguments.pair(stride, "stride", 1)
-        self.padding = arguments.pair(padding, "padding", 0)
-        shape = (self.out_channels, self.in_channels, *self.kernel_size)
+        self.dilation = arguments.pair(dilation, "dilation", 1)
+        self.groups = conv_params.groups_arg(groups)
+        conv_params.check_groups(self.groups, self.in_channels, self.out_channels, type(self).__name__)
+        # a mode stays a string (resolved per input by F); pairs are normalised here
+        symmetric, _ = conv_params.padding_arg(padding, self.kernel_size, self.stride, self.dilation,
+                                               type(self).__name__)
+        self.padding = padding if isinstance(padding, str) else symmetric
+        shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
         self.register_parameter("weight", Parameter(kaiming_normal(shape, as_generator(rng), dtype)))
         self.register_parameter("bias", Parameter(np.zeros(self.out_channels, dtype)) if bias else None)
         self._x = None
@@ -68,12 +78,12 @@ class Conv2d(Module):
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._x = x = _layer_input(x, self.weight, self)
         bias = self.bias.data if self.bias is not None else None
-        return F.conv2d(x, self.weight.data, bias, self.stride, self.padding)
+        return F.conv2d(x, self.weight.data, bias, self.stride, self.padding, self.dilation, self.groups)
 
     def backward(self, grad_y: np.ndarray) -> np.ndarray | None:
         if self._x is None:
             raise _not_run(self)
-        args = (self._x, self.weight.data, self.stride, self.padding)
+        args = (self._x, self.weight.data, self.stride, self.padding, self.dilation, self.groups)
         if self.input_grad:
             grad_x, grad_w, grad_b = F.conv2d_backward(grad_y, *args)
         else:
@@ -89,6 +99,8 @@ class Conv2d(Module):
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}"
+                + ("" if self.dilation == (1, 1) else f", dilation={self.dilation}")
+                + ("" if self.groups == 1 else f", groups={self.groups}")
                 + ("" if self.input_grad else ", input_grad=False"))
 
 
@@ -100,14 +112,16 @@ class Conv2dReLU(Conv2d):
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._x = x = _layer_input(x, self.weight, self)
         bias = self.bias.data if self.bias is not None else None
-        self._y = F.conv2d_relu(x, self.weight.data, bias, self.stride, self.padding)
+        self._y = F.conv2d_relu(x, self.weight.data, bias, self.stride, self.padding,
+                                dilation=self.dilation, groups=self.groups)
         return self._y
 
     def backward(self, grad_y: np.ndarray) -> np.ndarray | None:
         if self._x is None:
             raise _not_run(self)
         grad_x, grad_w, grad_b = F.conv2d_relu_backward(
-            grad_y, self._y, self._x, self.weight.data, self.stride, self.padding, self.input_grad)
+            grad_y, self._y, self._x, self.weight.data, self.stride, self.padding, self.input_grad,
+            dilation=self.dilation, groups=self.groups)
         self._accumulate(grad_w, grad_b)
         return grad_x
 
@@ -121,7 +135,8 @@ class Conv2dReLUAvgPool(Conv2dReLU):
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._x = x = _layer_input(x, self.weight, self)
         bias = self.bias.data if self.bias is not None else None
-        pooled, self._y = F.conv2d_relu_avgpool2(x, self.weight.data, bias, self.stride, self.padding)
+        pooled, self._y = F.conv2d_relu_avgpool2(x, self.weight.data, bias, self.stride, self.padding,
+                                                 dilation=self.dilation, groups=self.groups)
         return pooled
 
     @property
@@ -132,7 +147,8 @@ class Conv2dReLUAvgPool(Conv2dReLU):
         if self._x is None:
             raise _not_run(self)
         grad_x, grad_w, grad_b = F.conv2d_relu_avgpool2_backward(
-            grad_y, self._y, self._x, self.weight.data, self.stride, self.padding, self.input_grad)
+            grad_y, self._y, self._x, self.weight.data, self.stride, self.padding, self.input_grad,
+            dilation=self.dilation, groups=self.groups)
         self._accumulate(grad_w, grad_b)
         return grad_x
 

@@ -1,4 +1,4 @@
-"""SGD settings of a run: the reports' defaults and the ranges `train` accepts.
+"""Optimiser settings of a run: the reports' defaults and the ranges `train` accepts.
 
 Accepted ranges (checked before any data is loaded; the CLI checks its flags the
 same way):
@@ -11,6 +11,7 @@ same way):
 ``weight_decay``   finite, 0 <= decay <= 1
 ``lr_step``        int >= 1                    epochs between rate changes
 ``lr_gamma``       finite, 0 < gamma <= 1      StepLR decays (1: constant rate)
+``optimizer``      sgd, adam or adamw          `fastconv.optim.make_optimizer`
 =================  ==========================  =====================================
 """
 
@@ -18,15 +19,16 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    """SGD settings of one run.  ``lr`` is multiplied by ``lr_gamma`` every
-    ``lr_step`` epochs (`fastconv.optim.StepLR`)."""
+    """Optimiser settings of one run.  ``lr`` is multiplied by ``lr_gamma`` every
+    ``lr_step`` epochs (`fastconv.optim.StepLR`); ``optimizer`` names
+    `fastconv.optim.make_optimizer`'s choice (Adam/AdamW do not use ``momentum``)."""
 
     batch_size: int
     lr: float
@@ -34,6 +36,7 @@ class Hyperparameters:
     weight_decay: float
     lr_step: int = 5
     lr_gamma: float = 0.5
+    optimizer: str = "sgd"      # checkpoints from before Adam existed hold no name: SGD
 
 
 # Report 000 §3.1 for the CNN; §4 (its homework-1 optimum) for the MLPs: batch 100,
@@ -80,6 +83,10 @@ def default_hyperparameters(model_name: str, batch_norm: bool = True) -> Hyperpa
 
 def range_problem(name: str, value) -> str | None:
     """Why ``value`` is not acceptable for setting ``name`` (None if it is)."""
+    if name == "optimizer":
+        from fastconv.optim import OPTIMIZERS
+
+        return None if value in OPTIMIZERS else f"unknown optimizer {value!r}; valid: {', '.join(OPTIMIZERS)}"
     if name in INTEGER_SETTINGS:
         if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
             return f"must be a positive integer, got {value!r}"
@@ -97,7 +104,7 @@ def check_setting(name: str, value) -> None:
     """`ValueError` naming the setting when ``value`` is out of its range."""
     problem = range_problem(name, value)
     if problem:
-        raise ValueError(f"{name} {problem}")
+        raise ValueError(problem if name == "optimizer" else f"{name} {problem}")
 
 
 def check_hyperparameters(hyper: Hyperparameters) -> None:
@@ -108,3 +115,13 @@ def check_hyperparameters(hyper: Hyperparameters) -> None:
 def epoch_seed(seed: int, epoch: int) -> int:
     """Seed of epoch ``epoch``'s shuffle, derived from (run seed, epoch) alone."""
     return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0])
+
+
+def with_optimizer_lr(hyper: Hyperparameters, lr_given: bool) -> Hyperparameters:
+    """Adam/AdamW without an explicit ``lr`` get theirs (`fastconv.optim.DEFAULT_LR`),
+    not the SGD default, which is far too large for them."""
+    from fastconv.optim import DEFAULT_LR
+
+    if lr_given or hyper.optimizer not in DEFAULT_LR:
+        return hyper
+    return replace(hyper, lr=DEFAULT_LR[hyper.optimizer])

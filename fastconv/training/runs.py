@@ -22,7 +22,7 @@ from fastconv.data.dataset import Dataset
 from fastconv.data.resolve import dataset_spec, is_reference, resolve_dataset
 from fastconv.files import locked_folder, remove_stale_temp_files
 from fastconv.training.hyperparameters import (Hyperparameters, check_hyperparameters, check_setting,
-                                               default_hyperparameters)
+                                               default_hyperparameters, with_optimizer_lr)
 from fastconv.training.model_setup import check_model_fits, check_model_options, model_config
 from fastconv.training.state import Progress, Run, TrainResult
 from fastconv.training.trainer import HISTORY_NAME, ITERATIONS_NAME, Trainer
@@ -47,13 +47,15 @@ def train(model_name: str, dataset, epochs: int = 10, batch_size: int | None = N
           limit: int | None = None, data_root=None, download: bool = False,
           dtype=None, backend: str | None = None, eval_batch_size: int = 500,
           on_batch_end: Callable[[dict], None] | None = None, plots: bool = True,
-          log: Callable[[str], None] | None = None, world=None) -> TrainResult:
+          log: Callable[[str], None] | None = None, world=None, optimizer: str | None = None) -> TrainResult:
     """Train ``model_name`` on ``dataset`` for ``epochs`` epochs (in total: with
     ``resume`` it continues an earlier run in ``out_dir`` up to that many).
 
     ``dataset`` is a name (``mnist``, ``fashion-mnist``, ``digits``, ``letters``), a
     path, or a loaded `fastconv.data.Dataset`.  Hyper-parameters left as None take
     `default_hyperparameters` (ranges: `fastconv.training.hyperparameters`);
+    ``optimizer`` is ``sgd`` (default), ``adam`` or ``adamw`` (then ``lr`` defaults to
+    `fastconv.optim.DEFAULT_LR`);
     ``batch_norm`` / ``dropout`` apply to ``letters-cnn``; ``seed`` defaults to 0 and
     ``dtype`` to float32.  ``backend`` selects a backend for this call only.
     ``on_batch_end(info)`` is called after every optimiser step with ``epoch``,
@@ -69,7 +71,7 @@ def train(model_name: str, dataset, epochs: int = 10, batch_size: int | None = N
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
     chosen = dict(batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                  lr_step=lr_step, lr_gamma=lr_gamma)
+                  lr_step=lr_step, lr_gamma=lr_gamma, optimizer=optimizer)
     for name, value in chosen.items():
         if value is not None:
             check_setting(name, value)
@@ -125,6 +127,7 @@ def _new_run(model_name, dataset, chosen, options, out_dir, overwrite, data_root
     batch_norm = options["batch_norm"]
     defaults = default_hyperparameters(model_name, True if batch_norm is None else batch_norm)
     hyper = Hyperparameters(**{k: (getattr(defaults, k) if v is None else v) for k, v in chosen.items()})
+    hyper = with_optimizer_lr(hyper, lr_given=chosen["lr"] is not None)
     check_hyperparameters(hyper)
     seed = 0 if options["seed"] is None else int(options["seed"])
     dtype = np.dtype(options["dtype"] or "float32")
@@ -185,7 +188,7 @@ def _check_resumable(checkpoint, model_name, dataset, chosen: dict, options: dic
                 str(Path(wanted).resolve()) != meta["dataset"]:
             raise ValueError(f"{path} was trained on {meta['dataset']!r}, not {wanted!r}")
     config = meta["model_config"]
-    stored = dict(meta["hyperparameters"], seed=meta["seed"], limit=meta.get("limit"),
+    stored = dict({"optimizer": Hyperparameters.optimizer}, **meta["hyperparameters"], seed=meta["seed"], limit=meta.get("limit"),
                   dtype=config.get("dtype", "float32"), batch_norm=config.get("batch_norm"),
                   dropout=config.get("dropout"))
     asked = dict(chosen, **options)
@@ -223,12 +226,13 @@ def _restore(run: Run, checkpoint) -> None:
 def _assemble(model_name, config, data, hyper, seed, limit, out_dir, meta_base) -> Run:
     """Model, loss, optimiser and schedule for ``hyper``, checked against ``data``."""
     from fastconv.models import build_model, default_loss
-    from fastconv.optim import SGD, StepLR
+    from fastconv.optim import StepLR, make_optimizer
 
     dtype = np.dtype(config.get("dtype", "float32"))
     model = build_model(model_name, **config)
     check_model_fits(model, model_name, data, dtype)
-    optimizer = SGD(model.parameters(), lr=hyper.lr, momentum=hyper.momentum, weight_decay=hyper.weight_decay)
+    optimizer = make_optimizer(hyper.optimizer, model.parameters(), hyper.lr, hyper.momentum,
+                               hyper.weight_decay)
     meta_base = dict(meta_base, dataset_name=data.name, classes=[str(c) for c in data.classes],
                      seed=int(seed), limit=limit, hyperparameters=asdict(hyper),
                      num_parameters=model.num_parameters())
@@ -243,5 +247,5 @@ def _log_start(run: Run, world, log) -> None:
     ranks = f", {world.describe()}" if world.size > 1 else ""
     log(f"{run.model_name} ({run.model.num_parameters():,} parameters) on {data.name}: "
         f"{len(data.train_y)} train / {len(data.test_y)} test images, backend "
-        f"{fastconv.get_backend().name}{ranks}, batch {hyper.batch_size}, lr {run.optimizer.lr:g}, "
-        f"momentum {hyper.momentum:g}, weight decay {hyper.weight_decay:g}")
+        f"{fastconv.get_backend().name}{ranks}, batch {hyper.batch_size}, "
+        f"{hyper.optimizer} lr {run.optimizer.lr:g}, momentum {hyper.momentum:g}, weight decay {hyper.weight_decay:g}")

@@ -42,7 +42,8 @@ from fastconv.backends.numba_backend.conv import (  # noqa: E402,F401
     conv2d, conv2d_backward, conv2d_backward_weights, conv2d_relu, conv2d_relu_avgpool2,
     conv2d_relu_avgpool2_backward, conv2d_relu_backward)
 from fastconv.backends.numba_backend.general import (  # noqa: E402,F401
-    col2im_dilated, conv2d_general, conv2d_general_backward, conv_transpose2d, im2col_dilated)
+    col2im_dilated, conv2d_general, conv2d_general_backward, conv_transpose2d, conv_transpose2d_backward,
+    im2col_dilated)
 from fastconv.backends.numba_backend.norm import batch_norm, batch_norm_backward  # noqa: E402,F401
 from fastconv.backends.numba_backend.pool import (  # noqa: E402,F401
     avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward, softmax_cross_entropy)

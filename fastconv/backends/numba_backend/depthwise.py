@@ -59,3 +59,16 @@ def transpose(x, w, b, stride, padding, dilation, groups, out_hw):
     _input_grad_and_weights(x, rt.dummy(x.dtype, 4), w, b, groups, out_hw, stride, padding,
                             dilation, True, False, y)
     return y
+
+
+def transpose_backward(grad_y, x, w, stride, padding, dilation):
+    """Gradients of `transpose`: the depthwise convolution of ``grad_y`` (only the
+    windows ``x`` has), and its weight gradient with ``x`` as the output gradient."""
+    bias = np.zeros(x.shape[1], dtype=x.dtype)
+    grad_x = np.empty_like(x)
+    chunks = rt.chunks(x.shape[0] * grad_y.shape[1], 2.0 * x.size * w.shape[2] * w.shape[3])
+    rt.launch(_dw.depthwise_forward, grad_y, w.reshape(w.shape[0], *w.shape[2:]), bias,
+              *stride, *padding, *dilation, grad_x, chunks)
+    grad_w, _ = _input_grad_and_weights(x, grad_y, w, bias, grad_y.shape[1], grad_y.shape[2:], stride,
+                                        padding, dilation, False, True, rt.dummy(x.dtype, 4))
+    return grad_x, grad_w, grad_y.sum(axis=(0, 2, 3))

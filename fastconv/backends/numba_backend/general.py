@@ -95,6 +95,17 @@ def conv_transpose2d(x, w, b, stride, padding, output_padding, dilation, groups)
     return grouped.transpose(x, w, b, stride, padding, dilation, groups, out_hw)
 
 
+def conv_transpose2d_backward(grad_y, x, w, stride, padding, output_padding, dilation, groups):
+    grad_y, x, w = rt.kernel_array(grad_y), rt.kernel_array(x), rt.kernel_array(w)
+    if w.shape[1] == 1:
+        return depthwise.transpose_backward(grad_y, x, w, stride, padding, dilation)
+    if not gemm.available():
+        from fastconv import conv_general   # the composition over this backend's kernels
+
+        return conv_general.compose_transpose_backward(grad_y, x, w, stride, padding, dilation, groups)
+    return grouped.transpose_backward(grad_y, x, w, stride, padding, dilation, groups)
+
+
 def warm(dtype) -> None:
     """Run every kernel here once on tiny ``dtype`` inputs (for `warmup`)."""
     rng = np.random.default_rng(0)
@@ -106,4 +117,5 @@ def warm(dtype) -> None:
         w = w.astype(dtype)
         y = conv2d_general(x, w, None, one, one, two, groups)
         conv2d_general_backward(y, x, w, one, one, two, groups, True)
-        conv_transpose2d(y, w, None, one, one, (0, 0), two, groups)
+        x_t = conv_transpose2d(y, w, None, one, one, (0, 0), two, groups)
+        conv_transpose2d_backward(x_t, y, w, one, one, (0, 0), two, groups)

@@ -73,9 +73,30 @@ def transpose(x, w, b, stride, padding, dilation, groups, out_hw):
     og, depth = c_in // groups, cg * kh * kw
     y = np.empty((n, c_out, *out_hw), dtype=x.dtype)
     chunks = _chunks(n * groups, 2.0 * x.size * cg * kh * kw)
-    ws_cols = rt.workspace("grouped_cols", chunks * depth * in_h * in_w, x.dtype).reshape(chunks, -1)
+    pwid = (out_hw[1] + 2 * padding[1] + stride[1] - 1) // stride[1]   # the kernel's grid row
+    ws_cols = rt.workspace("grouped_cols", chunks * depth * in_h * pwid, x.dtype).reshape(chunks, -1)
     w3t = np.ascontiguousarray(w.reshape(groups, og, depth).transpose(0, 2, 1))
     with rt.single_threaded_blas:
         rt.launch(_grouped.grouped_transpose, x.reshape(n, c_in, in_h * in_w), w3t, b,
                   kh, kw, *stride, *padding, *dilation, in_h, in_w, y, ws_cols, chunks)
     return y
+
+
+def transpose_backward(grad_y, x, w, stride, padding, dilation, groups):
+    """Gradients of `transpose`: ``(grad_x, grad_w, grad_b)`` in one pass per item."""
+    n, c_in, in_h, in_w = x.shape
+    _, cg, kh, kw = w.shape
+    og, depth = c_in // groups, cg * kh * kw
+    chunks = _chunks(n * groups, 4.0 * x.size * cg * kh * kw)
+    pwid = (grad_y.shape[3] + 2 * padding[1] + stride[1] - 1) // stride[1]
+    ws_cols = rt.workspace("grouped_cols", chunks * depth * in_h * pwid, x.dtype).reshape(chunks, -1)
+    grad_x = np.empty_like(x)
+    gw_parts = np.zeros((chunks, groups, depth, og), dtype=x.dtype)       # transposed grad_w
+    gb_parts = np.zeros((chunks, cg * groups), dtype=x.dtype)
+    with rt.single_threaded_blas:
+        rt.launch(_grouped.grouped_transpose_backward, grad_y, x.reshape(n, c_in, in_h * in_w),
+                  w.reshape(groups, og, depth), kh, kw, *stride, *padding, *dilation, in_h, in_w,
+                  grad_x.reshape(n, c_in, in_h * in_w), gw_parts, gb_parts, ws_cols, chunks)
+    grad_wt = gw_parts.sum(axis=0) if chunks > 1 else gw_parts[0]
+    grad_w = np.ascontiguousarray(grad_wt.transpose(0, 2, 1)).reshape(w.shape)
+    return grad_x, grad_w, (gb_parts.sum(axis=0) if chunks > 1 else gb_parts[0])

@@ -18,10 +18,11 @@ from fastconv.backends.numba_backend.kernels import gemm as _gemm
 from fastconv.backends.numba_backend.kernels import grouped as _grouped
 from fastconv.backends.numba_backend.kernels import im2col as _cols
 from fastconv.backends.numba_backend.kernels import norm as _norm
+from fastconv.backends.numba_backend.kernels import phases as _phases
 from fastconv.backends.numba_backend.kernels import pool as _pool
 from fastconv.backends.numba_backend.kernels import unfold_dilated as _unfold_dilated
 
-KERNEL_MODULES = (_conv, _gemm, _cols, _pool, _norm, _depthwise, _grouped, _unfold_dilated)
+KERNEL_MODULES = (_conv, _gemm, _cols, _pool, _norm, _depthwise, _grouped, _unfold_dilated, _phases)
 
 # Warm-up groups besides one per convolution algorithm (`select.ALGORITHMS`), each
 # with the jitted entry points it compiles (for `kernels_cached`); None: every public
@@ -33,7 +34,7 @@ _OTHER_GROUPS = {
     "norm": ((_norm,), ("batch_norm_forward", "batch_norm_backward")),
     "unfold": ((_cols,), ("im2col_into", "col2im_from")),
     # dilated, grouped, depthwise and transposed convolution
-    "general": ((_depthwise, _grouped, _unfold_dilated), None),
+    "general": ((_depthwise, _grouped, _unfold_dilated, _phases), None),
 }
 
 # Rough first-compile seconds per group and dtype, measured once on a 2-core machine;
@@ -149,6 +150,11 @@ def direct_ready(dtype_name: str) -> bool:
     return group_ready(dtype_name, "direct")
 
 
+# The two slowest groups to compile (~19 s and ~20 s of ~70 s): with ``jobs=2`` a
+# helper process compiles these while this one compiles the rest.
+_OFFLOADED_GROUPS = ("direct", "general")
+
+
 def kernels_cached(dtypes=(np.float32,), ops=None) -> bool:
     """Whether `warmup` of ``ops`` (see `groups_for`) for ``dtypes`` only loads from
     numba's cache, compiling nothing (a hint: False when unsure)."""
@@ -159,8 +165,8 @@ def estimated_seconds(dtypes=(np.float32,), ops=None, jobs: int = 1) -> float:
     """Rough cold-compile wall time of `warmup` (`ROUGH_COMPILE_SECONDS`)."""
     times = [ROUGH_COMPILE_SECONDS.get(group, _UNKNOWN_GROUP_SECONDS)
              for _ in dtypes for group in groups_for(ops)]
-    offloaded = [ROUGH_COMPILE_SECONDS["direct"] for _ in dtypes
-                 if jobs > 1 and "direct" in groups_for(ops)]
+    offloaded = [ROUGH_COMPILE_SECONDS[group] for _ in dtypes for group in _OFFLOADED_GROUPS
+                 if jobs > 1 and group in groups_for(ops)]
     return max(sum(times) - sum(offloaded), sum(offloaded))
 
 
@@ -179,8 +185,9 @@ def warmup(dtypes=(np.float32,), jobs: int = 1, ops=None, progress=None) -> floa
 
     Runs each kernel once on tiny inputs -- every convolution algorithm, forward and
     backward, with and without ReLU/mask -- so that no later call pays compilation.
-    With ``jobs=2`` a helper process compiles the direct-convolution kernels into
-    numba's cache while this one compiles the rest, then this process loads them:
+    With ``jobs=2`` a helper process compiles `_OFFLOADED_GROUPS` (direct and general
+    convolution) into numba's cache while this one compiles the rest, then this
+    process loads them:
     about half the cold wall time on two idle cores (each kernel is compiled by one
     process only, so the two never race on a cache index).  ``progress(done, total,
     item)`` is called once before anything compiles (``item`` None) and after each
@@ -188,8 +195,8 @@ def warmup(dtypes=(np.float32,), jobs: int = 1, ops=None, progress=None) -> floa
     """
     start = time.perf_counter()
     items = [f"{np.dtype(d).name}:{group}" for d in dtypes for group in groups_for(ops)]
-    offloaded = [item for item in items
-                 if jobs > 1 and item.endswith(":direct") and not direct_ready(item.split(":")[0])]
+    offloaded = [item for item in items if jobs > 1 and item.split(":")[1] in _OFFLOADED_GROUPS
+                 and not group_ready(*item.split(":"))]
     done = []
 
     def ready(item):

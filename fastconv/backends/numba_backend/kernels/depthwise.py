@@ -30,6 +30,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from fastconv.backends.numba_backend.kernels.phases import _fill_phases, _geometry, _read_phases, _tap_offset
+
 # reassoc lets LLVM vectorise the dot-product reductions; contract allows FMAs.
 FASTMATH = {"reassoc", "contract"}
 _JIT = dict(cache=True, nogil=True, fastmath=FASTMATH)
@@ -37,60 +39,15 @@ _PJIT = dict(cache=True, nogil=True, fastmath=FASTMATH, parallel=True)
 
 
 @njit(**_JIT)
-def _fill_phases(dst, plane, ph, pw, sh, sw, phase_size, pwid):
-    """Scatter ``plane`` (H, W) into the stride phases of its zero-padded copy: padded
-    pixel (R, C) goes to phase ``(R % sh)*sw + C % sw``, row ``R // sh``, column
-    ``C // sw`` (for stride 1: the flat padded plane, row length ``pwid``)."""
-    height, width = plane.shape
-    for r in range(height):
-        big_r = r + ph
-        row_base = ((big_r % sh) * sw) * phase_size + (big_r // sh) * pwid
-        src = plane[r]
-        for pc in range(sw):
-            c0 = (pc - pw) % sw                     # first column of this phase
-            if c0 >= width:
-                continue
-            count = (width - c0 + sw - 1) // sw
-            start = row_base + pc * phase_size + (c0 + pw) // sw
-            d = dst[start:start + count]
-            for k in range(count):
-                d[k] = src[c0 + k * sw]
-
-
-@njit(**_JIT)
-def _read_phases(src, plane, ph, pw, sh, sw, phase_size, pwid, bias):
-    """Inverse of `_fill_phases`: ``plane`` (overwritten) = interior of ``src`` + bias."""
-    height, width = plane.shape
-    for r in range(height):
-        big_r = r + ph
-        row_base = ((big_r % sh) * sw) * phase_size + (big_r // sh) * pwid
-        dst = plane[r]
-        for pc in range(sw):
-            c0 = (pc - pw) % sw
-            if c0 >= width:
-                continue
-            count = (width - c0 + sw - 1) // sw
-            start = row_base + pc * phase_size + (c0 + pw) // sw
-            s = src[start:start + count]
-            for k in range(count):
-                dst[c0 + k * sw] = s[k] + bias
-
-
-@njit(**_JIT)
-def _tap_offset(i, j, sh, sw, dh, dw, phase_size, pwid):
-    """Where tap (i, j) of output position 0 reads in the phase buffer: every output
-    position q = oh*pwid + ow then reads ``offset + q`` (one phase, contiguous)."""
-    ri, ci = i * dh, j * dw
-    return ((ri % sh) * sw + ci % sw) * phase_size + (ri // sh) * pwid + ci // sw
-
-
-@njit(**_JIT)
-def _corr_flat(acc, src, wk, row_off, col_off, n):
-    """acc[q] += sum_ij wk[i, j] * src[q + i*row_off + j*col_off] for q < n.
+def _corr_flat(acc, src, wk, row_off, col_off, n, assign, init):
+    """acc[q] (+)= sum_ij wk[i, j] * src[q + i*row_off + j*col_off] for q < n; with
+    ``assign`` acc[q] = init + the sum (no separate fill pass: ~20 % faster at 3x3).
 
     Slices, not ``q + offset`` indices: they keep every index provably non-negative,
     which is what lets LLVM drop the wraparound checks and vectorise."""
     kh, kw = wk.shape
+    if assign and not (kh == 3 and kw == 3):
+        acc[:n] = init
     if kh == 3 and kw == 3:
         r1 = row_off
         r2 = 2 * row_off
@@ -102,6 +59,12 @@ def _corr_flat(acc, src, wk, row_off, col_off, n):
         w00, w01, w02 = wk[0, 0], wk[0, 1], wk[0, 2]
         w10, w11, w12 = wk[1, 0], wk[1, 1], wk[1, 2]
         w20, w21, w22 = wk[2, 0], wk[2, 1], wk[2, 2]
+        if assign:
+            for q in range(n):
+                acc[q] = init + (w00 * s00[q] + w01 * s01[q] + w02 * s02[q]
+                                 + w10 * s10[q] + w11 * s11[q] + w12 * s12[q]
+                                 + w20 * s20[q] + w21 * s21[q] + w22 * s22[q])
+            return
         for q in range(n):
             acc[q] += (w00 * s00[q] + w01 * s01[q] + w02 * s02[q]
                        + w10 * s10[q] + w11 * s11[q] + w12 * s12[q]
@@ -195,13 +158,6 @@ def _phased_backward(gw, gacc, g, buf, wk, sh, sw, dh, dw, phase_size, pwid, n, 
                     d[q] += wv * g[q]
 
 
-@njit(cache=True, nogil=True)
-def _geometry(height, width, ph, pw, sh, sw):
-    """(phase_size, pwid) of the stride-phase buffer of a padded plane."""
-    pwid = (width + 2 * pw + sw - 1) // sw
-    return ((height + 2 * ph + sh - 1) // sh) * pwid, pwid
-
-
 @njit(**_PJIT)
 def depthwise_forward(x, w3, b, sh, sw, ph, pw, dh, dw, y, n_chunks):
     """y[n, c*m + k] = corr(x[n, c], w3[c*m + k]) + b[c*m + k], parallel over
@@ -226,10 +182,10 @@ def depthwise_forward(x, w3, b, sh, sw, ph, pw, dh, dw, y, n_chunks):
             _fill_phases(xs, x[img, c], ph, pw, sh, sw, phase_size, pwid)
             for k in range(mult):
                 co = c * mult + k
-                acc[:] = b[co]
                 if unit:
-                    _corr_flat(acc, xs, w3[co], dh * pwid, dw, span)
+                    _corr_flat(acc, xs, w3[co], dh * pwid, dw, span, True, b[co])
                 else:
+                    acc[:] = b[co]
                     _phased_corr(acc, xs, w3[co], sh, sw, dh, dw, phase_size, pwid, span)
                 for oh in range(out_h):
                     src = acc[oh * pwid:oh * pwid + out_w]
@@ -295,6 +251,6 @@ def depthwise_backward(gy, x, w3, wflip3, bias, c_in, height, width, sh, sw, ph,
                     _dots_flat(gw_parts[chunk, co], g, xs, dh * pwid, dw, span)
                 if need_grad_x:
                     _corr_flat(gacc[first_x:first_x + span_x], gbuf[first_x:], wflip3[co],
-                               dh * pwid, dw, span_x)
+                               dh * pwid, dw, span_x, False, gacc[0])
             if need_grad_x:
                 _read_phases(gacc, grad_x[img, c], ph, pw, sh, sw, phase_size, pwid, bias[c])
