@@ -179,3 +179,26 @@ def test_small_problems_are_not_timed(cache_dir):
     with fastconv.use_backend("numba"):
         F.conv2d(x, np.ones((3, 2, 3, 3), np.float32), None, 1, 1)
     assert NB.autotune_stats()["problems"] == before
+
+
+@pytest.mark.parametrize("w_layout_from", [1, 10**9])
+@pytest.mark.parametrize("group_bytes, min_columns", [(1, 1), (1 << 20, 256)])
+@pytest.mark.parametrize("seed", range(4))
+def test_gemm_plans_and_weight_gradient_layouts(monkeypatch, w_layout_from, group_bytes, min_columns, seed, dtype):
+    """The GEMM path's plan choices (one image per group, so every chunk accumulates
+    over several groups, or groups of >= 256 columns) and both layouts of the weight
+    gradient's GEMM (chosen by C_out) give the same gradients; strided too."""
+    monkeypatch.setattr(NB.gemm, "_W_LAYOUT_MIN_C_OUT", w_layout_from)
+    monkeypatch.setattr(NB.gemm, "_GEMM_GROUP_BYTES", group_bytes)
+    monkeypatch.setattr(NB.gemm, "_GEMM_MIN_COLUMNS", min_columns)
+    rng = np.random.default_rng(seed)
+    n, c_in, c_out = int(rng.integers(1, 6)), int(rng.integers(1, 6)), int(rng.integers(1, 40))
+    x = rng.standard_normal((n, c_in, int(rng.integers(3, 12)), int(rng.integers(3, 12)))).astype(dtype)
+    w = rng.standard_normal((c_out, c_in, 3, int(rng.integers(1, 4)))).astype(dtype)
+    stride, padding = (1, int(rng.integers(1, 3))), (int(rng.integers(0, 2)), 1)
+    grad_y = rng.standard_normal(loops.conv2d(x, w, None, stride, padding).shape).astype(dtype)
+    want = loops.conv2d_backward(grad_y.astype(np.float64), x.astype(np.float64), w.astype(np.float64),
+                                 stride, padding)
+    got = NB.gemm.backward(grad_y, x, w, None, stride, padding, True)
+    for name, g, e in zip(("grad_x", "grad_w", "grad_b"), got, want):
+        assert g.shape == e.shape and relative_error(g, e) < bound(dtype), name

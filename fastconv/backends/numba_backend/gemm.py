@@ -8,7 +8,9 @@ col2im.  Wins once channel counts make the GEMM big (report 003).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+
 import numpy as np
 
 from fastconv.backends.numba_backend import runtime as rt
@@ -33,9 +35,17 @@ def supports(x_shape, w_shape, stride, padding) -> bool:
     return available()
 
 
-# Column buffer per thread and group of images: small enough to stay in L2 (2 MB per
-# core here), large enough that the GEMM's short dimension (group * L) is not tiny.
+# Column buffer per thread and group of images: ~1 MB keeps it in L2 (2 MB per core
+# here) ...
 _GEMM_GROUP_BYTES = 1 << 20
+# ... but each GEMM should still have >= this many columns: below ~256, single-threaded
+# sgemm drops from ~92 to ~70 GFLOP/s, and with large weights (512->512 3x3: 9 MB)
+# every group re-reads them and re-writes a weight-sized grad_w part.
+_GEMM_MIN_COLUMNS = 256
+_GEMM_MAX_GROUP_BYTES = 16 << 20
+# From this many output channels the weight gradient's GEMM runs faster producing
+# grad_w in w's layout than transposed (OpenBLAS sgemm, measured per core here).
+_W_LAYOUT_MIN_C_OUT = 384
 
 
 def _gemm_plan(n, depth, c_out, windows, itemsize):
@@ -44,8 +54,16 @@ def _gemm_plan(n, depth, c_out, windows, itemsize):
     if not rt.single_threaded_blas.available:
         chunks = 1
     per_thread = -(-n // chunks)
-    group = max(1, min(per_thread, _GEMM_GROUP_BYTES // max(1, depth * windows * itemsize)))
+    image_bytes = max(1, depth * windows * itemsize)
+    group = max(_GEMM_GROUP_BYTES // image_bytes, -(-_GEMM_MIN_COLUMNS // windows))
+    group = max(1, min(per_thread, group, _GEMM_MAX_GROUP_BYTES // image_bytes))
     return chunks, group
+
+
+def _blas_threads(chunks):
+    """One thread per numba chunk; with a single chunk (batch 1, small problems) the
+    BLAS keeps all its threads, so one image still uses every core."""
+    return rt.single_threaded_blas if chunks > 1 else contextlib.nullcontext()
 
 
 def forward(x, w, b, stride, padding, relu):
@@ -59,7 +77,7 @@ def forward(x, w, b, stride, padding, relu):
     span = group * windows
     ws_cols = rt.workspace("cols", chunks * depth * span, x.dtype).reshape(chunks, depth * span)
     ws_rows = rt.workspace("rows", chunks * c_out * span, x.dtype).reshape(chunks, c_out * span)
-    with rt.single_threaded_blas:
+    with _blas_threads(chunks):
         rt.launch(_gemm.conv2d_gemm_forward, x, w.reshape(c_out, depth), b, kh, kw, sh, sw, ph, pw,
                 out_h, out_w, bool(relu), group,
                 y.reshape(n, c_out, windows), ws_cols, ws_rows, chunks)
@@ -76,19 +94,23 @@ def backward(grad_y, x, w, mask, stride, padding, need_grad_x):
     span = group * windows
     ws_cols = rt.workspace("cols", chunks * depth * span, x.dtype).reshape(chunks, depth * span)
     ws_rows = rt.workspace("rows", chunks * c_out * span, x.dtype).reshape(chunks, c_out * span)
-    ws_w = rt.workspace("wpart", chunks * depth * c_out, x.dtype).reshape(chunks, depth, c_out)
-    grad_w_parts = np.zeros((chunks, depth, c_out), dtype=x.dtype)   # transposed grad_w
-    grad_b_parts = np.zeros((chunks, c_out), dtype=x.dtype)
+    w_layout = c_out >= _W_LAYOUT_MIN_C_OUT
+    part_shape = (chunks, c_out, depth) if w_layout else (chunks, depth, c_out)
+    ws_w = rt.workspace("wpart", chunks * depth * c_out, x.dtype).reshape(part_shape)
+    grad_w_parts = np.empty(part_shape, dtype=x.dtype)
+    grad_b_parts = np.empty((chunks, c_out), dtype=x.dtype)
     grad_x = np.empty_like(x) if need_grad_x else rt.dummy(x.dtype, 4)
     use_mask = mask is not None
     mask3 = mask.reshape(n, c_out, windows) if use_mask else rt.dummy(x.dtype, 3)
-    w2 = w.reshape(c_out, depth)
-    with rt.single_threaded_blas:
-        rt.launch(_gemm.conv2d_gemm_backward, grad_y.reshape(n, c_out, windows), x, w2,
-                np.ascontiguousarray(w2.T), mask3, use_mask,
-                kh, kw, sh, sw, ph, pw, out_h, out_w, group,
-                bool(need_grad_x), grad_x, grad_w_parts, grad_b_parts,
-                ws_cols, ws_rows, ws_w, chunks)
-    grad_w = grad_w_parts[0] if chunks == 1 else grad_w_parts.sum(axis=0)
+    with _blas_threads(chunks):
+        rt.launch(_gemm.conv2d_gemm_backward, grad_y.reshape(n, c_out, windows), x, w.reshape(c_out, depth),
+                  mask3, use_mask, kh, kw, sh, sw, ph, pw, out_h, out_w, group,
+                  bool(need_grad_x), grad_x, w_layout, grad_w_parts, grad_b_parts,
+                  ws_cols, ws_rows, ws_w, chunks)
+    if w_layout:
+        grad_w = grad_w_parts[0] if chunks == 1 else grad_w_parts.sum(axis=0)
+    else:     # reduced and transposed in one parallel pass
+        grad_w = np.empty((c_out, depth), dtype=x.dtype)
+        rt.launch(_gemm.sum_transposed, grad_w_parts, grad_w, rt.chunks((c_out + 15) // 16, grad_w_parts.size))
     grad_b = grad_b_parts[0] if chunks == 1 else grad_b_parts.sum(axis=0)
-    return (grad_x if need_grad_x else None), np.ascontiguousarray(grad_w.T).reshape(w.shape), grad_b
+    return (grad_x if need_grad_x else None), grad_w.reshape(w.shape), grad_b

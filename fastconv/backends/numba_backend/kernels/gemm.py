@@ -83,10 +83,12 @@ def conv2d_gemm_forward(x, w2, b, kh, kw, sh, sw, ph, pw, out_h, out_w, relu, gr
 
 
 @njit(**_PJIT)
-def conv2d_gemm_backward(gy3, x, w2, w2t, mask3, use_mask, kh, kw, sh, sw, ph, pw, out_h, out_w,
-                         group, need_grad_x, grad_x, grad_w_parts, grad_b_parts,
+def conv2d_gemm_backward(gy3, x, w2, mask3, use_mask, kh, kw, sh, sw, ph, pw, out_h, out_w,
+                         group, need_grad_x, grad_x, w_layout, grad_w_parts, grad_b_parts,
                          ws_cols, ws_rows, ws_w, n_chunks):
-    """Per-thread partial grad_w.T (C*kh*kw, C_out) / grad_b, and grad_x if asked."""
+    """Per-thread partial grad_w / grad_b (both written, not accumulated into: no
+    zeroing pass), and grad_x if asked.  The grad_w parts are (C_out, C*kh*kw) if
+    ``w_layout``, else transposed (see below)."""
     n = x.shape[0]
     c_out, depth = w2.shape
     windows = out_h * out_w
@@ -99,6 +101,7 @@ def conv2d_gemm_backward(gy3, x, w2, w2t, mask3, use_mask, kh, kw, sh, sw, ph, p
         part = ws_w[chunk]
         gw = grad_w_parts[chunk]
         gb = grad_b_parts[chunk]
+        gb[:] = zero
         pad = np.zeros((x.shape[2] + 2 * ph, x.shape[3] + 2 * pw), dtype=x.dtype)
         gpad = np.empty_like(pad)
         for g0 in range(first, last, group):
@@ -133,15 +136,44 @@ def conv2d_gemm_backward(gy3, x, w2, w2t, mask3, use_mask, kh, kw, sh, sw, ph, p
                         gb[co] += total
             _im2col_group(x, g0, g1, kh, kw, sh, sw, ph, pw, out_h, out_w, pad, cols_flat, span, windows)
             cols = cols_flat[:depth * span].reshape((depth, span))
-            # grad_w.T = cols @ rows.T: this orientation of the same GEMM ran at
-            # ~95 GFLOP/s per core here against ~70 for rows @ cols.T (32->64, k5).
-            np.dot(cols, rows.T, part)
-            for r in range(depth):
-                grow = gw[r]
-                prow = part[r]
-                for co in range(c_out):
-                    grow[co] += prow[co]
+            # grad_w.T = cols @ rows.T ran at 75-92 GFLOP/s per core here against 33-79
+            # for grad_w = rows @ cols.T with C_out 16-256, but at 77 against 90 with
+            # C_out 512: the caller picks.  A chunk's first group writes its part.
+            target = gw if g0 == first else part
+            if w_layout:
+                np.dot(rows, cols.T, target)
+            else:
+                np.dot(cols, rows.T, target)
+            if g0 != first:
+                for a in range(gw.shape[0]):
+                    grow = gw[a]
+                    prow = part[a]
+                    for b in range(gw.shape[1]):
+                        grow[b] += prow[b]
             if need_grad_x:
-                np.dot(w2t, rows, cols)          # the columns themselves are done with
+                np.dot(w2.T, rows, cols)          # the columns themselves are done with
                 _col2im_group(cols_flat, span, windows, g0, g1, kh, kw, sh, sw, ph, pw,
                              out_h, out_w, gpad, grad_x)
+
+
+@njit(**_PJIT)
+def sum_transposed(parts, out, n_chunks):
+    """out[co, r] = sum over chunks of parts[chunk, r, co]: the per-thread grad_w.T
+    partial sums reduced and put in w's layout in one pass (blocks of 16 output
+    channels, so each read of a parts row is 64 contiguous bytes)."""
+    n_parts, depth, c_out = parts.shape
+    blocks = (c_out + 15) // 16
+    for chunk in prange(n_chunks):
+        for block in range(blocks * chunk // n_chunks, blocks * (chunk + 1) // n_chunks):
+            _sum_block(parts, out, block * 16, min(c_out, block * 16 + 16))
+
+
+@njit(cache=True, nogil=True)
+def _sum_block(parts, out, c0, c1):
+    n_parts, depth, _ = parts.shape
+    for r in range(depth):
+        for co in range(c0, c1):
+            total = parts[0, r, co]
+            for p in range(1, n_parts):
+                total += parts[p, r, co]
+            out[co, r] = total
