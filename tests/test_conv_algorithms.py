@@ -202,3 +202,29 @@ def test_gemm_plans_and_weight_gradient_layouts(monkeypatch, w_layout_from, grou
     got = NB.gemm.backward(grad_y, x, w, None, stride, padding, True)
     for name, g, e in zip(("grad_x", "grad_w", "grad_b"), got, want):
         assert g.shape == e.shape and relative_error(g, e) < bound(dtype), name
+
+
+@pytest.mark.parametrize("size", [(16, 16), (17, 19), (5, 7)])   # >= 256 windows: no unfold
+@pytest.mark.parametrize("seed", range(3))
+def test_gemm_pointwise_matches_loops(size, seed, dtype):
+    """1x1 stride-1 convolutions skip the unfold (and the fold backward) once an
+    image has >= 256 pixels; forward, fused ReLU and backward against loops."""
+    rng = np.random.default_rng(seed)
+    n, c_in, c_out = int(rng.integers(1, 4)), int(rng.integers(1, 7)), int(rng.integers(1, 9))
+    x = rng.standard_normal((n, c_in, *size)).astype(dtype)
+    w = rng.standard_normal((c_out, c_in, 1, 1)).astype(dtype)
+    b = rng.standard_normal(c_out).astype(dtype)
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    want_y = loops.conv2d(x64, w64, b.astype(np.float64), (1, 1), (0, 0))
+    y = NB.gemm.forward(x, w, b, (1, 1), (0, 0), False)
+    assert relative_error(y, want_y) < bound(dtype)
+    y_relu = NB.gemm.forward(x, w, b, (1, 1), (0, 0), True)
+    np.testing.assert_array_equal(y_relu, np.maximum(y, 0))
+    grad_y = rng.standard_normal(y.shape).astype(dtype)
+    for mask in (None, y_relu):
+        masked = grad_y if mask is None else grad_y * (y_relu > 0)
+        want = loops.conv2d_backward(masked.astype(np.float64), x64, w64, (1, 1), (0, 0))
+        got = NB.gemm.backward(grad_y, x, w, mask, (1, 1), (0, 0), True)
+        for name, g, e in zip(("grad_x", "grad_w", "grad_b"), got, want):
+            assert relative_error(g, e) < bound(dtype), name
+    np.testing.assert_array_equal(x, x64.astype(dtype))     # the input was not used as scratch

@@ -48,16 +48,23 @@ _GEMM_MAX_GROUP_BYTES = 16 << 20
 _W_LAYOUT_MIN_C_OUT = 384
 
 
-def _gemm_plan(n, depth, c_out, windows, itemsize):
-    """(threads, images per group) for the per-thread GEMM."""
+def _gemm_plan(n, depth, c_out, windows, itemsize, pointwise=False):
+    """(threads, images per group) for the per-thread GEMM; ``pointwise``: a 1x1
+    convolution with stride 1 and no padding."""
     chunks = rt.chunks(n, 2.0 * n * c_out * depth * windows, 1e6)
     if not rt.single_threaded_blas.available:
         chunks = 1
     per_thread = -(-n // chunks)
     image_bytes = max(1, depth * windows * itemsize)
+    if pointwise and windows >= _GEMM_MIN_COLUMNS:
+        return chunks, 1        # one image per GEMM: no unfold, output written in place
     group = max(_GEMM_GROUP_BYTES // image_bytes, -(-_GEMM_MIN_COLUMNS // windows))
     group = max(1, min(per_thread, group, _GEMM_MAX_GROUP_BYTES // image_bytes))
     return chunks, group
+
+
+def _pointwise(kh, kw, stride, padding) -> bool:
+    return (kh, kw) == (1, 1) and tuple(stride) == (1, 1) and tuple(padding) == (0, 0)
 
 
 def _blas_threads(chunks):
@@ -73,7 +80,7 @@ def forward(x, w, b, stride, padding, relu):
     out_h, out_w = rt.out_hw(height, width, (kh, kw), stride, padding)
     windows, depth = out_h * out_w, c_in * kh * kw
     y = np.empty((n, c_out, out_h, out_w), dtype=x.dtype)
-    chunks, group = _gemm_plan(n, depth, c_out, windows, x.itemsize)
+    chunks, group = _gemm_plan(n, depth, c_out, windows, x.itemsize, _pointwise(kh, kw, stride, padding))
     span = group * windows
     ws_cols = rt.workspace("cols", chunks * depth * span, x.dtype).reshape(chunks, depth * span)
     ws_rows = rt.workspace("rows", chunks * c_out * span, x.dtype).reshape(chunks, c_out * span)
@@ -90,7 +97,7 @@ def backward(grad_y, x, w, mask, stride, padding, need_grad_x):
     (sh, sw), (ph, pw) = stride, padding
     out_h, out_w = grad_y.shape[2:]
     windows, depth = out_h * out_w, c_in * kh * kw
-    chunks, group = _gemm_plan(n, depth, c_out, windows, x.itemsize)
+    chunks, group = _gemm_plan(n, depth, c_out, windows, x.itemsize, _pointwise(kh, kw, stride, padding))
     span = group * windows
     ws_cols = rt.workspace("cols", chunks * depth * span, x.dtype).reshape(chunks, depth * span)
     ws_rows = rt.workspace("rows", chunks * c_out * span, x.dtype).reshape(chunks, c_out * span)
