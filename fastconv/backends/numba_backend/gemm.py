@@ -8,13 +8,13 @@ col2im.  Wins once channel counts make the GEMM big (report 003).
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 
 import numpy as np
 
 from fastconv.backends.numba_backend import runtime as rt
 from fastconv.backends.numba_backend.kernels import gemm as _gemm
+from fastconv.backends.numba_backend.kernels import im2col as _cols
 
 NAME = "gemm"
 EXACT = True
@@ -67,10 +67,34 @@ def _pointwise(kh, kw, stride, padding) -> bool:
     return (kh, kw) == (1, 1) and tuple(stride) == (1, 1) and tuple(padding) == (0, 0)
 
 
-def _blas_threads(chunks):
-    """One thread per numba chunk; with a single chunk (batch 1, small problems) the
-    BLAS keeps all its threads, so one image still uses every core."""
-    return rt.single_threaded_blas if chunks > 1 else contextlib.nullcontext()
+def _split_channels(n, c_out, depth, windows) -> int:
+    """Threads for splitting each image's GEMM over output channels: used when the
+    batch has fewer images than threads (batch-1 inference), 0 otherwise."""
+    if n >= rt.get_num_threads() or not rt.single_threaded_blas.available:
+        return 0
+    chunks = rt.chunks(c_out // 8, 2.0 * c_out * depth * windows, 1e6)   # >= 8 rows each
+    return chunks if chunks > 1 else 0
+
+
+def _forward_split(x, w, b, stride, padding, relu, out_hw, chunks):
+    """Image by image: a parallel unfold (over channel planes), then the GEMM split
+    over output channels (`_gemm.gemm_rows_forward`)."""
+    n, c_in, height, width = x.shape
+    c_out, _, kh, kw = w.shape
+    windows, depth = out_hw[0] * out_hw[1], c_in * kh * kw
+    y = np.empty((n, c_out, windows), dtype=x.dtype)
+    cols_buffer = rt.workspace("cols", depth * windows, x.dtype).reshape(depth, windows)
+    w2 = w.reshape(c_out, depth)
+    with rt.single_threaded_blas:
+        for i in range(n):
+            if _pointwise(kh, kw, stride, padding):
+                cols = x[i].reshape(depth, windows)
+            else:
+                cols = cols_buffer
+                rt.launch(_cols.im2col_into, x[i:i + 1], kh, kw, *stride, *padding, *out_hw,
+                          cols.reshape(-1), windows, depth * windows, rt.chunks(c_in, cols.size))
+            rt.launch(_gemm.gemm_rows_forward, w2, cols, b, bool(relu), y[i], chunks)
+    return y.reshape(n, c_out, *out_hw)
 
 
 def forward(x, w, b, stride, padding, relu):
@@ -79,12 +103,15 @@ def forward(x, w, b, stride, padding, relu):
     (sh, sw), (ph, pw) = stride, padding
     out_h, out_w = rt.out_hw(height, width, (kh, kw), stride, padding)
     windows, depth = out_h * out_w, c_in * kh * kw
+    split = _split_channels(n, c_out, depth, windows)
+    if split:
+        return _forward_split(x, w, b, stride, padding, relu, (out_h, out_w), split)
     y = np.empty((n, c_out, out_h, out_w), dtype=x.dtype)
     chunks, group = _gemm_plan(n, depth, c_out, windows, x.itemsize, _pointwise(kh, kw, stride, padding))
     span = group * windows
     ws_cols = rt.workspace("cols", chunks * depth * span, x.dtype).reshape(chunks, depth * span)
     ws_rows = rt.workspace("rows", chunks * c_out * span, x.dtype).reshape(chunks, c_out * span)
-    with _blas_threads(chunks):
+    with rt.single_threaded_blas:
         rt.launch(_gemm.conv2d_gemm_forward, x, w.reshape(c_out, depth), b, kh, kw, sh, sw, ph, pw,
                 out_h, out_w, bool(relu), group,
                 y.reshape(n, c_out, windows), ws_cols, ws_rows, chunks)
@@ -109,7 +136,7 @@ def backward(grad_y, x, w, mask, stride, padding, need_grad_x):
     grad_x = np.empty_like(x) if need_grad_x else rt.dummy(x.dtype, 4)
     use_mask = mask is not None
     mask3 = mask.reshape(n, c_out, windows) if use_mask else rt.dummy(x.dtype, 3)
-    with _blas_threads(chunks):
+    with rt.single_threaded_blas:
         rt.launch(_gemm.conv2d_gemm_backward, grad_y.reshape(n, c_out, windows), x, w.reshape(c_out, depth),
                   mask3, use_mask, kh, kw, sh, sw, ph, pw, out_h, out_w, group,
                   bool(need_grad_x), grad_x, w_layout, grad_w_parts, grad_b_parts,

@@ -191,3 +191,29 @@ def _sum_block(parts, out, c0, c1):
             for p in range(1, n_parts):
                 total += parts[p, r, co]
             out[co, r] = total
+
+
+@njit(**_PJIT)
+def gemm_rows_forward(w2, cols, b, relu, y2, n_chunks):
+    """y2 = w2 @ cols + b (ReLU'd if asked) for one image, its output channels split
+    over the threads (each a single-threaded GEMM on its rows of w2 and y2): how a
+    batch smaller than the thread count still uses every core."""
+    c_out = w2.shape[0]
+    windows = cols.shape[1]
+    zero = y2.dtype.type(0)
+    for chunk in prange(n_chunks):
+        c0 = c_out * chunk // n_chunks
+        c1 = c_out * (chunk + 1) // n_chunks
+        if c1 == c0:
+            continue
+        np.dot(w2[c0:c1], cols, y2[c0:c1])
+        for co in range(c0, c1):
+            dst = y2[co]
+            bias = b[co]
+            if relu:
+                for l in range(windows):
+                    v = dst[l] + bias
+                    dst[l] = v if v > 0 else zero
+            else:
+                for l in range(windows):
+                    dst[l] += bias
