@@ -21,8 +21,9 @@ _ANNOUNCE_SECONDS = 2.0
 
 def ops_of(model) -> set[str] | None:
     """Names of the `fastconv.functional` kernels training ``model`` calls (its
-    layers and a softmax cross-entropy loss); None when it holds a layer this
-    function does not know (then: every kernel)."""
+    layers and a softmax cross-entropy loss), plus ``conv2d_3x3_stride1`` when a
+    convolution has that geometry; None when it holds a layer this function does not
+    know (then: every kernel)."""
     from fastconv import nn
     from fastconv.nn.norm import _BatchNorm
 
@@ -41,6 +42,8 @@ def ops_of(model) -> set[str] | None:
             ops.add("conv2d_general")       # dilated or grouped: the general kernels
         else:
             ops.add(op)                     # (padding="same"/"valid" alone runs the plain ones)
+            if op.startswith("conv2d") and module.kernel_size == (3, 3) and module.stride == (1, 1):
+                ops.add("conv2d_3x3_stride1")   # where the specialised algorithms run
     return ops
 
 

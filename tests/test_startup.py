@@ -45,8 +45,10 @@ def test_groups_follow_the_ops_and_the_algorithm_registry(monkeypatch):
     # the module (the package's ``warmup`` attribute is the function)
     warmup = importlib.import_module("fastconv.backends.numba_backend.warmup")
     assert warmup.groups_for({"softmax_cross_entropy"}) == ("loss",)
-    cnn = warmup.groups_for(startup.ops_of(build_model("cnn")))
-    assert set(cnn) == set(select.ALGORITHMS) | {"pool", "loss"}
+    cnn = warmup.groups_for(startup.ops_of(build_model("cnn")))      # 5x5 layers: no Winograd
+    assert set(cnn) == set(select.ALGORITHMS) - {"winograd"} | {"pool", "loss"}
+    letters = warmup.groups_for(startup.ops_of(build_model("letters-cnn")))   # 3x3 stride 1 too
+    assert set(select.ALGORITHMS) <= set(letters) and "norm" in letters
     assert warmup.groups_for(None) == warmup.groups() == tuple(select.ALGORITHMS) + (
         "loss", "pool", "norm", "unfold", "general")
     assert warmup.groups_for({"some_new_op"}) == warmup.groups()
@@ -54,6 +56,8 @@ def test_groups_follow_the_ops_and_the_algorithm_registry(monkeypatch):
     # an algorithm added later joins the groups without any list here changing
     monkeypatch.setitem(select.ALGORITHMS, "fft", select.ALGORITHMS["gemm"])
     assert "fft" in warmup.groups() and "fft" in warmup.groups_for({"conv2d"})
+    assert "winograd" not in warmup.groups_for({"conv2d"})
+    assert "winograd" in warmup.groups_for({"conv2d", "conv2d_3x3_stride1"})
 
 
 # ------------------------------------------------------------------ notice and bar

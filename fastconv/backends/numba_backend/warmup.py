@@ -51,16 +51,29 @@ def groups() -> tuple[str, ...]:
     return tuple(select.ALGORITHMS) + tuple(_OTHER_GROUPS)
 
 
+# An op `fastconv.startup.ops_of` adds for a 3x3 stride-1 convolution layer: the
+# geometry the specialised algorithms (Winograd) run; other layers need only the
+# algorithms that run any shape (Winograd's kernels cost ~27 s of a cold compile).
+CONV_3X3_STRIDE1 = "conv2d_3x3_stride1"
+
+
+def _any_shape_algorithms() -> list[str]:
+    return [name for name, module in select.ALGORITHMS.items()
+            if module.supports((1, 1, 9, 9), (1, 1, 5, 4), (2, 1), (0, 0))]
+
+
 def groups_for(ops=None) -> tuple[str, ...]:
     """The groups that compile ``ops`` (names of `fastconv.functional` kernels, e.g.
-    ``{"conv2d_relu_avgpool2", "softmax_cross_entropy"}``); None or an op this
-    function does not know: every group."""
+    ``{"conv2d_relu_avgpool2", "softmax_cross_entropy"}``, and `CONV_3X3_STRIDE1`);
+    None or an op this function does not know: every group."""
     if ops is None:
         return groups()
     needed = set()
     for op in ops:
-        if op.startswith("conv2d") and op != "conv2d_general":
-            needed.update(select.ALGORITHMS)
+        if op == CONV_3X3_STRIDE1:
+            needed.update(select.ALGORITHMS)          # every algorithm may win such a layer
+        elif op.startswith("conv2d") and op != "conv2d_general":
+            needed.update(_any_shape_algorithms())
             if "pool" in op:             # algorithms that do not fuse the pooling run it apart
                 needed.add("pool")
         elif op in ("avg_pool2d", "max_pool2d"):
