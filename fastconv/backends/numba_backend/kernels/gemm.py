@@ -60,18 +60,8 @@ def conv2d_gemm_forward(x, w2, b, kh, kw, sh, sw, ph, pw, out_h, out_w, relu, gr
                 cols = cols_flat[:depth * span].reshape((depth, span))
             if g1 - g0 == 1:
                 # one image: the GEMM writes straight into its (C_out, L) output planes
-                y_img = y3[g0]
-                np.dot(w2, cols, y_img)
-                for co in range(c_out):
-                    dst = y_img[co]
-                    bias = b[co]
-                    if relu:
-                        for l in range(windows):
-                            v = dst[l] + bias
-                            dst[l] = v if v > 0 else zero
-                    else:
-                        for l in range(windows):
-                            dst[l] += bias
+                np.dot(w2, cols, y3[g0])
+                _add_bias(y3[g0], b, 0, c_out, relu)
                 continue
             rows = rows_flat[:c_out * span].reshape((c_out, span))
             np.dot(w2, cols, rows)
@@ -199,21 +189,26 @@ def gemm_rows_forward(w2, cols, b, relu, y2, n_chunks):
     over the threads (each a single-threaded GEMM on its rows of w2 and y2): how a
     batch smaller than the thread count still uses every core."""
     c_out = w2.shape[0]
-    windows = cols.shape[1]
-    zero = y2.dtype.type(0)
     for chunk in prange(n_chunks):
         c0 = c_out * chunk // n_chunks
         c1 = c_out * (chunk + 1) // n_chunks
         if c1 == c0:
             continue
         np.dot(w2[c0:c1], cols, y2[c0:c1])
-        for co in range(c0, c1):
-            dst = y2[co]
-            bias = b[co]
-            if relu:
-                for l in range(windows):
-                    v = dst[l] + bias
-                    dst[l] = v if v > 0 else zero
-            else:
-                for l in range(windows):
-                    dst[l] += bias
+        _add_bias(y2, b, c0, c1, relu)
+
+
+@njit(cache=True, nogil=True)
+def _add_bias(y2, b, c0, c1, relu):
+    """In place: y2[co] += b[co] for co in [c0, c1), then ReLU if asked."""
+    zero = y2.dtype.type(0)
+    for co in range(c0, c1):
+        dst = y2[co]
+        bias = b[co]
+        if relu:
+            for l in range(dst.shape[0]):
+                v = dst[l] + bias
+                dst[l] = v if v > 0 else zero
+        else:
+            for l in range(dst.shape[0]):
+                dst[l] += bias
