@@ -27,9 +27,15 @@ NAME = "winograd"
 EXACT = False
 FUSES_POOL = False
 
-# A block's transformed input and output (36 x (C + K) x tiles) should stay in L2
-# (2 MB per core here) next to the BLAS packing buffers.
+# Forward: a block's transformed input and output (36 x (C + K) x tiles) should
+# stay in L2 (1 MB per core here) next to the BLAS packing buffers.
 _BLOCK_BYTES = 1 << 20
+# Weight gradient: each block's 36 GEMMs ``Z @ V^T`` have the block's tiles as their
+# inner dimension and write a whole (K, C) partial; with L2-sized blocks (14-56 tiles
+# on 8-32 pixel planes) the GEMMs ran at ~75 GFLOP/s and adding the partials cost as
+# much again.  So the blocks grow to >= 256 tiles, up to 8 MB per thread.
+_GRAD_MIN_TILES = 256
+_GRAD_BLOCK_BYTES = 8 << 20
 _TILE = _wino.TILE
 
 
@@ -38,18 +44,40 @@ def supports(x_shape, w_shape, stride, padding) -> bool:
             and max(padding) <= 2 and gemm.available())
 
 
-def _plan(n, c_in, k_out, out_h, out_w, itemsize):
+def _plan(n, c_in, k_out, out_h, out_w, itemsize, weight_grad=False):
     """(chunks, tile rows per block) for one call."""
     tile_h = -(-out_h // _TILE)
     tiles = -(-out_w // _TILE)
     total_rows = n * tile_h
     per_tile = 36 * (c_in + k_out) * itemsize
     rows = max(1, _BLOCK_BYTES // (per_tile * tiles))
+    if weight_grad:
+        rows = max(rows, min(-(-_GRAD_MIN_TILES // tiles), _GRAD_BLOCK_BYTES // (per_tile * tiles)))
     threads = rt.get_num_threads() if rt.single_threaded_blas.available else 1
     rows = min(rows, -(-total_rows // threads))          # at least one block per thread
     blocks = -(-total_rows // rows)
     work = 2.0 * n * out_h * out_w * k_out * c_in * 9
     return rt.chunks(blocks, work, 1e6) if threads > 1 else 1, rows
+
+
+def _point_stride(rows, cols, itemsize):
+    """Elements between consecutive points' (rows, cols) matrices in a workspace.
+
+    The transforms touch all 36 points per tile; matrices a multiple of 2 KB apart
+    map those 36 streams onto one or two L1 sets, which thrashed (input transform
+    1.3-1.7x slower).  Starting each matrix 64 bytes past a 4 KB boundary spreads
+    them over the sets."""
+    page = 4096 // itemsize
+    return -(-rows * cols // page) * page + 64 // itemsize
+
+
+def _workspaces(names_rows, chunks, block_tiles, dtype):
+    """Per-thread workspaces for the points' matrices: [(array, point stride)]."""
+    out = []
+    for name, rows in names_rows:
+        stride = _point_stride(rows, block_tiles, np.dtype(dtype).itemsize)
+        out.append((rt.workspace(name, chunks * 36 * stride, dtype).reshape(chunks, -1), stride))
+    return out
 
 
 def _filters(w, chunks):
@@ -65,12 +93,12 @@ def forward(x, w, b, stride, padding, relu):
     y = np.empty((n, k_out, out_h, out_w), dtype=x.dtype)
     chunks, rows = _plan(n, c_in, k_out, out_h, out_w, x.itemsize)
     block_tiles = rows * -(-out_w // _TILE)
-    ws_v = rt.workspace("wino_v", chunks * 36 * c_in * block_tiles, x.dtype).reshape(chunks, -1)
-    ws_m = rt.workspace("wino_m", chunks * 36 * k_out * block_tiles, x.dtype).reshape(chunks, -1)
+    (ws_v, v_stride), (ws_m, m_stride) = _workspaces(
+        (("wino_v", c_in), ("wino_m", k_out)), chunks, block_tiles, x.dtype)
     u = _filters(w, chunks)
     with rt.single_threaded_blas:
         rt.launch(_wino.winograd_forward, x, u, b, padding[0], padding[1], bool(relu), rows, y,
-                  ws_v, ws_m, chunks)
+                  ws_v, ws_m, v_stride, m_stride, chunks)
     return y
 
 
@@ -85,20 +113,20 @@ def _masked(grad_y, mask):
 def _weight_grad(grad_y, x, w, padding):
     n, c_in = x.shape[:2]
     _, k_out, out_h, out_w = grad_y.shape
-    chunks, rows = _plan(n, c_in, k_out, out_h, out_w, x.itemsize)
+    chunks, rows = _plan(n, c_in, k_out, out_h, out_w, x.itemsize, weight_grad=True)
     block_tiles = rows * -(-out_w // _TILE)
-    ws_v = rt.workspace("wino_v", chunks * 36 * c_in * block_tiles, x.dtype).reshape(chunks, -1)
-    ws_z = rt.workspace("wino_m", chunks * 36 * k_out * block_tiles, x.dtype).reshape(chunks, -1)
+    (ws_v, v_stride), (ws_z, z_stride) = _workspaces(
+        (("wino_v", c_in), ("wino_m", k_out)), chunks, block_tiles, x.dtype)
     ws_p = rt.workspace("wino_p", chunks * k_out * c_in, x.dtype).reshape(chunks, -1)
     du_parts = np.zeros((chunks, 36, k_out, c_in), dtype=x.dtype)
-    gb_parts = np.zeros((chunks, k_out), dtype=np.float64)
+    gb_parts = np.zeros((chunks, k_out, _TILE * -(-out_w // _TILE)), dtype=np.float64)
     with rt.single_threaded_blas:
         rt.launch(_wino.winograd_weight_grad, grad_y, x, padding[0], padding[1], rows,
-                  du_parts, gb_parts, ws_v, ws_z, ws_p, chunks)
+                  du_parts, gb_parts, ws_v, ws_z, ws_p, v_stride, z_stride, chunks)
     du = du_parts[0] if chunks == 1 else du_parts.sum(axis=0)
     grad_w = np.empty_like(w)
     rt.launch(_wino.filter_gradient, du, grad_w, rt.chunks(k_out, 36.0 * k_out * c_in * 20, 2e5))
-    return grad_w, gb_parts.sum(axis=0).astype(x.dtype)
+    return grad_w, gb_parts.sum(axis=(0, 2)).astype(x.dtype)
 
 
 def backward(grad_y, x, w, mask, stride, padding, need_grad_x):

@@ -136,7 +136,8 @@ def filter_gradient(du, grad_w, n_chunks):
 # can vectorise (the output transform measured 1.1-1.6x faster than tile by tile).
 @njit(**_JIT)
 def _fill_phases(plane, row0, col0, band):
-    """band[r, ph, j] = plane[row0 + r, 4j + ph + col0], zero outside the plane."""
+    """band[r, ph, j] = plane[row0 + r, 4j + ph + col0], zero outside the plane.
+    Plain index loops: slicing each (row, phase) pair cost more than the copy."""
     height, width = plane.shape
     span = band.shape[2]
     zero = band.dtype.type(0)
@@ -148,38 +149,33 @@ def _fill_phases(plane, row0, col0, band):
         src = plane[src_row]
         for ph in range(TILE):
             dst = band[r, ph]
-            offset = ph + col0
-            first = min(max(0, -(offset // TILE)), span)
-            last = min(max((width - 1 - offset) // TILE + 1, first), span)
-            for j in range(first):
-                dst[j] = zero
-            for j in range(first, last):
-                dst[j] = src[TILE * j + offset]
-            for j in range(last, span):
-                dst[j] = zero
+            for j in range(span):
+                col = TILE * j + ph + col0
+                dst[j] = src[col] if 0 <= col < width else zero
 
 
 @njit(**_JIT)
 def _fill_band(plane, row0, col0, band):
-    """band[r, q] = plane[row0 + r, col0 + q], zero outside the plane."""
+    """band[r, q] = plane[row0 + r, col0 + q], zero outside the plane.  Copies run on
+    slices with zero-based indices: an index LLVM cannot prove non-negative carries
+    numba's negative-index wraparound, which kept this loop scalar (3.6x slower)."""
     height, width = plane.shape
     band_w = band.shape[1]
     first = min(max(-col0, 0), band_w)                 # first band column inside the plane
     last = max(min(width - col0, band_w), first)       # one past the last
     zero = band.dtype.type(0)
-    for r in range(PATCH):
+    for r in range(band.shape[0]):
         dst = band[r]
         src_row = row0 + r
         if src_row < 0 or src_row >= height:
             dst[:] = zero
             continue
-        src = plane[src_row]
-        for q in range(first):
-            dst[q] = zero
-        for q in range(first, last):
-            dst[q] = src[q + col0]
-        for q in range(last, band_w):
-            dst[q] = zero
+        dst[:first] = zero
+        inside = dst[first:last]
+        src = plane[src_row, first + col0:last + col0]
+        for q in range(inside.size):
+            inside[q] = src[q]
+        dst[last:] = zero
 
 
 @njit(**_JIT)
@@ -245,21 +241,20 @@ def _output_tiles(m, stride, base, tiles, hs, ob, bias, relu, out_plane, row0):
 
 
 @njit(**_JIT)
-def _gradient_tiles(plane, row0, tiles, gband, vt, z, stride, base):
+def _gradient_tiles(plane, row0, tiles, gband, vt, z, stride, base, bias_sums):
     """z[t * stride + base + j] = (A G_j A^T)[t] for the output-gradient tiles G_j of
     one tile row (zero beyond the plane); ``gband`` (4, 4, tiles) and ``vt``
-    (6, 4, tiles) are scratch.  Returns the tiles' sum (for grad_b)."""
+    (6, 4, tiles) are scratch.  Adds the tiles' columns to ``bias_sums`` (float64,
+    4 * tiles: element-wise, so the loop vectorises; one running sum would be a
+    serial dependency chain as long as the tile row)."""
     two = plane.dtype.type(2)
     four = plane.dtype.type(4)
     eight = plane.dtype.type(8)
     _fill_phases(plane, row0, 0, gband)
-    total = 0.0
-    for r in range(min(TILE, plane.shape[0] - row0)):
-        src = plane[row0 + r]
-        for q in range(plane.shape[1]):
-            total += src[q]
     g0, g1 = gband[0].reshape(-1), gband[1].reshape(-1)
     g2, g3 = gband[2].reshape(-1), gband[3].reshape(-1)
+    for q in range(bias_sums.size):
+        bias_sums[q] += (np.float64(g0[q]) + np.float64(g1[q])) + (np.float64(g2[q]) + np.float64(g3[q]))
     t0, t1, t2 = vt[0].reshape(-1), vt[1].reshape(-1), vt[2].reshape(-1)
     t3, t4, t5 = vt[3].reshape(-1), vt[4].reshape(-1), vt[5].reshape(-1)
     for q in range(g0.size):                      # A down the tile rows
@@ -275,10 +270,15 @@ def _gradient_tiles(plane, row0, tiles, gband, vt, z, stride, base):
         d5 = z[at + 5 * stride:at + 5 * stride + tiles]
         for j in range(tiles):
             d0[j], d1[j], d2[j], d3[j], d4[j], d5[j] = _a(p0[j], p1[j], p2[j], p3[j], two, four, eight)
-    return total
 
 
 # --------------------------------------------------------------------------- blocks
+@njit(**_JIT)
+def _point(ws, t, stride, rows, cols):
+    """Point t's (rows, cols) matrix in a thread's workspace row."""
+    return ws[t * stride:t * stride + rows * cols].reshape((rows, cols))
+
+
 @njit(**_JIT)
 def _tiling(n, out_h, out_w, rows_per_block):
     """(tile rows per image, tiles per row, tile rows in the batch, blocks)."""
@@ -289,22 +289,24 @@ def _tiling(n, out_h, out_w, rows_per_block):
 
 
 @njit(**_JIT)
-def _transform_input_block(x, g0, g1, tile_h, tiles, ph, pw, band, v, pb):
-    """V of tile rows [g0, g1) (global index: image * tile_h + tile row) into v;
-    ``band`` is (6, 4 * tiles + 2) scratch."""
+def _transform_input_block(x, g0, g1, tile_h, tiles, ph, pw, band, v, v_stride, pb):
+    """V of tile rows [g0, g1) (global index: image * tile_h + tile row) into v, point t's
+    (C, pb) matrix at ``t * v_stride``; ``band`` is (6, 4 * tiles + 2) scratch."""
     c_in = x.shape[1]
-    stride = c_in * pb
-    for g in range(g0, g1):
-        img = g // tile_h
-        i = g - img * tile_h
-        for c in range(c_in):
+    stride = v_stride
+    for c in range(c_in):                  # plane by plane: its rows are read in order
+        for g in range(g0, g1):
+            img = g // tile_h
+            i = g - img * tile_h
             _fill_band(x[img, c], TILE * i - ph, -pw, band)
             _input_tiles(band, tiles, v, stride, c * pb + (g - g0) * tiles)
 
 
 @njit(**_PJIT)
-def winograd_forward(x, u, b, ph, pw, relu, rows_per_block, y, ws_v, ws_m, n_chunks):
-    """y = conv(x, w) + b (ReLU'd if asked), with u = `filter_transform` of w."""
+def winograd_forward(x, u, b, ph, pw, relu, rows_per_block, y, ws_v, ws_m, v_stride, m_stride,
+                     n_chunks):
+    """y = conv(x, w) + b (ReLU'd if asked), with u = `filter_transform` of w; point t's
+    matrices start at ``t * v_stride`` / ``t * m_stride`` of a thread's workspace row."""
     n, c_in = x.shape[0], x.shape[1]
     k_out, out_h, out_w = y.shape[1], y.shape[2], y.shape[3]
     tile_h, tiles, total_rows, blocks = _tiling(n, out_h, out_w, rows_per_block)
@@ -316,14 +318,12 @@ def winograd_forward(x, u, b, ph, pw, relu, rows_per_block, y, ws_v, ws_m, n_chu
             g0 = blk * rows_per_block
             g1 = min(total_rows, g0 + rows_per_block)
             pb = (g1 - g0) * tiles
-            v = ws_v[chunk, :POINTS * c_in * pb]
-            m = ws_m[chunk, :POINTS * k_out * pb]
-            _transform_input_block(x, g0, g1, tile_h, tiles, ph, pw, band, v, pb)
-            v3 = v.reshape((POINTS, c_in, pb))
-            m3 = m.reshape((POINTS, k_out, pb))
+            v = ws_v[chunk]
+            m = ws_m[chunk]
+            _transform_input_block(x, g0, g1, tile_h, tiles, ph, pw, band, v, v_stride, pb)
             for t in range(POINTS):
-                np.dot(u[t], v3[t], m3[t])
-            stride = k_out * pb
+                np.dot(u[t], _point(v, t, v_stride, c_in, pb), _point(m, t, m_stride, k_out, pb))
+            stride = m_stride
             for g in range(g0, g1):
                 img = g // tile_h
                 row0 = TILE * (g - img * tile_h)
@@ -334,8 +334,9 @@ def winograd_forward(x, u, b, ph, pw, relu, rows_per_block, y, ws_v, ws_m, n_chu
 
 @njit(**_PJIT)
 def winograd_weight_grad(gy, x, ph, pw, rows_per_block, du_parts, gb_parts, ws_v, ws_z, ws_p,
-                         n_chunks):
-    """Per-thread dU = sum over tiles of Z @ V^T (36, K, C) and grad_b partial sums."""
+                         v_stride, z_stride, n_chunks):
+    """Per-thread dU = sum over tiles of Z @ V^T (36, K, C) and grad_b partial sums
+    (``gb_parts[chunk, k]``: float64, one per column of a tile row)."""
     n, c_in = x.shape[0], x.shape[1]
     k_out, out_h, out_w = gy.shape[1], gy.shape[2], gy.shape[3]
     tile_h, tiles, total_rows, blocks = _tiling(n, out_h, out_w, rows_per_block)
@@ -350,20 +351,18 @@ def winograd_weight_grad(gy, x, ph, pw, rows_per_block, du_parts, gb_parts, ws_v
             g0 = blk * rows_per_block
             g1 = min(total_rows, g0 + rows_per_block)
             pb = (g1 - g0) * tiles
-            v = ws_v[chunk, :POINTS * c_in * pb]
-            z = ws_z[chunk, :POINTS * k_out * pb]
-            _transform_input_block(x, g0, g1, tile_h, tiles, ph, pw, band, v, pb)
-            stride = k_out * pb
-            for g in range(g0, g1):
-                img = g // tile_h
-                row0 = TILE * (g - img * tile_h)
-                for k in range(k_out):
-                    gb[k] += _gradient_tiles(gy[img, k], row0, tiles, gband, gvt, z, stride,
-                                             k * pb + (g - g0) * tiles)
-            v3 = v.reshape((POINTS, c_in, pb))
-            z3 = z.reshape((POINTS, k_out, pb))
+            v = ws_v[chunk]
+            z = ws_z[chunk]
+            _transform_input_block(x, g0, g1, tile_h, tiles, ph, pw, band, v, v_stride, pb)
+            stride = z_stride
+            for k in range(k_out):
+                for g in range(g0, g1):
+                    img = g // tile_h
+                    row0 = TILE * (g - img * tile_h)
+                    _gradient_tiles(gy[img, k], row0, tiles, gband, gvt, z, stride,
+                                             k * pb + (g - g0) * tiles, gb[k])
             for t in range(POINTS):
-                np.dot(z3[t], v3[t].T, part)
+                np.dot(_point(z, t, z_stride, k_out, pb), _point(v, t, v_stride, c_in, pb).T, part)
                 du[t] += part
 
 
