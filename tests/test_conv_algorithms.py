@@ -204,6 +204,36 @@ def test_gemm_plans_and_weight_gradient_layouts(monkeypatch, w_layout_from, grou
         assert g.shape == e.shape and relative_error(g, e) < bound(dtype), name
 
 
+@pytest.mark.parametrize("whole_batch_bytes, block_bytes, grad_min_tiles", [
+    (1 << 40, 1 << 20, 256),     # the whole batch as one block, split over the 36 points
+    (0, 1, 1),                   # one tile row per block: every thread sums several partials
+    (0, 1 << 20, 256)])          # blocks of tile rows, grown for the weight gradient
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("seed", range(4))
+def test_winograd_plans_match_loops(monkeypatch, whole_batch_bytes, block_bytes, grad_min_tiles, relu,
+                                    seed, dtype):
+    """Both Winograd plans (whole batch split over points; blocks of tile rows split
+    over threads) give the loops' output and gradients, bias and ReLU included."""
+    monkeypatch.setattr(NB.winograd, "_WHOLE_BATCH_BYTES", whole_batch_bytes)
+    monkeypatch.setattr(NB.winograd, "_BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(NB.winograd, "_GRAD_MIN_TILES", grad_min_tiles)
+    x, w, b, padding, rng = problem(seed + 200, dtype)
+    x64, w64, b64 = (a.astype(np.float64) for a in (x, w, b))
+    want_y = loops.conv2d(x64, w64, b64, (1, 1), padding)
+    if relu:
+        want_y = np.maximum(want_y, 0)
+    grad_y = rng.standard_normal(want_y.shape)
+    masked = grad_y * (want_y > 0) if relu else grad_y
+    want = loops.conv2d_backward(masked, x64, w64, (1, 1), padding)
+    y = NB.winograd.forward(x, w, b, (1, 1), padding, relu)
+    mask = y if relu else None
+    got = NB.winograd.backward(grad_y.astype(dtype), x, w, mask, (1, 1), padding, True)
+    assert relative_error(y, want_y) < bound(dtype)
+    for name, g, e in zip(("grad_x", "grad_w", "grad_b"), got, want):
+        assert g.dtype == dtype and g.shape == e.shape, name
+        assert relative_error(g, e) < bound(dtype), name
+
+
 @pytest.mark.parametrize("size", [(16, 16), (17, 19), (5, 7)])   # >= 256 windows: no unfold
 @pytest.mark.parametrize("seed", range(3))
 def test_gemm_pointwise_matches_loops(size, seed, dtype):

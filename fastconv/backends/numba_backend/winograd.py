@@ -36,6 +36,9 @@ _BLOCK_BYTES = 1 << 20
 # much again.  So the blocks grow to >= 256 tiles, up to 8 MB per thread.
 _GRAD_MIN_TILES = 256
 _GRAD_BLOCK_BYTES = 8 << 20
+# A batch whose transformed input and output fit in this many bytes runs as one
+# block split over the 36 points (``kernels/winograd.py``, "whole batch").
+_WHOLE_BATCH_BYTES = 12 << 20
 _TILE = _wino.TILE
 
 
@@ -86,11 +89,41 @@ def _filters(w, chunks):
     return u
 
 
+def _whole_batch(n, c_in, k_out, out_h, out_w, itemsize):
+    """The batch's tile count when it runs as one block split over points, else 0."""
+    tiles_all = n * -(-out_h // _TILE) * -(-out_w // _TILE)
+    return tiles_all if 36 * (c_in + k_out) * tiles_all * itemsize <= _WHOLE_BATCH_BYTES else 0
+
+
+def _point_chunks(work):
+    return rt.chunks(36, work, 1e6) if rt.single_threaded_blas.available else 1
+
+
+def _input_points(x, padding, out_h, out_w, tiles_all):
+    """(V of every tile, its point stride), split over input channels."""
+    c_in = x.shape[1]
+    (ws_v, v_stride), = _workspaces((("wino_v", c_in),), 1, tiles_all, x.dtype)
+    rt.launch(_wino.input_points, x, padding[0], padding[1], -(-out_h // _TILE), -(-out_w // _TILE),
+              ws_v[0], v_stride, rt.chunks(c_in, 36.0 * 12 * c_in * tiles_all, 2e5))
+    return ws_v[0], v_stride
+
+
 def forward(x, w, b, stride, padding, relu):
     n, c_in, height, width = x.shape
     k_out = w.shape[0]
     out_h, out_w = rt.out_hw(height, width, (3, 3), stride, padding)
     y = np.empty((n, k_out, out_h, out_w), dtype=x.dtype)
+    tiles_all = _whole_batch(n, c_in, k_out, out_h, out_w, x.itemsize)
+    if tiles_all:
+        u = _filters(w, 2)
+        v, v_stride = _input_points(x, padding, out_h, out_w, tiles_all)
+        (ws_m, m_stride), = _workspaces((("wino_m", k_out),), 1, tiles_all, x.dtype)
+        with rt.single_threaded_blas:
+            rt.launch(_wino.forward_points, u, v, v_stride, ws_m[0], m_stride, tiles_all,
+                      _point_chunks(72.0 * k_out * c_in * tiles_all))
+        rt.launch(_wino.output_points, ws_m[0], m_stride, b, bool(relu), -(-out_h // _TILE),
+                  -(-out_w // _TILE), y, rt.chunks(k_out, 36.0 * 10 * k_out * tiles_all, 2e5))
+        return y
     chunks, rows = _plan(n, c_in, k_out, out_h, out_w, x.itemsize)
     block_tiles = rows * -(-out_w // _TILE)
     (ws_v, v_stride), (ws_m, m_stride) = _workspaces(
@@ -110,23 +143,41 @@ def _masked(grad_y, mask):
     return out
 
 
-def _weight_grad(grad_y, x, w, padding):
+def _transform_domain_grad(grad_y, x, padding):
+    """(dU (36, K, C), per-channel bias sums (K, *)), in one of the two plans."""
     n, c_in = x.shape[:2]
     _, k_out, out_h, out_w = grad_y.shape
+    tiles = -(-out_w // _TILE)
+    tiles_all = _whole_batch(n, c_in, k_out, out_h, out_w, x.itemsize)
+    if tiles_all:
+        v, v_stride = _input_points(x, padding, out_h, out_w, tiles_all)
+        (ws_z, z_stride), = _workspaces((("wino_m", k_out),), 1, tiles_all, x.dtype)
+        bias_sums = np.zeros((k_out, _TILE * tiles), dtype=np.float64)
+        rt.launch(_wino.gradient_points, grad_y, -(-out_h // _TILE), tiles, ws_z[0], z_stride, bias_sums,
+                  rt.chunks(k_out, 36.0 * 10 * k_out * tiles_all, 2e5))
+        du = np.empty((36, k_out, c_in), dtype=x.dtype)
+        with rt.single_threaded_blas:
+            rt.launch(_wino.weight_grad_points, ws_z[0], z_stride, v, v_stride, tiles_all, du,
+                      _point_chunks(72.0 * k_out * c_in * tiles_all))
+        return du, bias_sums
     chunks, rows = _plan(n, c_in, k_out, out_h, out_w, x.itemsize, weight_grad=True)
-    block_tiles = rows * -(-out_w // _TILE)
     (ws_v, v_stride), (ws_z, z_stride) = _workspaces(
-        (("wino_v", c_in), ("wino_m", k_out)), chunks, block_tiles, x.dtype)
+        (("wino_v", c_in), ("wino_m", k_out)), chunks, rows * tiles, x.dtype)
     ws_p = rt.workspace("wino_p", chunks * k_out * c_in, x.dtype).reshape(chunks, -1)
     du_parts = np.zeros((chunks, 36, k_out, c_in), dtype=x.dtype)
-    gb_parts = np.zeros((chunks, k_out, _TILE * -(-out_w // _TILE)), dtype=np.float64)
+    gb_parts = np.zeros((chunks, k_out, _TILE * tiles), dtype=np.float64)
     with rt.single_threaded_blas:
         rt.launch(_wino.winograd_weight_grad, grad_y, x, padding[0], padding[1], rows,
                   du_parts, gb_parts, ws_v, ws_z, ws_p, v_stride, z_stride, chunks)
-    du = du_parts[0] if chunks == 1 else du_parts.sum(axis=0)
+    return (du_parts[0] if chunks == 1 else du_parts.sum(axis=0)), gb_parts.sum(axis=0)
+
+
+def _weight_grad(grad_y, x, w, padding):
+    du, bias_sums = _transform_domain_grad(grad_y, x, padding)
     grad_w = np.empty_like(w)
+    k_out, c_in = w.shape[:2]
     rt.launch(_wino.filter_gradient, du, grad_w, rt.chunks(k_out, 36.0 * k_out * c_in * 20, 2e5))
-    return grad_w, gb_parts.sum(axis=(0, 2)).astype(x.dtype)
+    return grad_w, bias_sums.sum(axis=1).astype(x.dtype)
 
 
 def backward(grad_y, x, w, mask, stride, padding, need_grad_x):
