@@ -83,16 +83,19 @@ def _workspaces(names_rows, chunks, block_tiles, dtype):
     return out
 
 
-def _filters(w, chunks):
+def _filters(w):
     u = np.empty((36, w.shape[0], w.shape[1]), dtype=w.dtype)
     rt.launch(_wino.filter_transform, w, u, rt.chunks(w.shape[0], 36.0 * w.shape[0] * w.shape[1] * 20, 2e5))
     return u
 
 
-def _whole_batch(n, c_in, k_out, out_h, out_w, itemsize):
-    """The batch's tile count when it runs as one block split over points, else 0."""
+def _whole_batch(n, c_in, k_out, out_h, out_w, itemsize, plan=None):
+    """The batch's tile count when it runs as one block split over points, else 0;
+    ``plan`` "points" / "blocks" forces one (the warm-up compiles both)."""
     tiles_all = n * -(-out_h // _TILE) * -(-out_w // _TILE)
-    return tiles_all if 36 * (c_in + k_out) * tiles_all * itemsize <= _WHOLE_BATCH_BYTES else 0
+    if plan is None:
+        plan = "points" if 36 * (c_in + k_out) * tiles_all * itemsize <= _WHOLE_BATCH_BYTES else "blocks"
+    return tiles_all if plan == "points" else 0
 
 
 def _point_chunks(work):
@@ -108,14 +111,14 @@ def _input_points(x, padding, out_h, out_w, tiles_all):
     return ws_v[0], v_stride
 
 
-def forward(x, w, b, stride, padding, relu):
+def forward(x, w, b, stride, padding, relu, plan=None):
     n, c_in, height, width = x.shape
     k_out = w.shape[0]
     out_h, out_w = rt.out_hw(height, width, (3, 3), stride, padding)
     y = np.empty((n, k_out, out_h, out_w), dtype=x.dtype)
-    tiles_all = _whole_batch(n, c_in, k_out, out_h, out_w, x.itemsize)
+    tiles_all = _whole_batch(n, c_in, k_out, out_h, out_w, x.itemsize, plan)
     if tiles_all:
-        u = _filters(w, 2)
+        u = _filters(w)
         v, v_stride = _input_points(x, padding, out_h, out_w, tiles_all)
         (ws_m, m_stride), = _workspaces((("wino_m", k_out),), 1, tiles_all, x.dtype)
         with rt.single_threaded_blas:
@@ -128,7 +131,7 @@ def forward(x, w, b, stride, padding, relu):
     block_tiles = rows * -(-out_w // _TILE)
     (ws_v, v_stride), (ws_m, m_stride) = _workspaces(
         (("wino_v", c_in), ("wino_m", k_out)), chunks, block_tiles, x.dtype)
-    u = _filters(w, chunks)
+    u = _filters(w)
     with rt.single_threaded_blas:
         rt.launch(_wino.winograd_forward, x, u, b, padding[0], padding[1], bool(relu), rows, y,
                   ws_v, ws_m, v_stride, m_stride, chunks)
@@ -143,12 +146,12 @@ def _masked(grad_y, mask):
     return out
 
 
-def _transform_domain_grad(grad_y, x, padding):
+def _transform_domain_grad(grad_y, x, padding, plan):
     """(dU (36, K, C), per-channel bias sums (K, *)), in one of the two plans."""
     n, c_in = x.shape[:2]
     _, k_out, out_h, out_w = grad_y.shape
     tiles = -(-out_w // _TILE)
-    tiles_all = _whole_batch(n, c_in, k_out, out_h, out_w, x.itemsize)
+    tiles_all = _whole_batch(n, c_in, k_out, out_h, out_w, x.itemsize, plan)
     if tiles_all:
         v, v_stride = _input_points(x, padding, out_h, out_w, tiles_all)
         (ws_z, z_stride), = _workspaces((("wino_m", k_out),), 1, tiles_all, x.dtype)
@@ -172,20 +175,26 @@ def _transform_domain_grad(grad_y, x, padding):
     return (du_parts[0] if chunks == 1 else du_parts.sum(axis=0)), gb_parts.sum(axis=0)
 
 
-def _weight_grad(grad_y, x, w, padding):
-    du, bias_sums = _transform_domain_grad(grad_y, x, padding)
+def _weight_grad(grad_y, x, w, padding, plan=None):
+    du, bias_sums = _transform_domain_grad(grad_y, x, padding, plan)
     grad_w = np.empty_like(w)
     k_out, c_in = w.shape[:2]
     rt.launch(_wino.filter_gradient, du, grad_w, rt.chunks(k_out, 36.0 * k_out * c_in * 20, 2e5))
     return grad_w, bias_sums.sum(axis=1).astype(x.dtype)
 
 
-def backward(grad_y, x, w, mask, stride, padding, need_grad_x):
+def backward(grad_y, x, w, mask, stride, padding, need_grad_x, plan=None):
     grad_y = _masked(grad_y, mask)
-    grad_w, grad_b = _weight_grad(grad_y, x, w, padding)
+    grad_w, grad_b = _weight_grad(grad_y, x, w, padding, plan)
     grad_x = None
     if need_grad_x:
         flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
         zeros = np.zeros(w.shape[1], dtype=x.dtype)
-        grad_x = forward(grad_y, flipped, zeros, (1, 1), (2 - padding[0], 2 - padding[1]), False)
+        grad_x = forward(grad_y, flipped, zeros, (1, 1), (2 - padding[0], 2 - padding[1]), False, plan)
     return grad_x, grad_w, grad_b
+
+
+def warm(x, w, b):
+    """Compile the plan the warm-up's tiny problem does not take (it takes "points")."""
+    y = forward(x, w, b, (1, 1), (1, 1), True, plan="blocks")
+    backward(np.ones_like(y), x, w, y, (1, 1), (1, 1), True, plan="blocks")
