@@ -27,7 +27,8 @@ def _blocks(total_rows, rows):
 @njit(cache=False)
 def input_transform(x, tile_h, tiles, rows, band, v, v_stride):
     for g0, g1 in _blocks(x.shape[0] * tile_h, rows):
-        W._transform_input_block(x, g0, g1, tile_h, tiles, 1, 1, band, v, v_stride, (g1 - g0) * tiles)
+        W._transform_input_block(x, 0, x.shape[1], g0, g1, tile_h, tiles, 1, 1, band, v, v_stride,
+                                 (g1 - g0) * tiles)
 
 
 @njit(cache=False)
