@@ -117,8 +117,8 @@ def forward(x, w, b, stride, padding, relu, plan=None):
     out_h, out_w = rt.out_hw(height, width, (3, 3), stride, padding)
     y = np.empty((n, k_out, out_h, out_w), dtype=x.dtype)
     tiles_all = _whole_batch(n, c_in, k_out, out_h, out_w, x.itemsize, plan)
+    u = _filters(w)
     if tiles_all:
-        u = _filters(w)
         v, v_stride = _input_points(x, padding, out_h, out_w, tiles_all)
         (ws_m, m_stride), = _workspaces((("wino_m", k_out),), 1, tiles_all, x.dtype)
         with rt.single_threaded_blas:
@@ -131,7 +131,6 @@ def forward(x, w, b, stride, padding, relu, plan=None):
     block_tiles = rows * -(-out_w // _TILE)
     (ws_v, v_stride), (ws_m, m_stride) = _workspaces(
         (("wino_v", c_in), ("wino_m", k_out)), chunks, block_tiles, x.dtype)
-    u = _filters(w)
     with rt.single_threaded_blas:
         rt.launch(_wino.winograd_forward, x, u, b, padding[0], padding[1], bool(relu), rows, y,
                   ws_v, ws_m, v_stride, m_stride, chunks)
