@@ -40,26 +40,18 @@ def forward_gemms(u, v, m, v_stride, m_stride, pb, blocks):
 
 @njit(cache=False)
 def output_transform(m, m_stride, tiles, y, tile_h, rows, hs, ob):
-    k_out = y.shape[1]
     for g0, g1 in _blocks(y.shape[0] * tile_h, rows):
         pb = (g1 - g0) * tiles
-        for g in range(g0, g1):
-            img = g // tile_h
-            for k in range(k_out):
-                W._output_tiles(m, m_stride, k * pb + (g - g0) * tiles, tiles, hs, ob, np.float32(0.1),
-                                True, y[img, k], 4 * (g - img * tile_h))
+        for k in range(y.shape[1]):
+            W._output_rows(m, m_stride, k * pb, g0, g1, tile_h, tiles, hs, ob, np.float32(0.1), True, y, k)
 
 
 @njit(cache=False)
 def gradient_transform(gy, tiles, tile_h, rows, gband, gvt, z, z_stride, sums):
-    k_out = gy.shape[1]
     for g0, g1 in _blocks(gy.shape[0] * tile_h, rows):
         pb = (g1 - g0) * tiles
-        for k in range(k_out):
-            for g in range(g0, g1):
-                img = g // tile_h
-                W._gradient_tiles(gy[img, k], 4 * (g - img * tile_h), tiles, gband, gvt, z, z_stride,
-                                  k * pb + (g - g0) * tiles, sums)
+        for k in range(gy.shape[1]):
+            W._gradient_rows(gy, k, g0, g1, tile_h, tiles, gband, gvt, z, z_stride, k * pb, sums)
 
 
 @njit(cache=False)
@@ -92,8 +84,6 @@ def main():
         u = np.random.rand(36, k, c).astype(f32)
         y = np.empty((n, k, h, h), f32)
         band = np.empty((6, 4 * tiles + 2), f32)
-        hs, ob = np.empty((6, 4, tiles), f32), np.empty((4, 4, tiles), f32)
-        gband, gvt = np.empty((4, 4, tiles), f32), np.empty((6, 4, tiles), f32)
         flops = 2 * n * c * k * 9 * h * h
         for label, weight_grad in (("forward", False), ("weight gradient", True)):
             _, rows = plan._plan(n, c, k, h, h, 4, weight_grad)
@@ -101,6 +91,8 @@ def main():
             pb, blocks = rows * tiles, -(-n * tile_h // rows)
             v_stride, m_stride = plan._point_stride(c, pb, 4), plan._point_stride(k, pb, 4)
             v, m = np.random.rand(36 * v_stride).astype(f32), np.random.rand(36 * m_stride).astype(f32)
+            hs, ob = np.empty((6, 4, pb), f32), np.empty((4, 4, pb), f32)
+            gband, gvt = np.empty((4, 4, pb), f32), np.empty((6, 4, pb), f32)
             with threadpool_limits(1, "blas"):
                 t_in = best(input_transform, x, tile_h, tiles, rows, band, v, v_stride)
                 if not weight_grad:

@@ -204,17 +204,19 @@ def test_gemm_plans_and_weight_gradient_layouts(monkeypatch, w_layout_from, grou
         assert g.shape == e.shape and relative_error(g, e) < bound(dtype), name
 
 
-@pytest.mark.parametrize("whole_batch_bytes, block_bytes, grad_min_tiles", [
-    (1 << 40, 1 << 20, 256),     # the whole batch as one block, split over the 36 points
-    (0, 1, 1),                   # one tile row per block: every thread sums several partials
-    (0, 1 << 20, 256)])          # blocks of tile rows, grown for the weight gradient
+@pytest.mark.parametrize("whole_batch_bytes, group_tiles, block_bytes, grad_min_tiles", [
+    (1 << 40, 256, 1 << 20, 256),  # the whole batch as one block, split over the 36 points
+    (1 << 40, 1, 1 << 20, 256),    # ... its outputs transformed one tile row at a time
+    (0, 256, 1, 1),                # one tile row per block: every thread sums several partials
+    (0, 256, 1 << 20, 256)])       # blocks of tile rows, grown for the weight gradient
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("seed", range(4))
-def test_winograd_plans_match_loops(monkeypatch, whole_batch_bytes, block_bytes, grad_min_tiles, relu,
-                                    seed, dtype):
+def test_winograd_plans_match_loops(monkeypatch, whole_batch_bytes, group_tiles, block_bytes,
+                                    grad_min_tiles, relu, seed, dtype):
     """Both Winograd plans (whole batch split over points; blocks of tile rows split
     over threads) give the loops' output and gradients, bias and ReLU included."""
     monkeypatch.setattr(NB.winograd, "_WHOLE_BATCH_BYTES", whole_batch_bytes)
+    monkeypatch.setattr(NB.winograd, "_GROUP_TILES", group_tiles)
     monkeypatch.setattr(NB.winograd, "_BLOCK_BYTES", block_bytes)
     monkeypatch.setattr(NB.winograd, "_GRAD_MIN_TILES", grad_min_tiles)
     x, w, b, padding, rng = problem(seed + 200, dtype)

@@ -39,6 +39,9 @@ _GRAD_BLOCK_BYTES = 8 << 20
 # A batch whose transformed input and output fit in this many bytes runs as one
 # block split over the 36 points (``kernels/winograd.py``, "whole batch").
 _WHOLE_BATCH_BYTES = 12 << 20
+# ... and transforms its outputs (gradients) in groups of tile rows of about this many
+# tiles: vectors long enough, scratch small enough to stay in L2.
+_GROUP_TILES = 256
 _TILE = _wino.TILE
 
 
@@ -98,6 +101,10 @@ def _whole_batch(n, c_in, k_out, out_h, out_w, itemsize, plan=None):
     return tiles_all if plan == "points" else 0
 
 
+def _group_rows(n, out_h, out_w):
+    return min(n * -(-out_h // _TILE), max(1, _GROUP_TILES // -(-out_w // _TILE)))
+
+
 def _point_chunks(work):
     return rt.chunks(36, work, 1e6) if rt.single_threaded_blas.available else 1
 
@@ -125,7 +132,7 @@ def forward(x, w, b, stride, padding, relu, plan=None):
             rt.launch(_wino.forward_points, u, v, v_stride, ws_m[0], m_stride, tiles_all,
                       _point_chunks(72.0 * k_out * c_in * tiles_all))
         rt.launch(_wino.output_points, ws_m[0], m_stride, b, bool(relu), -(-out_h // _TILE),
-                  -(-out_w // _TILE), y, rt.chunks(k_out, 36.0 * 10 * k_out * tiles_all, 2e5))
+                  -(-out_w // _TILE), _group_rows(n, out_h, out_w), y, rt.chunks(k_out, 36.0 * 10 * k_out * tiles_all, 2e5))
         return y
     chunks, rows = _plan(n, c_in, k_out, out_h, out_w, x.itemsize)
     block_tiles = rows * -(-out_w // _TILE)
@@ -155,8 +162,8 @@ def _transform_domain_grad(grad_y, x, padding, plan):
         v, v_stride = _input_points(x, padding, out_h, out_w, tiles_all)
         (ws_z, z_stride), = _workspaces((("wino_m", k_out),), 1, tiles_all, x.dtype)
         bias_sums = np.zeros((k_out, _TILE * tiles), dtype=np.float64)
-        rt.launch(_wino.gradient_points, grad_y, -(-out_h // _TILE), tiles, ws_z[0], z_stride, bias_sums,
-                  rt.chunks(k_out, 36.0 * 10 * k_out * tiles_all, 2e5))
+        rt.launch(_wino.gradient_points, grad_y, -(-out_h // _TILE), tiles, _group_rows(n, out_h, out_w),
+                  ws_z[0], z_stride, bias_sums, rt.chunks(k_out, 36.0 * 10 * k_out * tiles_all, 2e5))
         du = np.empty((36, k_out, c_in), dtype=x.dtype)
         with rt.single_threaded_blas:
             rt.launch(_wino.weight_grad_points, ws_z[0], z_stride, v, v_stride, tiles_all, du,
