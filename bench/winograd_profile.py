@@ -25,10 +25,10 @@ def _blocks(total_rows, rows):
 
 
 @njit(cache=False)
-def input_transform(x, tile_h, tiles, rows, band, v, v_stride):
+def input_transform(x, tile_h, tiles, rows, band, hb, v, v_stride):
     for g0, g1 in _blocks(x.shape[0] * tile_h, rows):
-        W._transform_input_block(x, 0, x.shape[1], g0, g1, tile_h, tiles, 1, 1, band, v, v_stride,
-                                 (g1 - g0) * tiles)
+        W._input_block(x, 0, x.shape[1], g0, g1, rows, tile_h, tiles, 1, 1, band, hb, v, v_stride,
+                       (g1 - g0) * tiles)
 
 
 @njit(cache=False)
@@ -94,7 +94,7 @@ def main():
             hs, ob = np.empty((6, 4, pb), f32), np.empty((4, 4, pb), f32)
             gband, gvt = np.empty((4, 4, pb), f32), np.empty((6, 4, pb), f32)
             with threadpool_limits(1, "blas"):
-                t_in = best(input_transform, x, tile_h, tiles, rows, band, v, v_stride)
+                t_in = best(input_transform, x, tile_h, tiles, rows, band, np.empty((36, pb), f32), v, v_stride)
                 if not weight_grad:
                     t_mm = best(forward_gemms, u, v, m, v_stride, m_stride, pb, blocks)
                     t_out = best(output_transform, m, m_stride, tiles, y, tile_h, rows, hs, ob)

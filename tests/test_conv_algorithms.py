@@ -206,9 +206,10 @@ def test_gemm_plans_and_weight_gradient_layouts(monkeypatch, w_layout_from, grou
 
 @pytest.mark.parametrize("whole_batch_bytes, group_tiles, block_bytes, grad_min_tiles", [
     (1 << 40, 256, 1 << 20, 256),  # the whole batch as one block, split over the 36 points
-    (1 << 40, 1, 1 << 20, 256),    # ... its outputs transformed one tile row at a time
+    (1 << 40, 1, 1 << 20, 256),    # ... its transforms one tile row at a time
     (0, 256, 1, 1),                # one tile row per block: every thread sums several partials
-    (0, 256, 1 << 20, 256)])       # blocks of tile rows, grown for the weight gradient
+    (0, 1, 1 << 20, 256)])         # blocks of tile rows (grown for the weight gradient),
+                                   # transformed one tile row at a time
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("seed", range(4))
 def test_winograd_plans_match_loops(monkeypatch, whole_batch_bytes, group_tiles, block_bytes,

@@ -39,8 +39,8 @@ _GRAD_BLOCK_BYTES = 8 << 20
 # A batch whose transformed input and output fit in this many bytes runs as one
 # block split over the 36 points (``kernels/winograd.py``, "whole batch").
 _WHOLE_BATCH_BYTES = 12 << 20
-# ... and transforms its outputs (gradients) in groups of tile rows of about this many
-# tiles: vectors long enough, scratch small enough to stay in L2.
+# The transforms run on groups of tile rows of about this many tiles: vectors long
+# enough, scratch small enough to stay in L1/L2.
 _GROUP_TILES = 256
 _TILE = _wino.TILE
 
@@ -101,8 +101,10 @@ def _whole_batch(n, c_in, k_out, out_h, out_w, itemsize, plan=None):
     return tiles_all if plan == "points" else 0
 
 
-def _group_rows(n, out_h, out_w):
-    return min(n * -(-out_h // _TILE), max(1, _GROUP_TILES // -(-out_w // _TILE)))
+def _group_rows(n, out_h, out_w, rows=None):
+    """Tile rows per transform group (at most ``rows``, a block's)."""
+    group = min(n * -(-out_h // _TILE), max(1, _GROUP_TILES // -(-out_w // _TILE)))
+    return group if rows is None else min(group, rows)
 
 
 def _point_chunks(work):
@@ -114,7 +116,8 @@ def _input_points(x, padding, out_h, out_w, tiles_all):
     c_in = x.shape[1]
     (ws_v, v_stride), = _workspaces((("wino_v", c_in),), 1, tiles_all, x.dtype)
     rt.launch(_wino.input_points, x, padding[0], padding[1], -(-out_h // _TILE), -(-out_w // _TILE),
-              ws_v[0], v_stride, rt.chunks(c_in, 36.0 * 12 * c_in * tiles_all, 2e5))
+              _group_rows(x.shape[0], out_h, out_w), ws_v[0], v_stride,
+              rt.chunks(c_in, 36.0 * 12 * c_in * tiles_all, 2e5))
     return ws_v[0], v_stride
 
 
@@ -132,15 +135,16 @@ def forward(x, w, b, stride, padding, relu, plan=None):
             rt.launch(_wino.forward_points, u, v, v_stride, ws_m[0], m_stride, tiles_all,
                       _point_chunks(72.0 * k_out * c_in * tiles_all))
         rt.launch(_wino.output_points, ws_m[0], m_stride, b, bool(relu), -(-out_h // _TILE),
-                  -(-out_w // _TILE), _group_rows(n, out_h, out_w), y, rt.chunks(k_out, 36.0 * 10 * k_out * tiles_all, 2e5))
+                  -(-out_w // _TILE), _group_rows(n, out_h, out_w), y,
+                  rt.chunks(k_out, 36.0 * 10 * k_out * tiles_all, 2e5))
         return y
     chunks, rows = _plan(n, c_in, k_out, out_h, out_w, x.itemsize)
     block_tiles = rows * -(-out_w // _TILE)
     (ws_v, v_stride), (ws_m, m_stride) = _workspaces(
         (("wino_v", c_in), ("wino_m", k_out)), chunks, block_tiles, x.dtype)
     with rt.single_threaded_blas:
-        rt.launch(_wino.winograd_forward, x, u, b, padding[0], padding[1], bool(relu), rows, y,
-                  ws_v, ws_m, v_stride, m_stride, chunks)
+        rt.launch(_wino.winograd_forward, x, u, b, padding[0], padding[1], bool(relu), rows,
+                  _group_rows(n, out_h, out_w, rows), y, ws_v, ws_m, v_stride, m_stride, chunks)
     return y
 
 
@@ -177,7 +181,8 @@ def _transform_domain_grad(grad_y, x, padding, plan):
     gb_parts = np.zeros((chunks, k_out, _TILE * tiles), dtype=np.float64)
     with rt.single_threaded_blas:
         rt.launch(_wino.winograd_weight_grad, grad_y, x, padding[0], padding[1], rows,
-                  du_parts, gb_parts, ws_v, ws_z, ws_p, v_stride, z_stride, chunks)
+                  _group_rows(n, out_h, out_w, rows), du_parts, gb_parts, ws_v, ws_z, ws_p, v_stride,
+                  z_stride, chunks)
     return (du_parts[0] if chunks == 1 else du_parts.sum(axis=0)), gb_parts.sum(axis=0)
 
 

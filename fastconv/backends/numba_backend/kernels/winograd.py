@@ -210,28 +210,41 @@ def _fill_band(plane, row0, col0, band):
 
 
 @njit(**_JIT)
-def _input_tiles(band, tiles, v, stride, base):
-    """v[t * stride + base + j] = (B^T d_j B)[t] for the ``tiles`` patches of a
-    (6, 4 * tiles + 2) band of padded input rows.  One tile at a time: the tiles'
-    columns overlap (stride 4), which defeats vectorising across tiles, and the
-    phase layout used for the outputs measured 1.5-2.5x slower here."""
+def _input_rows(x, c, g0, g1, tile_h, tiles, ph, pw, band, hb, v, stride, base):
+    """v[t * stride + base + q] = (B^T d_q B)[t] for the input patches d_q of channel c
+    in tile rows [g0, g1); ``band`` (6, 4 * tiles + 2) and ``hb`` (36, >= q) scratch.
+    B across each patch row tile by tile (the tiles' columns overlap, stride 4, which
+    defeats vectorising; plain indexed stores: slicing per row cost 10-25 %), then B^T
+    down the columns across all the rows' tiles at once."""
     two = band.dtype.type(2)
     four = band.dtype.type(4)
     five = band.dtype.type(5)
-    r0, r1, r2, r3, r4, r5 = band[0], band[1], band[2], band[3], band[4], band[5]
-    for j in range(tiles):
-        o = 4 * j
-        c0 = _bt(r0[o], r1[o], r2[o], r3[o], r4[o], r5[o], two, four, five)
-        c1 = _bt(r0[o + 1], r1[o + 1], r2[o + 1], r3[o + 1], r4[o + 1], r5[o + 1], two, four, five)
-        c2 = _bt(r0[o + 2], r1[o + 2], r2[o + 2], r3[o + 2], r4[o + 2], r5[o + 2], two, four, five)
-        c3 = _bt(r0[o + 3], r1[o + 3], r2[o + 3], r3[o + 3], r4[o + 3], r5[o + 3], two, four, five)
-        c4 = _bt(r0[o + 4], r1[o + 4], r2[o + 4], r3[o + 4], r4[o + 4], r5[o + 4], two, four, five)
-        c5 = _bt(r0[o + 5], r1[o + 5], r2[o + 5], r3[o + 5], r4[o + 5], r5[o + 5], two, four, five)
-        at = base + j
-        for xi in range(PATCH):
-            row = _bt(c0[xi], c1[xi], c2[xi], c3[xi], c4[xi], c5[xi], two, four, five)
-            for nu in range(PATCH):
-                v[(xi * PATCH + nu) * stride + at] = row[nu]
+    pb = (g1 - g0) * tiles
+    for g in range(g0, g1):
+        img = g // tile_h
+        _fill_band(x[img, c], TILE * (g - img * tile_h) - ph, -pw, band)
+        q0 = (g - g0) * tiles
+        for r in range(PATCH):
+            for j in range(tiles):
+                o = TILE * j
+                row = _bt(band[r, o], band[r, o + 1], band[r, o + 2], band[r, o + 3], band[r, o + 4],
+                          band[r, o + 5], two, four, five)
+                for nu in range(PATCH):
+                    hb[r * PATCH + nu, q0 + j] = row[nu]
+    step = PATCH * stride
+    for nu in range(PATCH):
+        a0, a1, a2 = hb[nu, :pb], hb[PATCH + nu, :pb], hb[2 * PATCH + nu, :pb]
+        a3, a4, a5 = hb[3 * PATCH + nu, :pb], hb[4 * PATCH + nu, :pb], hb[5 * PATCH + nu, :pb]
+        at = nu * stride + base
+        d0 = v[at:at + pb]
+        d1 = v[at + step:at + step + pb]
+        d2 = v[at + 2 * step:at + 2 * step + pb]
+        d3 = v[at + 3 * step:at + 3 * step + pb]
+        d4 = v[at + 4 * step:at + 4 * step + pb]
+        d5 = v[at + 5 * step:at + 5 * step + pb]
+        for q in range(pb):
+            d0[q], d1[q], d2[q], d3[q], d4[q], d5[q] = _bt(a0[q], a1[q], a2[q], a3[q], a4[q], a5[q],
+                                                           two, four, five)
 
 
 @njit(**_JIT)
@@ -337,21 +350,47 @@ def _tiling(n, out_h, out_w, rows_per_block):
 
 
 @njit(**_JIT)
-def _transform_input_block(x, c0, c1, g0, g1, tile_h, tiles, ph, pw, band, v, v_stride, pb):
-    """V of channels [c0, c1) and tile rows [g0, g1) (global index: image * tile_h + tile
-    row) into v, point t's (C, pb) matrix at ``t * v_stride``; ``band`` is
-    (6, 4 * tiles + 2) scratch."""
-    stride = v_stride
+def _scratch(dtype_of, tiles, group):
+    """A thread's transform scratch for ``group`` tile rows: (band, hb, rows6, rows4)."""
+    pb = group * tiles
+    return (np.empty((PATCH, TILE * tiles + 2), dtype=dtype_of.dtype),
+            np.empty((POINTS, pb), dtype=dtype_of.dtype),
+            np.empty((PATCH, TILE, pb), dtype=dtype_of.dtype),
+            np.empty((TILE, TILE, pb), dtype=dtype_of.dtype))
+
+
+# The three block transforms below cover channels [c0, c1) (k0, k1) and tile rows
+# [g0, g1) (global index: image * tile_h + tile row), ``group`` tile rows at a time;
+# channel c's tiles start at ``c * pb`` of point t's matrix (at ``t * stride``).
+@njit(**_JIT)
+def _input_block(x, c0, c1, g0, g1, group, tile_h, tiles, ph, pw, band, hb, v, v_stride, pb):
+    """V of x's channels [c0, c1)."""
     for c in range(c0, c1):                # plane by plane: its rows are read in order
-        for g in range(g0, g1):
-            img = g // tile_h
-            i = g - img * tile_h
-            _fill_band(x[img, c], TILE * i - ph, -pw, band)
-            _input_tiles(band, tiles, v, stride, c * pb + (g - g0) * tiles)
+        for a in range(g0, g1, group):
+            _input_rows(x, c, a, min(g1, a + group), tile_h, tiles, ph, pw, band, hb, v, v_stride,
+                        c * pb + (a - g0) * tiles)
+
+
+@njit(**_JIT)
+def _output_block(m, m_stride, pb, k0, k1, g0, g1, group, tile_h, tiles, hs, ob, b, relu, y):
+    """y's channels [k0, k1) from M."""
+    for k in range(k0, k1):
+        for a in range(g0, g1, group):
+            _output_rows(m, m_stride, k * pb + (a - g0) * tiles, a, min(g1, a + group), tile_h, tiles,
+                         hs, ob, b[k], relu, y, k)
+
+
+@njit(**_JIT)
+def _gradient_block(gy, k0, k1, g0, g1, group, tile_h, tiles, gband, gvt, z, z_stride, pb, bias_sums):
+    """Z of the output gradient's channels [k0, k1); ``bias_sums[k]`` accumulates."""
+    for k in range(k0, k1):
+        for a in range(g0, g1, group):
+            _gradient_rows(gy, k, a, min(g1, a + group), tile_h, tiles, gband, gvt, z, z_stride,
+                           k * pb + (a - g0) * tiles, bias_sums[k])
 
 
 @njit(**_PJIT)
-def winograd_forward(x, u, b, ph, pw, relu, rows_per_block, y, ws_v, ws_m, v_stride, m_stride,
+def winograd_forward(x, u, b, ph, pw, relu, rows_per_block, group, y, ws_v, ws_m, v_stride, m_stride,
                      n_chunks):
     """y = conv(x, w) + b (ReLU'd if asked), with u = `filter_transform` of w; point t's
     matrices start at ``t * v_stride`` / ``t * m_stride`` of a thread's workspace row."""
@@ -359,24 +398,21 @@ def winograd_forward(x, u, b, ph, pw, relu, rows_per_block, y, ws_v, ws_m, v_str
     k_out, out_h, out_w = y.shape[1], y.shape[2], y.shape[3]
     tile_h, tiles, total_rows, blocks = _tiling(n, out_h, out_w, rows_per_block)
     for chunk in prange(n_chunks):
-        band = np.empty((PATCH, TILE * tiles + 2), dtype=x.dtype)
-        hs = np.empty((PATCH, TILE, rows_per_block * tiles), dtype=x.dtype)
-        ob = np.empty((TILE, TILE, rows_per_block * tiles), dtype=x.dtype)
+        band, hb, hs, ob = _scratch(x, tiles, group)
+        v = ws_v[chunk]
+        m = ws_m[chunk]
         for blk in range(blocks * chunk // n_chunks, blocks * (chunk + 1) // n_chunks):
             g0 = blk * rows_per_block
             g1 = min(total_rows, g0 + rows_per_block)
             pb = (g1 - g0) * tiles
-            v = ws_v[chunk]
-            m = ws_m[chunk]
-            _transform_input_block(x, 0, c_in, g0, g1, tile_h, tiles, ph, pw, band, v, v_stride, pb)
+            _input_block(x, 0, c_in, g0, g1, group, tile_h, tiles, ph, pw, band, hb, v, v_stride, pb)
             for t in range(POINTS):
                 np.dot(u[t], _point(v, t, v_stride, c_in, pb), _point(m, t, m_stride, k_out, pb))
-            for k in range(k_out):
-                _output_rows(m, m_stride, k * pb, g0, g1, tile_h, tiles, hs, ob, b[k], relu, y, k)
+            _output_block(m, m_stride, pb, 0, k_out, g0, g1, group, tile_h, tiles, hs, ob, b, relu, y)
 
 
 @njit(**_PJIT)
-def winograd_weight_grad(gy, x, ph, pw, rows_per_block, du_parts, gb_parts, ws_v, ws_z, ws_p,
+def winograd_weight_grad(gy, x, ph, pw, rows_per_block, group, du_parts, gb_parts, ws_v, ws_z, ws_p,
                          v_stride, z_stride, n_chunks):
     """Per-thread dU = sum over tiles of Z @ V^T (36, K, C) and grad_b partial sums
     (``gb_parts[chunk, k]``: float64, one per column of a tile row)."""
@@ -384,21 +420,18 @@ def winograd_weight_grad(gy, x, ph, pw, rows_per_block, du_parts, gb_parts, ws_v
     k_out, out_h, out_w = gy.shape[1], gy.shape[2], gy.shape[3]
     tile_h, tiles, total_rows, blocks = _tiling(n, out_h, out_w, rows_per_block)
     for chunk in prange(n_chunks):
-        band = np.empty((PATCH, TILE * tiles + 2), dtype=x.dtype)
-        gband = np.empty((TILE, TILE, rows_per_block * tiles), dtype=x.dtype)
-        gvt = np.empty((PATCH, TILE, rows_per_block * tiles), dtype=x.dtype)
+        band, hb, gvt, gband = _scratch(x, tiles, group)
         du = du_parts[chunk]
-        gb = gb_parts[chunk]
         part = ws_p[chunk].reshape((k_out, c_in))
+        v = ws_v[chunk]
+        z = ws_z[chunk]
         for blk in range(blocks * chunk // n_chunks, blocks * (chunk + 1) // n_chunks):
             g0 = blk * rows_per_block
             g1 = min(total_rows, g0 + rows_per_block)
             pb = (g1 - g0) * tiles
-            v = ws_v[chunk]
-            z = ws_z[chunk]
-            _transform_input_block(x, 0, c_in, g0, g1, tile_h, tiles, ph, pw, band, v, v_stride, pb)
-            for k in range(k_out):
-                _gradient_rows(gy, k, g0, g1, tile_h, tiles, gband, gvt, z, z_stride, k * pb, gb[k])
+            _input_block(x, 0, c_in, g0, g1, group, tile_h, tiles, ph, pw, band, hb, v, v_stride, pb)
+            _gradient_block(gy, 0, k_out, g0, g1, group, tile_h, tiles, gband, gvt, z, z_stride, pb,
+                            gb_parts[chunk])
             for t in range(POINTS):
                 np.dot(_point(z, t, z_stride, k_out, pb), _point(v, t, v_stride, c_in, pb).T, part)
                 du[t] += part
@@ -412,48 +445,38 @@ def winograd_weight_grad(gy, x, ph, pw, rows_per_block, du_parts, gb_parts, ws_v
 # filter matrix is packed once, and the weight gradient needs no partial sums), and
 # the outputs are transformed split over output channels.
 @njit(**_PJIT)
-def input_points(x, ph, pw, tile_h, tiles, v, v_stride, n_chunks):
+def input_points(x, ph, pw, tile_h, tiles, group, v, v_stride, n_chunks):
     """V of every tile of the batch: point t's (C, P) matrix at ``t * v_stride``."""
     c_in = x.shape[1]
     total_rows = x.shape[0] * tile_h
     for chunk in prange(n_chunks):
-        band = np.empty((PATCH, TILE * tiles + 2), dtype=x.dtype)
-        _transform_input_block(x, c_in * chunk // n_chunks, c_in * (chunk + 1) // n_chunks, 0,
-                               total_rows, tile_h, tiles, ph, pw, band, v, v_stride,
-                               total_rows * tiles)
+        band, hb, _, _ = _scratch(x, tiles, group)
+        _input_block(x, c_in * chunk // n_chunks, c_in * (chunk + 1) // n_chunks, 0, total_rows, group,
+                     tile_h, tiles, ph, pw, band, hb, v, v_stride, total_rows * tiles)
 
 
 @njit(**_PJIT)
 def gradient_points(gy, tile_h, tiles, group, z, z_stride, bias_sums, n_chunks):
     """Z of every output-gradient tile (point t's (K, P) matrix at ``t * z_stride``);
-    ``bias_sums[k]`` accumulates channel k's columns (see `_gradient_rows`); the tiles
-    are transformed ``group`` tile rows at a time."""
+    ``bias_sums[k]`` accumulates channel k's columns (see `_gradient_rows`)."""
     k_out = gy.shape[1]
     total_rows = gy.shape[0] * tile_h
-    pb = total_rows * tiles
     for chunk in prange(n_chunks):
-        gband = np.empty((TILE, TILE, group * tiles), dtype=gy.dtype)
-        gvt = np.empty((PATCH, TILE, group * tiles), dtype=gy.dtype)
-        for k in range(k_out * chunk // n_chunks, k_out * (chunk + 1) // n_chunks):
-            for g0 in range(0, total_rows, group):
-                _gradient_rows(gy, k, g0, min(total_rows, g0 + group), tile_h, tiles, gband, gvt,
-                               z, z_stride, k * pb + g0 * tiles, bias_sums[k])
+        _, _, gvt, gband = _scratch(gy, tiles, group)
+        _gradient_block(gy, k_out * chunk // n_chunks, k_out * (chunk + 1) // n_chunks, 0, total_rows,
+                        group, tile_h, tiles, gband, gvt, z, z_stride, total_rows * tiles, bias_sums)
 
 
 @njit(**_PJIT)
 def output_points(m, m_stride, b, relu, tile_h, tiles, group, y, n_chunks):
-    """y (bias added, ReLU'd if asked) from M of every tile of the batch, ``group``
-    tile rows at a time."""
+    """y (bias added, ReLU'd if asked) from M of every tile of the batch."""
     k_out = y.shape[1]
     total_rows = y.shape[0] * tile_h
-    pb = total_rows * tiles
     for chunk in prange(n_chunks):
-        hs = np.empty((PATCH, TILE, group * tiles), dtype=y.dtype)
-        ob = np.empty((TILE, TILE, group * tiles), dtype=y.dtype)
-        for k in range(k_out * chunk // n_chunks, k_out * (chunk + 1) // n_chunks):
-            for g0 in range(0, total_rows, group):
-                _output_rows(m, m_stride, k * pb + g0 * tiles, g0, min(total_rows, g0 + group), tile_h,
-                             tiles, hs, ob, b[k], relu, y, k)
+        _, _, hs, ob = _scratch(y, tiles, group)
+        _output_block(m, m_stride, total_rows * tiles, k_out * chunk // n_chunks,
+                      k_out * (chunk + 1) // n_chunks, 0, total_rows, group, tile_h, tiles, hs, ob, b,
+                      relu, y)
 
 
 @njit(**_PJIT)
