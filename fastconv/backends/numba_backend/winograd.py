@@ -177,7 +177,7 @@ def _transform_domain_grad(grad_y, x, padding, plan):
     (ws_v, v_stride), (ws_z, z_stride) = _workspaces(
         (("wino_v", c_in), ("wino_m", k_out)), chunks, rows * tiles, x.dtype)
     ws_p = rt.workspace("wino_p", chunks * k_out * c_in, x.dtype).reshape(chunks, -1)
-    du_parts = np.zeros((chunks, 36, k_out, c_in), dtype=x.dtype)
+    du_parts = np.empty((chunks, 36, k_out, c_in), dtype=x.dtype)   # chunks <= blocks: all written
     gb_parts = np.zeros((chunks, k_out, _TILE * tiles), dtype=np.float64)
     with rt.single_threaded_blas:
         rt.launch(_wino.winograd_weight_grad, grad_y, x, padding[0], padding[1], rows,

@@ -414,8 +414,9 @@ def winograd_forward(x, u, b, ph, pw, relu, rows_per_block, group, y, ws_v, ws_m
 @njit(**_PJIT)
 def winograd_weight_grad(gy, x, ph, pw, rows_per_block, group, du_parts, gb_parts, ws_v, ws_z, ws_p,
                          v_stride, z_stride, n_chunks):
-    """Per-thread dU = sum over tiles of Z @ V^T (36, K, C) and grad_b partial sums
-    (``gb_parts[chunk, k]``: float64, one per column of a tile row)."""
+    """Per-thread dU = sum over tiles of Z @ V^T (``du_parts[chunk]``, (36, K, C), every
+    chunk has at least one block) and grad_b partial sums (``gb_parts[chunk, k]``:
+    float64, one per column of a tile row)."""
     n, c_in = x.shape[0], x.shape[1]
     k_out, out_h, out_w = gy.shape[1], gy.shape[2], gy.shape[3]
     tile_h, tiles, total_rows, blocks = _tiling(n, out_h, out_w, rows_per_block)
@@ -425,7 +426,8 @@ def winograd_weight_grad(gy, x, ph, pw, rows_per_block, group, du_parts, gb_part
         part = ws_p[chunk].reshape((k_out, c_in))
         v = ws_v[chunk]
         z = ws_z[chunk]
-        for blk in range(blocks * chunk // n_chunks, blocks * (chunk + 1) // n_chunks):
+        first = blocks * chunk // n_chunks
+        for blk in range(first, blocks * (chunk + 1) // n_chunks):
             g0 = blk * rows_per_block
             g1 = min(total_rows, g0 + rows_per_block)
             pb = (g1 - g0) * tiles
@@ -433,8 +435,12 @@ def winograd_weight_grad(gy, x, ph, pw, rows_per_block, group, du_parts, gb_part
             _gradient_block(gy, 0, k_out, g0, g1, group, tile_h, tiles, gband, gvt, z, z_stride, pb,
                             gb_parts[chunk])
             for t in range(POINTS):
-                np.dot(_point(z, t, z_stride, k_out, pb), _point(v, t, v_stride, c_in, pb).T, part)
-                du[t] += part
+                zt, vt = _point(z, t, z_stride, k_out, pb), _point(v, t, v_stride, c_in, pb).T
+                if blk == first:        # straight into dU: a thread with one block adds nothing
+                    np.dot(zt, vt, du[t])
+                else:
+                    np.dot(zt, vt, part)
+                    du[t] += part
 
 
 # --------------------------------------------------------------------------- whole batch
