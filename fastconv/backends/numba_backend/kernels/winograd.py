@@ -232,6 +232,8 @@ def _input_rows(x, c, g0, g1, tile_h, tiles, ph, pw, band, hb, v, stride, base):
                 for nu in range(PATCH):
                     hb[r * PATCH + nu, q0 + j] = row[nu]
     step = PATCH * stride
+    # The six point slices are written out here and in the two transforms below: a
+    # helper returning them as a tuple measured 1.5x slower for all three.
     for nu in range(PATCH):
         a0, a1, a2 = hb[nu, :pb], hb[PATCH + nu, :pb], hb[2 * PATCH + nu, :pb]
         a3, a4, a5 = hb[3 * PATCH + nu, :pb], hb[4 * PATCH + nu, :pb], hb[5 * PATCH + nu, :pb]
