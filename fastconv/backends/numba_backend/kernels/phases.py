@@ -51,9 +51,14 @@ def _fill_phases(dst, plane, ph, pw, sh, sw, phase_size, pwid):
             count = (width - c0 + sw - 1) // sw
             start = row_base + pc * phase_size + (c0 + pw) // sw
             d = dst[start:start + count]
-            s = src[c0:]                            # zero-based: no wraparound check
-            for k in range(count):
-                d[k] = s[k * sw]
+            if sw == 1:                             # contiguous: a vectorised copy
+                s = src[c0:c0 + count]
+                for k in range(count):
+                    d[k] = s[k]
+            else:
+                s = src[c0:]                        # zero-based: no wraparound check
+                for k in range(count):
+                    d[k] = s[k * sw]
 
 
 @njit(**_JIT)
@@ -81,9 +86,14 @@ def _read_phases(src, plane, ph, pw, sh, sw, phase_size, pwid, bias):
             count = (width - c0 + sw - 1) // sw
             start = row_base + pc * phase_size + (c0 + pw) // sw
             s = src[start:start + count]
-            d = dst[c0:]                            # zero-based: no wraparound check
-            for k in range(count):
-                d[k * sw] = s[k] + bias
+            if sw == 1:
+                d = dst[c0:c0 + count]
+                for k in range(count):
+                    d[k] = s[k] + bias
+            else:
+                d = dst[c0:]                        # zero-based: no wraparound check
+                for k in range(count):
+                    d[k * sw] = s[k] + bias
 
 
 @njit(**_JIT)
