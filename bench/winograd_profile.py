@@ -15,6 +15,7 @@ from threadpoolctl import threadpool_limits
 
 from fastconv.backends.numba_backend import winograd as plan
 from fastconv.backends.numba_backend.kernels import winograd as W
+from fastconv.backends.numba_backend.kernels import winograd_tiles as T
 
 LAYERS = [(8, 16, 16, 32), (32, 64, 64, 32), (32, 128, 128, 16), (32, 256, 256, 8)]
 
@@ -43,7 +44,7 @@ def output_transform(m, m_stride, tiles, y, tile_h, rows, hs, ob):
     for g0, g1 in _blocks(y.shape[0] * tile_h, rows):
         pb = (g1 - g0) * tiles
         for k in range(y.shape[1]):
-            W._output_rows(m, m_stride, k * pb, g0, g1, tile_h, tiles, hs, ob, np.float32(0.1), True, y, k)
+            T._output_rows(m, m_stride, k * pb, g0, g1, tile_h, tiles, hs, ob, np.float32(0.1), True, y, k)
 
 
 @njit(cache=False)
@@ -51,7 +52,7 @@ def gradient_transform(gy, tiles, tile_h, rows, gband, gvt, z, z_stride, sums):
     for g0, g1 in _blocks(gy.shape[0] * tile_h, rows):
         pb = (g1 - g0) * tiles
         for k in range(gy.shape[1]):
-            W._gradient_rows(gy, k, g0, g1, tile_h, tiles, gband, gvt, z, z_stride, k * pb, sums)
+            T._gradient_rows(gy, k, g0, g1, tile_h, tiles, gband, gvt, z, z_stride, k * pb, sums)
 
 
 @njit(cache=False)
