@@ -69,7 +69,9 @@ def as_array(x, name: str = "x") -> np.ndarray:
 
 def pair(value, name: str, minimum: int) -> tuple[int, int]:
     """An int or an (h, w) pair of ints, each >= minimum, as a tuple of Python ints."""
-    # Fast path: layers call this on every forward with already-normalised tuples.
+    # Fast paths: plain ints, and the normalised tuples layers pass on every forward.
+    if type(value) is int and minimum <= value <= MAX_AXIS:
+        return value, value
     if type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int:
         if minimum <= value[0] <= MAX_AXIS and minimum <= value[1] <= MAX_AXIS:
             return value

@@ -263,24 +263,40 @@ def test_gemm_pointwise_matches_loops(size, seed, dtype):
     np.testing.assert_array_equal(x, x64.astype(dtype))     # the input was not used as scratch
 
 
+@pytest.mark.parametrize("how", ["channels", "bands"])
 @pytest.mark.parametrize("seed", range(6))
-def test_gemm_forward_split_over_output_channels(seed, dtype):
+def test_gemm_forward_small_batch_splits(seed, how, dtype):
     """A batch smaller than the thread count splits each image's GEMM over output
-    channels (batch-1 inference on every core): same result as loops, strided,
-    padded, 1x1 and fused ReLU included."""
+    channels, or the output rows into bands (batch-1 inference on every core): same
+    result as loops, strided, padded, rectangular, 1x1, more bands than rows and
+    fused ReLU included."""
     rng = np.random.default_rng(seed)
     c_in, c_out = int(rng.integers(1, 6)), int(rng.integers(16, 70))
-    kernel = (1, 1) if seed % 3 == 0 else (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
-    stride = (1, 1) if seed % 3 == 0 else (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
-    padding = (0, 0) if seed % 3 == 0 else (int(rng.integers(0, 2)), int(rng.integers(0, 2)))
-    x = rng.standard_normal((1, c_in, int(rng.integers(8, 20)), int(rng.integers(8, 20)))).astype(dtype)
+    kernel = (1, 1) if seed % 3 == 0 else (int(rng.integers(1, 5)), int(rng.integers(1, 5)))
+    stride = (1, 1) if seed % 3 == 0 else (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+    padding = (0, 0) if seed % 3 == 0 else (int(rng.integers(0, 3)), int(rng.integers(0, 3)))
+    n = 1 if how == "channels" else int(rng.integers(1, 4))
+    x = rng.standard_normal((n, c_in, int(rng.integers(5, 20)), int(rng.integers(5, 20)))).astype(dtype)
     w = rng.standard_normal((c_out, c_in, *kernel)).astype(dtype)
     b = rng.standard_normal(c_out).astype(dtype)
-    assert NB.gemm._split_channels(1, c_out, 10**4, 10**4) > 1 or NB.get_num_threads() == 1
     want = loops.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), stride, padding)
-    chunks = max(2, min(4, c_out // 8))
     out_hw = want.shape[2:]
-    y = NB.gemm._forward_split(x, w, b, stride, padding, False, out_hw, chunks)
+    run = NB.gemm._forward_channels if how == "channels" else NB.gemm._forward_bands
+    chunks = max(2, min(4, c_out // 8)) if how == "channels" else int(rng.integers(2, out_hw[0] + 3))
+    y = run(x, w, b, stride, padding, False, out_hw, chunks)
     assert relative_error(y, want) < bound(dtype)
-    y_relu = NB.gemm._forward_split(x, w, b, stride, padding, True, out_hw, chunks)
+    y_relu = run(x, w, b, stride, padding, True, out_hw, chunks)
     np.testing.assert_array_equal(y_relu, np.maximum(y, 0))
+
+
+def test_gemm_small_batch_split_choice():
+    """Bands where each thread gets enough output pixels, channels otherwise (and for
+    1x1 convolutions, whose columns are the image itself), nothing once the batch
+    alone fills the threads."""
+    if NB.get_num_threads() == 1 or not NB.runtime.single_threaded_blas.available:
+        pytest.skip("needs 2 threads and threadpoolctl")
+    split = NB.gemm._small_batch_split
+    assert split(1, 64, 3 * 49, (56, 56), False)[0] == "bands"
+    assert split(1, 512, 512 * 9, (4, 4), False)[0] == "channels"
+    assert split(1, 512, 256, (56, 56), True)[0] == "channels"
+    assert split(NB.get_num_threads(), 64, 576, (56, 56), False) is None

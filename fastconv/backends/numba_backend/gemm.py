@@ -67,16 +67,29 @@ def _pointwise(kh, kw, stride, padding) -> bool:
     return (kh, kw) == (1, 1) and tuple(stride) == (1, 1) and tuple(padding) == (0, 0)
 
 
-def _split_channels(n, c_out, depth, windows) -> int:
-    """Threads for splitting each image's GEMM over output channels: used when the
-    batch has fewer images than threads (batch-1 inference), 0 otherwise."""
+# A band needs this many output pixels (GEMM columns) per thread; below it, splitting
+# the GEMM over output channels measured faster (at batch 1, 2 threads: bands won
+# 1.1-2.0x from 3->64 7x7/2 @112 to 64->64 3x3 @56 and tied at 32 columns
+# (64->64 @8), channels won 1.2-1.7x at 8-28 columns with 256-512 channels).
+_BAND_MIN_COLUMNS = 64
+
+
+def _small_batch_split(n, c_out, depth, out_hw, pointwise):
+    """How a batch with fewer images than threads (batch-1 inference) still uses every
+    core: ``("bands", threads)`` (each thread a band of output rows), ``("channels",
+    threads)`` (each image's GEMM split over output channels), or None (one thread,
+    or a batch big enough to split over images)."""
     if n >= rt.get_num_threads() or not rt.single_threaded_blas.available:
-        return 0
-    chunks = rt.chunks(c_out // 8, 2.0 * c_out * depth * windows, 1e6)   # >= 8 rows each
-    return chunks if chunks > 1 else 0
+        return None
+    work = 2.0 * n * c_out * depth * out_hw[0] * out_hw[1]
+    bands = rt.chunks(out_hw[0], work, 1e6)
+    if not pointwise and bands > 1 and out_hw[0] // bands * out_hw[1] >= _BAND_MIN_COLUMNS:
+        return "bands", bands
+    chunks = rt.chunks(c_out // 8, work, 1e6)   # >= 8 rows each
+    return ("channels", chunks) if chunks > 1 else None
 
 
-def _forward_split(x, w, b, stride, padding, relu, out_hw, chunks):
+def _forward_channels(x, w, b, stride, padding, relu, out_hw, chunks):
     """Image by image: a parallel unfold (over channel planes), then the GEMM split
     over output channels (`_gemm.gemm_rows_forward`)."""
     n, c_in, height, width = x.shape
@@ -97,17 +110,34 @@ def _forward_split(x, w, b, stride, padding, relu, out_hw, chunks):
     return y.reshape(n, c_out, *out_hw)
 
 
+def _forward_bands(x, w, b, stride, padding, relu, out_hw, chunks):
+    """Each thread a band of output rows of every image (`_gemm.conv2d_gemm_forward_bands`)."""
+    n, c_in = x.shape[:2]
+    c_out, _, kh, kw = w.shape
+    depth, span = c_in * kh * kw, -(-out_hw[0] // chunks) * out_hw[1]
+    y = np.empty((n, c_out, *out_hw), dtype=x.dtype)
+    ws_cols = rt.workspace("cols", chunks * depth * span, x.dtype).reshape(chunks, depth * span)
+    ws_rows = rt.workspace("rows", chunks * c_out * span, x.dtype).reshape(chunks, c_out * span)
+    with rt.single_threaded_blas:
+        rt.launch(_gemm.conv2d_gemm_forward_bands, x, w.reshape(c_out, depth), b, kh, kw, *stride, *padding,
+                  *out_hw, bool(relu), y.reshape(n, c_out, -1), ws_cols, ws_rows, chunks)
+    return y
+
+
 def forward(x, w, b, stride, padding, relu):
     n, c_in, height, width = x.shape
     c_out, _, kh, kw = w.shape
     (sh, sw), (ph, pw) = stride, padding
     out_h, out_w = rt.out_hw(height, width, (kh, kw), stride, padding)
     windows, depth = out_h * out_w, c_in * kh * kw
-    split = _split_channels(n, c_out, depth, windows)
+    pointwise = _pointwise(kh, kw, stride, padding)
+    split = _small_batch_split(n, c_out, depth, (out_h, out_w), pointwise)
     if split:
-        return _forward_split(x, w, b, stride, padding, relu, (out_h, out_w), split)
+        how, threads = split
+        run = _forward_bands if how == "bands" else _forward_channels
+        return run(x, w, b, stride, padding, relu, (out_h, out_w), threads)
     y = np.empty((n, c_out, out_h, out_w), dtype=x.dtype)
-    chunks, group = _gemm_plan(n, depth, c_out, windows, x.itemsize, _pointwise(kh, kw, stride, padding))
+    chunks, group = _gemm_plan(n, depth, c_out, windows, x.itemsize, pointwise)
     span = group * windows
     ws_cols = rt.workspace("cols", chunks * depth * span, x.dtype).reshape(chunks, depth * span)
     ws_rows = rt.workspace("rows", chunks * c_out * span, x.dtype).reshape(chunks, c_out * span)
@@ -148,3 +178,10 @@ def backward(grad_y, x, w, mask, stride, padding, need_grad_x):
         rt.launch(_gemm.sum_transposed, grad_w_parts, grad_w, rt.chunks((c_out + 15) // 16, grad_w_parts.size))
     grad_b = grad_b_parts[0] if chunks == 1 else grad_b_parts.sum(axis=0)
     return (grad_x if need_grad_x else None), grad_w.reshape(w.shape), grad_b
+
+
+def warm(x, w, b):
+    """Compile the small-batch paths (the warm-up's tiny problem fills the threads)."""
+    out_hw = rt.out_hw(x.shape[2], x.shape[3], w.shape[2:], (1, 1), (1, 1))
+    for run in (_forward_bands, _forward_channels):
+        run(x[:1], w, b, (1, 1), (1, 1), True, out_hw, 2)

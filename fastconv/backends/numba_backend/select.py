@@ -152,7 +152,8 @@ def autotune_cache() -> str:
 
 _winners: dict | None = None     # tuned key (str) -> algorithm name, loaded lazily
 _loaded_from: str | None = None
-_decided: dict = {}              # `choose`'s per-call memo
+_decided: dict = {}              # `choose`'s per-call memo: -> (algorithm, key)
+_environ = os.environ
 
 
 def _tuned_key(k, exact) -> str:
@@ -259,18 +260,21 @@ def choose(pass_, x, w, stride, padding, run) -> str:
 
     In ``auto``/``benchmark`` mode a problem seen for the first time (in this process
     and in the cache file) with more than one candidate is timed here, once.  A
-    decision is remembered per (problem, mode, exact-only, threads, cache folder), so
-    a repeated call costs a dictionary lookup, not a cache-file path and a rule.
+    decision is remembered per (problem, setters, environment variables, threads),
+    so a repeated call costs one dictionary lookup (a few us less per call than
+    normalising the key and parsing the variables: batch-1 layers take 50-500 us).
     """
-    k = key(pass_, x.shape, w.shape, stride, padding, x.dtype)
-    mode = get_conv_algorithm_mode()
-    exact = exact_only()
-    memo = (k, mode, exact, rt.get_num_threads(), env.raw(env.CACHE_DIR))
-    algo = _decided.get(memo)
-    if algo is None:
+    memo = (pass_, x.shape, w.shape, stride, padding, x.dtype, _forced, _exact_only,
+            rt.get_num_threads(), _environ.get(env.CONV_ALGO), _environ.get(env.CONV_EXACT),
+            _environ.get(env.CACHE_DIR))
+    decided = _decided.get(memo)
+    if decided is None:
+        k = key(pass_, x.shape, w.shape, stride, padding, x.dtype)
+        mode = get_conv_algorithm_mode()
         if mode in ("auto", "benchmark"):
-            _tune(k, exact, x, w, stride, padding, run)
-        algo = _decided[memo] = conv_algorithm(x.shape, w.shape, stride, padding, x.dtype, pass_)
+            _tune(k, exact_only(), x, w, stride, padding, run)
+        decided = _decided[memo] = (conv_algorithm(x.shape, w.shape, stride, padding, x.dtype, pass_), k)
+    algo, k = decided
     last_conv_algorithms[k] = algo
     return algo
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from fastconv.backends.numba_backend.kernels.im2col import _col2im_group, _im2col_group
+from fastconv.backends.numba_backend.kernels.im2col import _col2im_group, _im2col_group, _im2col_plane
 
 _PJIT = dict(cache=True, nogil=True, parallel=True)
 
@@ -60,7 +60,6 @@ def conv2d_gemm_forward(x, w2, b, kh, kw, sh, sw, ph, pw, out_h, out_w, relu, gr
     n = x.shape[0]
     c_out, depth = w2.shape
     windows = out_h * out_w
-    zero = y3.dtype.type(0)
     for chunk in prange(n_chunks):
         first = n * chunk // n_chunks
         last = n * (chunk + 1) // n_chunks
@@ -80,16 +79,46 @@ def conv2d_gemm_forward(x, w2, b, kh, kw, sh, sw, ph, pw, out_h, out_w, relu, gr
             np.dot(w2, cols, rows)
             for k in range(g1 - g0):
                 for co in range(c_out):
-                    src = rows[co, k * windows:(k + 1) * windows]
-                    dst = y3[g0 + k, co]
-                    bias = b[co]
-                    if relu:
-                        for l in range(windows):
-                            v = src[l] + bias
-                            dst[l] = v if v > 0 else zero
-                    else:
-                        for l in range(windows):
-                            dst[l] = src[l] + bias
+                    _write_row(rows[co, k * windows:(k + 1) * windows], b[co], relu, y3[g0 + k, co])
+
+
+@njit(**_PJIT)
+def conv2d_gemm_forward_bands(x, w2, b, kh, kw, sh, sw, ph, pw, out_h, out_w, relu,
+                              y3, ws_cols, ws_rows, n_chunks):
+    """Like `conv2d_gemm_forward`, for batches smaller than the thread count: chunk
+    ``c`` takes a band of output rows of every image, unfolds only those rows into
+    its own columns and runs one GEMM on them.  Unlike splitting the GEMM over output
+    channels, no thread reads columns another thread wrote (a cross-core transfer of
+    the whole column buffer per image)."""
+    n, c_in = x.shape[:2]
+    c_out, depth = w2.shape
+    for chunk in prange(n_chunks):
+        oh0 = out_h * chunk // n_chunks
+        oh1 = out_h * (chunk + 1) // n_chunks
+        span = (oh1 - oh0) * out_w
+        cols = ws_cols[chunk][:depth * span]
+        rows = ws_rows[chunk][:c_out * span].reshape((c_out, span))
+        pad = np.zeros((x.shape[2] + 2 * ph, x.shape[3] + 2 * pw), dtype=x.dtype)
+        for k in range(n if span > 0 else 0):
+            for ci in range(c_in):
+                _im2col_plane(x[k, ci], kh, kw, sh, sw, ph, pw, oh0, oh1, out_w, pad, cols,
+                              ci * kh * kw * span, span)
+            np.dot(w2, cols.reshape((depth, span)), rows)
+            for co in range(c_out):
+                _write_row(rows[co], b[co], relu, y3[k, co, oh0 * out_w:oh1 * out_w])
+
+
+@njit(cache=True, nogil=True)
+def _write_row(src, bias, relu, dst):
+    """dst = src + bias, ReLU'd if asked."""
+    zero = dst.dtype.type(0)
+    if relu:
+        for l in range(dst.shape[0]):
+            v = src[l] + bias
+            dst[l] = v if v > 0 else zero
+    else:
+        for l in range(dst.shape[0]):
+            dst[l] = src[l] + bias
 
 
 @njit(**_PJIT)
@@ -209,14 +238,5 @@ def gemm_rows_forward(w2, cols, b, relu, y2, n_chunks):
 @njit(cache=True, nogil=True)
 def _add_bias(y2, b, c0, c1, relu):
     """In place: y2[co] += b[co] for co in [c0, c1), then ReLU if asked."""
-    zero = y2.dtype.type(0)
     for co in range(c0, c1):
-        dst = y2[co]
-        bias = b[co]
-        if relu:
-            for l in range(dst.shape[0]):
-                v = dst[l] + bias
-                dst[l] = v if v > 0 else zero
-        else:
-            for l in range(dst.shape[0]):
-                dst[l] += bias
+        _write_row(y2[co], b[co], relu, y2[co])

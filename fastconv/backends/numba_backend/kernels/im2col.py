@@ -30,14 +30,15 @@ _PJIT = dict(cache=True, nogil=True, parallel=True)
 
 
 @njit(**_JIT)
-def _im2col_plane(x_plane, kh, kw, sh, sw, ph, pw, out_h, out_w, pad, dst, row_base, row_stride):
-    """Rows ``(i, j)`` of one input plane: ``dst[row_base + (i*kw + j)*row_stride + l]``.
+def _im2col_plane(x_plane, kh, kw, sh, sw, ph, pw, oh0, oh1, out_w, pad, dst, row_base, row_stride):
+    """Output rows [oh0, oh1) of one input plane's column rows ``(i, j)``:
+    ``dst[row_base + (i*kw + j)*row_stride + (oh - oh0)*out_w + q]``.
 
-    ``pad`` is a scratch ``(H + 2*ph, W + 2*pw)`` plane whose border is zero; its
-    interior is overwritten with ``x_plane``.
+    ``pad`` is a scratch ``(H + 2*ph, W + 2*pw)`` plane whose border is zero; the
+    interior rows those output rows read are overwritten with ``x_plane``'s.
     """
     height, width = x_plane.shape
-    for r in range(height):
+    for r in range(max(0, oh0 * sh - ph), min(height, (oh1 - 1) * sh + kh - ph)):
         d = pad[r + ph, pw:pw + width]
         s = x_plane[r]
         for c in range(width):
@@ -45,8 +46,8 @@ def _im2col_plane(x_plane, kh, kw, sh, sw, ph, pw, out_h, out_w, pad, dst, row_b
     span = (out_w - 1) * sw + 1
     for i in range(kh):
         for j in range(kw):
-            base = row_base + (i * kw + j) * row_stride
-            for oh in range(out_h):
+            base = row_base + (i * kw + j) * row_stride - oh0 * out_w
+            for oh in range(oh0, oh1):
                 d = dst[base + oh * out_w:base + (oh + 1) * out_w]
                 if sw == 1:
                     s = pad[oh * sh + i, j:j + out_w]     # contiguous: vectorised copy
@@ -92,7 +93,7 @@ def _im2col_group(x, first, last, kh, kw, sh, sw, ph, pw, out_h, out_w, pad, dst
     c_in = x.shape[1]
     for k in range(last - first):
         for ci in range(c_in):
-            _im2col_plane(x[first + k, ci], kh, kw, sh, sw, ph, pw, out_h, out_w, pad, dst,
+            _im2col_plane(x[first + k, ci], kh, kw, sh, sw, ph, pw, 0, out_h, out_w, pad, dst,
                          ci * kh * kw * row_stride + k * img_stride, row_stride)
 
 
@@ -117,7 +118,7 @@ def im2col_into(x, kh, kw, sh, sw, ph, pw, out_h, out_w, dst, row_stride, img_st
         for item in range(items * chunk // n_chunks, items * (chunk + 1) // n_chunks):
             k = item // c_in
             ci = item - k * c_in
-            _im2col_plane(x[k, ci], kh, kw, sh, sw, ph, pw, out_h, out_w, pad, dst,
+            _im2col_plane(x[k, ci], kh, kw, sh, sw, ph, pw, 0, out_h, out_w, pad, dst,
                          ci * kh * kw * row_stride + k * img_stride, row_stride)
 
 
