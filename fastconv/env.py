@@ -5,7 +5,8 @@ error naming the variable.
 * ``FASTCONV_NUM_THREADS`` -- threads of the numba (and torch) backend, a positive int;
 * ``FASTCONV_CONV_ALGO``   -- the numba convolution algorithm mode (`numba_backend.select`);
 * ``FASTCONV_CONV_EXACT``  -- 1: exact-arithmetic convolution algorithms only;
-* ``FASTCONV_CACHE_DIR``   -- where autotuning results are kept (default ~/.cache/fastconv).
+* ``FASTCONV_CACHE_DIR``   -- where autotuning results are kept (default ~/.cache/fastconv);
+* ``FASTCONV_BLAS``        -- mkl, openblas or auto: the BLAS the numba GEMMs call.
 
 `EnvironmentVariableError` is deliberately not a `ValueError`: code that turns a
 ValueError from a model's forward pass into "this model cannot take that data" must
@@ -21,6 +22,7 @@ NUM_THREADS = "FASTCONV_NUM_THREADS"
 CONV_ALGO = "FASTCONV_CONV_ALGO"
 CONV_EXACT = "FASTCONV_CONV_EXACT"
 CACHE_DIR = "FASTCONV_CACHE_DIR"
+BLAS = "FASTCONV_BLAS"
 
 
 class EnvironmentVariableError(Exception):

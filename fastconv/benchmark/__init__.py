@@ -109,7 +109,7 @@ def main(argv=None) -> int:
     }
     machine = results["machine"]
     log(f"machine: {machine['cpu']} | {machine['cores']} cores, {threads} threads | numpy {machine['numpy']} "
-        f"({machine['blas']}) | numba {machine['numba']} | torch {machine['torch'] or 'not installed'}")
+        f"({machine['blas']}) | numba {machine['numba']} (GEMMs: {machine.get('kernel_blas')}) | torch {machine['torch'] or 'not installed'}")
 
     if "numba" in backends:
         # First calls in this process: JIT compile (announced, with a progress bar),

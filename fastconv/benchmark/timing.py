@@ -143,6 +143,9 @@ def machine_info(threads: int) -> dict:
         import numba
 
         info["numba"] = numba.__version__
+        from fastconv.backends.numba_backend.blas import provider
+
+        info["kernel_blas"] = provider()
     except ImportError:
         info["numba"] = None
     try:

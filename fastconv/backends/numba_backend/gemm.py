@@ -160,7 +160,6 @@ def backward(grad_y, x, w, mask, stride, padding, need_grad_x):
     ws_rows = rt.workspace("rows", chunks * c_out * span, x.dtype).reshape(chunks, c_out * span)
     w_layout = c_out >= _W_LAYOUT_MIN_C_OUT
     part_shape = (chunks, c_out, depth) if w_layout else (chunks, depth, c_out)
-    ws_w = rt.workspace("wpart", chunks * depth * c_out, x.dtype).reshape(part_shape)
     grad_w_parts = np.empty(part_shape, dtype=x.dtype)
     grad_b_parts = np.empty((chunks, c_out), dtype=x.dtype)
     grad_x = np.empty_like(x) if need_grad_x else rt.dummy(x.dtype, 4)
@@ -170,7 +169,7 @@ def backward(grad_y, x, w, mask, stride, padding, need_grad_x):
         rt.launch(_gemm.conv2d_gemm_backward, grad_y.reshape(n, c_out, windows), x, w.reshape(c_out, depth),
                   mask3, use_mask, kh, kw, sh, sw, ph, pw, out_h, out_w, group,
                   bool(need_grad_x), grad_x, w_layout, grad_w_parts, grad_b_parts,
-                  ws_cols, ws_rows, ws_w, chunks)
+                  ws_cols, ws_rows, chunks)
     if w_layout:
         grad_w = grad_w_parts[0] if chunks == 1 else grad_w_parts.sum(axis=0)
     else:     # reduced and transposed in one parallel pass

@@ -49,7 +49,6 @@ def backward(grad_y, x, w, stride, padding, dilation, groups, input_grad):
     depth, windows = cg * kh * kw, out_h * out_w
     chunks = _chunks(n * groups, 4.0 * grad_y.size * depth)
     ws_cols = rt.workspace("grouped_cols", chunks * depth * windows, x.dtype).reshape(chunks, -1)
-    ws_part = rt.workspace("grouped_part", chunks * depth * og, x.dtype).reshape(chunks, -1)
     gw_parts = np.zeros((chunks, groups, depth, og), dtype=x.dtype)      # transposed grad_w
     gb_parts = np.zeros((chunks, c_out), dtype=x.dtype)
     grad_x = np.empty_like(x) if input_grad else rt.dummy(x.dtype, 4)
@@ -57,7 +56,7 @@ def backward(grad_y, x, w, stride, padding, dilation, groups, input_grad):
     with rt.single_threaded_blas:
         rt.launch(_grouped.grouped_backward, grad_y.reshape(n, c_out, windows), x, w3t,
                   kh, kw, *stride, *padding, *dilation, out_h, out_w, bool(input_grad),
-                  grad_x, gw_parts, gb_parts, ws_cols, ws_part, chunks)
+                  grad_x, gw_parts, gb_parts, ws_cols, chunks)
     grad_wt = gw_parts.sum(axis=0) if chunks > 1 else gw_parts[0]
     grad_w = np.ascontiguousarray(grad_wt.transpose(0, 2, 1)).reshape(w.shape)
     grad_b = gb_parts.sum(axis=0) if chunks > 1 else gb_parts[0]

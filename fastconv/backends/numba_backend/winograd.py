@@ -176,12 +176,11 @@ def _transform_domain_grad(grad_y, x, padding, plan):
     chunks, rows = _plan(n, c_in, k_out, out_h, out_w, x.itemsize, weight_grad=True)
     (ws_v, v_stride), (ws_z, z_stride) = _workspaces(
         (("wino_v", c_in), ("wino_m", k_out)), chunks, rows * tiles, x.dtype)
-    ws_p = rt.workspace("wino_p", chunks * k_out * c_in, x.dtype).reshape(chunks, -1)
     du_parts = np.empty((chunks, 36, k_out, c_in), dtype=x.dtype)   # chunks <= blocks: all written
     gb_parts = np.zeros((chunks, k_out, _TILE * tiles), dtype=np.float64)
     with rt.single_threaded_blas:
         rt.launch(_wino.winograd_weight_grad, grad_y, x, padding[0], padding[1], rows,
-                  _group_rows(n, out_h, out_w, rows), du_parts, gb_parts, ws_v, ws_z, ws_p, v_stride,
+                  _group_rows(n, out_h, out_w, rows), du_parts, gb_parts, ws_v, ws_z, v_stride,
                   z_stride, chunks)
     return (du_parts[0] if chunks == 1 else du_parts.sum(axis=0)), gb_parts.sum(axis=0)
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from fastconv.backends.numba_backend.kernels import blas
 from fastconv.backends.numba_backend.kernels.im2col import _col2im_group, _im2col_group, _im2col_plane
 
 _PJIT = dict(cache=True, nogil=True, parallel=True)
@@ -72,11 +73,11 @@ def conv2d_gemm_forward(x, w2, b, kh, kw, sh, sw, ph, pw, out_h, out_w, relu, gr
             cols = _unfold(x, g0, g1, kh, kw, sh, sw, ph, pw, out_h, out_w, pad, cols_flat, depth, windows)
             if g1 - g0 == 1:
                 # one image: the GEMM writes straight into its (C_out, L) output planes
-                np.dot(w2, cols, y3[g0])
+                blas.gemm(w2, cols, y3[g0])
                 _add_bias(y3[g0], b, 0, c_out, relu)
                 continue
             rows = rows_flat[:c_out * span].reshape((c_out, span))
-            np.dot(w2, cols, rows)
+            blas.gemm(w2, cols, rows)
             for k in range(g1 - g0):
                 for co in range(c_out):
                     _write_row(rows[co, k * windows:(k + 1) * windows], b[co], relu, y3[g0 + k, co])
@@ -103,7 +104,7 @@ def conv2d_gemm_forward_bands(x, w2, b, kh, kw, sh, sw, ph, pw, out_h, out_w, re
             for ci in range(c_in):
                 _im2col_plane(x[k, ci], kh, kw, sh, sw, ph, pw, oh0, oh1, out_w, pad, cols,
                               ci * kh * kw * span, span)
-            np.dot(w2, cols.reshape((depth, span)), rows)
+            blas.gemm(w2, cols.reshape((depth, span)), rows)
             for co in range(c_out):
                 _write_row(rows[co], b[co], relu, y3[k, co, oh0 * out_w:oh1 * out_w])
 
@@ -124,7 +125,7 @@ def _write_row(src, bias, relu, dst):
 @njit(**_PJIT)
 def conv2d_gemm_backward(gy3, x, w2, mask3, use_mask, kh, kw, sh, sw, ph, pw, out_h, out_w,
                          group, need_grad_x, grad_x, w_layout, grad_w_parts, grad_b_parts,
-                         ws_cols, ws_rows, ws_w, n_chunks):
+                         ws_cols, ws_rows, n_chunks):
     """Per-thread partial grad_w / grad_b (both written, not accumulated into: no
     zeroing pass), and grad_x if asked.  The grad_w parts are (C_out, C*kh*kw) if
     ``w_layout``, else transposed (see below)."""
@@ -137,7 +138,6 @@ def conv2d_gemm_backward(gy3, x, w2, mask3, use_mask, kh, kw, sh, sw, ph, pw, ou
         last = n * (chunk + 1) // n_chunks
         cols_flat = ws_cols[chunk]
         rows_flat = ws_rows[chunk]
-        part = ws_w[chunk]
         gw = grad_w_parts[chunk]
         gb = grad_b_parts[chunk]
         gb[:] = zero
@@ -177,22 +177,16 @@ def conv2d_gemm_backward(gy3, x, w2, mask3, use_mask, kh, kw, sh, sw, ph, pw, ou
             single = _is_image(kh, kw, sh, sw, ph, pw, g1 - g0)   # cols is x[g0] itself
             # grad_w.T = cols @ rows.T ran at 75-92 GFLOP/s per core here against 33-79
             # for grad_w = rows @ cols.T with C_out 16-256, but at 77 against 90 with
-            # C_out 512: the caller picks.  A chunk's first group writes its part.
-            target = gw if g0 == first else part
+            # C_out 512: the caller picks.  A chunk's first group writes its part, the
+            # others accumulate into it (BLAS beta = 1).
             if w_layout:
-                np.dot(rows, cols.T, target)
+                blas.gemm(rows, cols.T, gw, g0 != first)
             else:
-                np.dot(cols, rows.T, target)
-            if g0 != first:
-                for a in range(gw.shape[0]):
-                    grow = gw[a]
-                    prow = part[a]
-                    for b in range(gw.shape[1]):
-                        grow[b] += prow[b]
+                blas.gemm(cols, rows.T, gw, g0 != first)
             if need_grad_x and single:
-                np.dot(w2.T, rows, grad_x[g0].reshape((depth, span)))
+                blas.gemm(w2.T, rows, grad_x[g0].reshape((depth, span)))
             elif need_grad_x:
-                np.dot(w2.T, rows, cols)          # the columns themselves are done with
+                blas.gemm(w2.T, rows, cols)          # the columns themselves are done with
                 _col2im_group(cols_flat, span, windows, g0, g1, kh, kw, sh, sw, ph, pw,
                              out_h, out_w, gpad, grad_x)
 
@@ -231,7 +225,7 @@ def gemm_rows_forward(w2, cols, b, relu, y2, n_chunks):
         c1 = c_out * (chunk + 1) // n_chunks
         if c1 == c0:
             continue
-        np.dot(w2[c0:c1], cols, y2[c0:c1])
+        blas.gemm(w2[c0:c1], cols, y2[c0:c1])
         _add_bias(y2, b, c0, c1, relu)
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from fastconv.backends.numba_backend.kernels import blas
 from fastconv.backends.numba_backend.kernels.phases import _fill_phases, _geometry, _read_phases, _tap_offset
 from fastconv.backends.numba_backend.kernels.unfold_dilated import _col2im_plane_d, _im2col_plane_d
 
@@ -116,7 +117,7 @@ def grouped_forward(x, w3, b, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, y3, 
             _unfold_group(x[img], g * cg, (g + 1) * cg, kh, kw, sh, sw, ph, pw, dh, dw,
                           out_h, out_w, pad, cols_flat)
             out = y3[img, g * og:(g + 1) * og]
-            np.dot(w3[g], cols, out)
+            blas.gemm(w3[g], cols, out)
             for o in range(og):
                 row = out[o]
                 bias = b[g * og + o]
@@ -126,7 +127,7 @@ def grouped_forward(x, w3, b, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, y3, 
 
 @njit(**_PJIT)
 def grouped_backward(gy3, x, w3t, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, need_grad_x,
-                     grad_x, gw_parts, gb_parts, ws_cols, ws_part, n_chunks):
+                     grad_x, gw_parts, gb_parts, ws_cols, n_chunks):
     """Chunk t adds its items' grad_w[g].T (K, Og) into ``gw_parts[t, g]`` and grad_b
     into ``gb_parts[t]``; ``grad_x`` planes of each item's group are overwritten."""
     n, c_in, height, width = x.shape
@@ -138,7 +139,6 @@ def grouped_backward(gy3, x, w3t, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, 
     for chunk in prange(n_chunks):
         cols_flat = ws_cols[chunk]
         cols = cols_flat.reshape((depth, windows))
-        part = ws_part[chunk].reshape((depth, og))
         pad = np.zeros((height + 2 * ph, width + 2 * pw), dtype=x.dtype)   # zero border
         gpad = np.empty_like(pad)                                          # col2im's
         for item in range(items * chunk // n_chunks, items * (chunk + 1) // n_chunks):
@@ -153,15 +153,9 @@ def grouped_backward(gy3, x, w3t, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, 
                 gb_parts[chunk, g * og + o] += total
             _unfold_group(x[img], g * cg, (g + 1) * cg, kh, kw, sh, sw, ph, pw, dh, dw,
                           out_h, out_w, pad, cols_flat)
-            np.dot(cols, grad.T, part)
-            acc = gw_parts[chunk, g]
-            for r in range(depth):
-                arow = acc[r]
-                prow = part[r]
-                for o in range(og):
-                    arow[o] += prow[o]
+            blas.gemm(cols, grad.T, gw_parts[chunk, g], True)     # parts start zeroed
             if need_grad_x:
-                np.dot(w3t[g], grad, cols)          # the columns themselves are done with
+                blas.gemm(w3t[g], grad, cols)          # the columns themselves are done with
                 _fold_group(cols_flat, g * cg, (g + 1) * cg, kh, kw, sh, sw, ph, pw, dh, dw,
                             out_h, out_w, gpad, grad_x[img], zero)
 
@@ -193,7 +187,7 @@ def grouped_transpose(x3, w3t, b, kh, kw, sh, sw, ph, pw, dh, dw, in_h, in_w, y,
             img = item // groups
             g = item - img * groups
             _to_grid(x3[img, g * og:(g + 1) * og], xg, in_h, in_w, pwid)
-            np.dot(w3t[g], xg, cols)
+            blas.gemm(w3t[g], xg, cols)
             for co in range(cg):
                 acc[:] = 0
                 for i in range(kh):
@@ -233,19 +227,12 @@ def grouped_transpose_backward(gy, x3, w3, kh, kw, sh, sw, ph, pw, dh, dw, in_h,
         phases = np.zeros(cg * sh * sw * phase_size, dtype=gy.dtype)
         xg = np.zeros((og, grid), dtype=gy.dtype)
         out = np.empty((og, grid), dtype=gy.dtype)
-        part = np.empty((depth, og), dtype=gy.dtype)
         for item in range(items * chunk // n_chunks, items * (chunk + 1) // n_chunks):
             img = item // groups
             g = item - img * groups
             _phased_unfold(gy[img, g * cg:(g + 1) * cg], phases, cols, kh, kw, sh, sw, ph, pw, dh, dw,
                            phase_size, pwid, span, gb_parts[chunk, g * cg:(g + 1) * cg])
             _to_grid(x3[img, g * og:(g + 1) * og], xg, in_h, in_w, pwid)
-            np.dot(w3[g], cols, out)
+            blas.gemm(w3[g], cols, out)
             _from_grid(out, grad_x3[img, g * og:(g + 1) * og], in_h, in_w, pwid)
-            np.dot(cols, xg.T, part)
-            acc = gw_parts[chunk, g]
-            for r in range(depth):
-                arow = acc[r]
-                prow = part[r]
-                for o in range(og):
-                    arow[o] += prow[o]
+            blas.gemm(cols, xg.T, gw_parts[chunk, g], True)       # parts start zeroed

@@ -37,6 +37,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from fastconv.backends.numba_backend.kernels import blas
 from fastconv.backends.numba_backend.kernels.winograd_tiles import (
     PATCH, POINTS, TILE, _g, _gradient_rows, _gt, _input_rows, _output_rows)
 
@@ -179,12 +180,12 @@ def winograd_forward(x, u, b, ph, pw, relu, rows_per_block, group, y, ws_v, ws_m
             pb = (g1 - g0) * tiles
             _input_block(x, 0, c_in, g0, g1, group, tile_h, tiles, ph, pw, band, hb, v, v_stride, pb)
             for t in range(POINTS):
-                np.dot(u[t], _point(v, t, v_stride, c_in, pb), _point(m, t, m_stride, k_out, pb))
+                blas.gemm(u[t], _point(v, t, v_stride, c_in, pb), _point(m, t, m_stride, k_out, pb))
             _output_block(m, m_stride, pb, 0, k_out, g0, g1, group, tile_h, tiles, hs, ob, b, relu, y)
 
 
 @njit(**_PJIT)
-def winograd_weight_grad(gy, x, ph, pw, rows_per_block, group, du_parts, gb_parts, ws_v, ws_z, ws_p,
+def winograd_weight_grad(gy, x, ph, pw, rows_per_block, group, du_parts, gb_parts, ws_v, ws_z,
                          v_stride, z_stride, n_chunks):
     """Per-thread dU = sum over tiles of Z @ V^T (``du_parts[chunk]``, (36, K, C), every
     chunk has at least one block) and grad_b partial sums (``gb_parts[chunk, k]``:
@@ -195,7 +196,6 @@ def winograd_weight_grad(gy, x, ph, pw, rows_per_block, group, du_parts, gb_part
     for chunk in prange(n_chunks):
         band, hb, gvt, gband = _scratch(x, tiles, group)
         du = du_parts[chunk]
-        part = ws_p[chunk].reshape((k_out, c_in))
         v = ws_v[chunk]
         z = ws_z[chunk]
         first = blocks * chunk // n_chunks
@@ -208,11 +208,7 @@ def winograd_weight_grad(gy, x, ph, pw, rows_per_block, group, du_parts, gb_part
                             gb_parts[chunk])
             for t in range(POINTS):
                 zt, vt = _point(z, t, z_stride, k_out, pb), _point(v, t, v_stride, c_in, pb).T
-                if blk == first:        # straight into dU: a thread with one block adds nothing
-                    np.dot(zt, vt, du[t])
-                else:
-                    np.dot(zt, vt, part)
-                    du[t] += part
+                blas.gemm(zt, vt, du[t], blk != first)     # the thread's first block writes dU
 
 
 # --------------------------------------------------------------------------- whole batch
@@ -263,7 +259,7 @@ def forward_points(u, v, v_stride, m, m_stride, pb, n_chunks):
     k_out, c_in = u.shape[1], u.shape[2]
     for chunk in prange(n_chunks):
         for t in range(POINTS * chunk // n_chunks, POINTS * (chunk + 1) // n_chunks):
-            np.dot(u[t], _point(v, t, v_stride, c_in, pb), _point(m, t, m_stride, k_out, pb))
+            blas.gemm(u[t], _point(v, t, v_stride, c_in, pb), _point(m, t, m_stride, k_out, pb))
 
 
 @njit(**_PJIT)
@@ -272,7 +268,7 @@ def weight_grad_points(z, z_stride, v, v_stride, pb, du, n_chunks):
     k_out, c_in = du.shape[1], du.shape[2]
     for chunk in prange(n_chunks):
         for t in range(POINTS * chunk // n_chunks, POINTS * (chunk + 1) // n_chunks):
-            np.dot(_point(z, t, z_stride, k_out, pb), _point(v, t, v_stride, c_in, pb).T, du[t])
+            blas.gemm(_point(z, t, z_stride, k_out, pb), _point(v, t, v_stride, c_in, pb).T, du[t])
 
 
 @njit(**_PJIT)
