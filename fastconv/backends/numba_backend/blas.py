@@ -7,7 +7,7 @@ symbols by name, so numba's on-disk cache stays valid across processes and
 providers.
 
 Why MKL: interleaved in one process, on every GEMM shape the backend issues (16-512
-rows, 16-4608 deep, 16-16384 columns), single-threaded MKL ran 1.2-2.9x faster than
+rows, 16-4608 deep, 16-16384 columns), single-threaded MKL ran 1.1-2.9x (two runs) faster than
 SciPy's OpenBLAS on this project's Intel Xeon (``bench/blas_compare.py``).  Not
 measured on other vendors' CPUs, so ``auto`` takes MKL on Intel CPUs only.
 ``FASTCONV_BLAS=mkl|openblas|auto`` chooses; read once, when the backend loads.

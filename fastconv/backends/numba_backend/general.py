@@ -3,7 +3,7 @@ dilated im2col/col2im, grouped / dilated convolution and transposed convolution.
 
 Depthwise problems (``groups == C_in``) run the direct kernels of `depthwise`;
 everything else runs the per-(image, group) GEMMs of `grouped`.  Without SciPy (no
-BLAS for numba's ``np.dot``) the non-depthwise cases fall back to the composition of
+BLAS symbols to bind, see `blas`) the non-depthwise cases fall back to the composition of
 `fastconv.conv_compose` on this backend's unfold kernels.  Arguments arrive validated
 and normalised by `fastconv.functional`.
 """

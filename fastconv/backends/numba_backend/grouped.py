@@ -1,7 +1,7 @@
 """Grouped / dilated convolution and transposed convolution by per-thread GEMMs
 (see ``kernels/grouped.py``): planning, workspaces and the BLAS thread limit.
 
-Needs SciPy's BLAS (numba's ``np.dot``), like the plain GEMM path: check
+Needs a BLAS (`blas`), like the plain GEMM path: check
 `gemm.available` first.
 """
 

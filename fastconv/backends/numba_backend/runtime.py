@@ -80,8 +80,9 @@ def chunks(items: int, work: float, min_work: float = 2e5) -> int:
 
 # --------------------------------------------------------------------------- BLAS
 class _SingleThreadedBlas:
-    """Context manager: the BLAS that numba's ``np.dot`` calls (SciPy's) runs on one
-    thread while the numba threads each call it, then gets its thread count back.
+    """Context manager: SciPy's OpenBLAS (the kernels' GEMMs where MKL is not used,
+    see `blas`) runs on one thread while the numba threads each call it, then gets
+    its thread count back.
 
     Uses threadpoolctl; without it ``available`` is False and the GEMM path runs on
     one numba thread calling the (multi-threaded) BLAS instead.

@@ -2,9 +2,10 @@
 
 Each numba thread takes a contiguous share of the batch and, for groups of ``group``
 images at a time, unfolds them into its own ``(C*kh*kw, group*L)`` column buffer,
-calls a *single-threaded* BLAS GEMM on it (``np.dot`` inside numba: SciPy's BLAS) and
+calls a *single-threaded* BLAS GEMM on it (`kernels/blas.py`: MKL or SciPy's OpenBLAS) and
 scatters the ``(C_out, group*L)`` result into NCHW with the bias (and ReLU) applied.
-The caller limits that BLAS to one thread for the duration of the call.
+The caller limits that BLAS to one thread for the duration of the call (MKL runs
+sequentially anyway).
 
 Why not one whole-batch ``numpy.matmul`` on a ``(C*kh*kw, N*L)`` buffer (numba
 im2col, one multi-threaded OpenBLAS call, transpose to NCHW), measured on this

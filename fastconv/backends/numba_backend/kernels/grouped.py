@@ -5,8 +5,8 @@ Work items are (image, group) pairs, split into one contiguous chunk per thread;
 Python loop over groups.  An item unfolds only its group's ``C_in/G`` input planes
 into the thread's own column buffer ``(K, L)`` (``K = C_in/G * kh * kw``, a few
 hundred KB: it stays in L2) and multiplies it with the group's ``(C_out/G, K)``
-weights in one single-threaded BLAS call (``np.dot``; the caller limits BLAS to one
-thread).  This is the plain GEMM path's design (``kernels/gemm.py``) per group, with
+weights in one single-threaded BLAS call (`kernels/blas.py`; the caller limits BLAS to
+one thread).  This is the plain GEMM path's design (``kernels/gemm.py``) per group, with
 dilated window taps (``kernels/unfold_dilated.py``).
 
 Backward per item: ``grad_w[g].T += cols @ G.T`` into the thread's partial sum,
