@@ -64,7 +64,8 @@ def _openblas_gemms():
 
 
 def provider() -> str:
-    """The BLAS the kernels call ("mkl" or "openblas"); chosen on first call."""
+    """The BLAS the kernels call: "mkl", "openblas", or "none" (no SciPy: the GEMM
+    algorithms then report unavailable); chosen and bound on first call."""
     global _provider
     if _provider is None:
         wanted = env.choice(env.BLAS, PROVIDERS) or "auto"
@@ -78,7 +79,7 @@ def provider() -> str:
             try:
                 gemms = _openblas_gemms()
             except (ImportError, ValueError):
-                gemms = (0, 0)       # no SciPy: the GEMM algorithms report unavailable
+                gemms = (0, 0)
                 name = "none"
         for symbol, address in zip(("fastconv_sgemm", "fastconv_dgemm"), gemms):
             llvm.add_symbol(symbol, address)

@@ -15,6 +15,7 @@ import numba
 import numpy as np
 
 from fastconv import env
+from fastconv.backends.numba_backend import blas
 
 _num_threads = numba.config.NUMBA_NUM_THREADS
 
@@ -85,32 +86,35 @@ class _SingleThreadedBlas:
     its thread count back.
 
     Uses threadpoolctl; without it ``available`` is False and the GEMM path runs on
-    one numba thread calling the (multi-threaded) BLAS instead.
+    one numba thread calling the (multi-threaded) BLAS instead.  With MKL (sequential
+    by construction) there is nothing to pin and entering costs nothing.
     """
 
     def __init__(self):
         self._libs = None
 
     def _find(self):
+        if blas.provider() == "mkl":
+            return []
         try:
             import scipy.linalg.cython_blas  # noqa: F401  (what numba's np.dot calls)
             from threadpoolctl import ThreadpoolController
         except ImportError:
             return []
-        blas = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
-        scipy_own = [lib for lib in blas if "scipy" in os.path.basename(os.path.dirname(lib.filepath))]
-        return scipy_own or blas
+        libs = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
+        scipy_own = [lib for lib in libs if "scipy" in os.path.basename(os.path.dirname(lib.filepath))]
+        return scipy_own or libs
 
     @property
     def available(self) -> bool:
         if self._libs is None:
             self._libs = self._find()
-        return bool(self._libs)
+        return bool(self._libs) or blas.provider() == "mkl"
 
     def __enter__(self):
         self._saved = []
         if self.available:
-            for lib in self._libs:
+            for lib in self._libs:          # empty with MKL
                 count = lib.get_num_threads()
                 if count != 1:
                     lib.set_num_threads(1)
