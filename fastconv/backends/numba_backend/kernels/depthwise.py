@@ -175,11 +175,12 @@ def depthwise_forward(x, w3, b, sh, sw, ph, pw, dh, dw, y, n_chunks):
     items = n * c_in
     for chunk in prange(n_chunks):
         xs = np.zeros(sh * sw * phase_size, dtype=x.dtype)
+        rows = np.zeros_like(xs)
         acc = np.empty(span, dtype=x.dtype)
         for item in range(items * chunk // n_chunks, items * (chunk + 1) // n_chunks):
             img = item // c_in
             c = item - img * c_in
-            _fill_phases(xs, x[img, c], ph, pw, sh, sw, phase_size, pwid)
+            _fill_phases(xs, x[img, c], ph, pw, sh, sw, phase_size, pwid, rows)
             for k in range(mult):
                 co = c * mult + k
                 if unit:
@@ -224,11 +225,13 @@ def depthwise_backward(gy, x, w3, wflip3, bias, c_in, height, width, sh, sw, ph,
         xs = np.zeros(sh * sw * phase_size, dtype=gy.dtype)
         gbuf = np.zeros(margin + sh * sw * phase_size, dtype=gy.dtype)   # zero but the gy rows
         gacc = np.empty(sh * sw * phase_size, dtype=gy.dtype)
+        rows = np.zeros_like(xs)            # staging: `_fill_phases` needs its padding zero,
+        rows_out = np.empty_like(xs)        # `_read_phases` writes all of its own
         for item in range(items * chunk // n_chunks, items * (chunk + 1) // n_chunks):
             img = item // c_in
             c = item - img * c_in
             if need_grad_w:
-                _fill_phases(xs, x[img, c], ph, pw, sh, sw, phase_size, pwid)
+                _fill_phases(xs, x[img, c], ph, pw, sh, sw, phase_size, pwid, rows)
             gacc[:] = 0
             for k in range(mult):
                 co = c * mult + k
@@ -253,4 +256,4 @@ def depthwise_backward(gy, x, w3, wflip3, bias, c_in, height, width, sh, sw, ph,
                     _corr_flat(gacc[first_x:first_x + span_x], gbuf[first_x:], wflip3[co],
                                dh * pwid, dw, span_x, False, gacc[0])
             if need_grad_x:
-                _read_phases(gacc, grad_x[img, c], ph, pw, sh, sw, phase_size, pwid, bias[c])
+                _read_phases(gacc, grad_x[img, c], ph, pw, sh, sw, phase_size, pwid, bias[c], rows_out)
