@@ -173,6 +173,57 @@ def test_corrupt_autotune_cache_is_ignored_with_a_warning(cache_dir):
         assert NB.conv_algorithm((2, 16, 12, 12), (24, 16, 3, 3), 1, 1) in NB.ALGORITHMS
 
 
+def test_small_batch_tunes_one_thread_variants_and_runs_the_winner(cache_dir, monkeypatch):
+    """A batch smaller than the thread count also times each algorithm on one thread;
+    a cached ``name@1`` winner runs on one thread and leaves the thread count as it was."""
+    from fastconv.backends.numba_backend import runtime, select
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1, 16, 20, 20)).astype(np.float32)      # > 2 MFLOP: timed
+    w = rng.standard_normal((24, 16, 3, 3)).astype(np.float32)
+    timed, threads_seen = [], []
+    real = select._run_variant
+    monkeypatch.setattr(select, "_run_variant", lambda v, run: (timed.append(v), real(v, run))[1])
+    previous = runtime.set_num_threads(2)
+    try:
+        with fastconv.use_backend("numba"):
+            F.conv2d(x, w, None, 1, 1)
+        assert {v for v in timed if v.endswith("@1")} == {n + "@1" for n in select.candidates(
+            x.shape, w.shape, (1, 1), (1, 1))}
+        assert not any(v.endswith("@1") for v in select._variants(["gemm"], 2))   # batch 2: no
+        stored = json.loads(open(NB.autotune_cache(), encoding="utf-8").read())
+        (tuned_key, _), = stored.items()
+        open(NB.autotune_cache(), "w", encoding="utf-8").write(json.dumps({tuned_key: "gemm@1"}))
+        NB.clear_autotune_cache(memory_only=True)
+        assert NB.conv_algorithm(x.shape, w.shape, 1, 1, np.float32) == "gemm"
+        real_forward = NB.gemm.forward
+        monkeypatch.setattr(NB.gemm, "forward", lambda *a: (threads_seen.append(runtime.get_num_threads()),
+                                                           real_forward(*a))[1])
+        with fastconv.use_backend("numba"):
+            y = F.conv2d(x, w, None, 1, 1)
+        assert threads_seen == [1] and runtime.get_num_threads() == 2
+        np.testing.assert_allclose(y, loops.conv2d(x.astype(np.float64), w.astype(np.float64), None, (1, 1), (1, 1)),
+                                   rtol=1e-4, atol=1e-4)
+    finally:
+        runtime.set_num_threads(previous)
+
+
+def test_thread_limit_restores_the_count_on_error():
+    from fastconv.backends.numba_backend import runtime
+
+    previous = runtime.set_num_threads(2)
+    try:
+        with pytest.raises(KeyError):
+            with runtime.thread_limit(1):
+                assert runtime.get_num_threads() == 1
+                raise KeyError("boom")
+        assert runtime.get_num_threads() == 2
+        with runtime.thread_limit(None), runtime.thread_limit(4):      # no limit: no change
+            assert runtime.get_num_threads() == 2
+    finally:
+        runtime.set_num_threads(previous)
+
+
 def test_small_problems_are_not_timed(cache_dir):
     before = NB.autotune_stats()["problems"]
     x = np.ones((1, 2, 6, 6), np.float32)

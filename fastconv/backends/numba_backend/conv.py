@@ -30,7 +30,9 @@ def _forward(x, w, b, stride, padding, relu, pool=False):
         y = algorithm.forward(x, w, b, stride, padding, relu)
         return (_pool.avg_pool2d(y, *_POOL2), y) if pool else y
 
-    return run(select.choose("forward", x, w, stride, padding, run))
+    algorithm, threads = select.choose("forward", x, w, stride, padding, run)
+    with rt.thread_limit(threads):
+        return run(algorithm)
 
 
 def _backward(grad_y, x, w, mask, stride, padding, need_grad_x, pooled=False):
@@ -46,7 +48,9 @@ def _backward(grad_y, x, w, mask, stride, padding, need_grad_x, pooled=False):
         grad_conv = _pool.avg_pool2d_backward(grad_y, mask.shape, *_POOL2) if pooled else grad_y
         return algorithm.backward(grad_conv, x, w, mask, stride, padding, need_grad_x)
 
-    return run(select.choose("backward", x, w, stride, padding, run))
+    algorithm, threads = select.choose("backward", x, w, stride, padding, run)
+    with rt.thread_limit(threads):
+        return run(algorithm)
 
 
 def conv2d(x, w, b, stride, padding):

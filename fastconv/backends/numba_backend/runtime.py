@@ -7,6 +7,7 @@ Kernels too small to gain from a second thread run on the calling thread alone.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import warnings
@@ -70,6 +71,33 @@ def launch(kernel, *args):
         finally:
             numba.set_num_threads(_num_threads)
     return kernel(*args)
+
+
+class _ThreadLimit:
+    def __init__(self, threads: int):
+        self.threads = threads
+
+    def __enter__(self):
+        global _num_threads
+        self.previous = _num_threads
+        _num_threads = self.threads
+        numba.set_num_threads(self.threads)
+
+    def __exit__(self, *exc):
+        global _num_threads
+        _num_threads = self.previous
+        numba.set_num_threads(self.previous)
+
+
+_NO_LIMIT = contextlib.nullcontext()
+
+
+def thread_limit(threads):
+    """Context manager: the kernels use at most ``threads`` threads inside it (None:
+    no limit, and no cost)."""
+    if threads is None or threads >= _num_threads:
+        return _NO_LIMIT
+    return _ThreadLimit(int(threads))
 
 
 def chunks(items: int, work: float, min_work: float = 2e5) -> int:

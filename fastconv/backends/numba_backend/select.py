@@ -7,8 +7,9 @@ argument, else ``FASTCONV_CONV_ALGO`` (read at every call), else ``auto``:
 
 * ``auto`` (default) / ``benchmark``: the first call of a problem -- (pass, shapes,
   stride, padding, dtype, threads, exact-only) -- times every candidate (one warm-up
-  run, then the best of two; a candidate already 3x slower than the best is not run
-  again) and keeps the fastest, as cuDNN's benchmark mode does.  Winners are saved
+  run, then bursts of repeated calls in interleaved rounds for short problems, the
+  best of two runs for long ones; `_time_candidates`) and keeps the fastest, as
+  cuDNN's benchmark mode does.  Winners are saved
   in a per-machine cache file (`autotune_cache`) keyed by CPU model and fastconv
   version, so later processes pay nothing.  Problems under ``_TUNE_MIN_FLOPS`` are
   not worth timing and take the rule;
@@ -179,7 +180,7 @@ def _read_cache(path) -> dict:
         return {}
     if not isinstance(data, dict):
         return {}
-    return {k: v for k, v in data.items() if isinstance(v, str) and v in ALGORITHMS}
+    return {k: v for k, v in data.items() if isinstance(v, str) and _valid_variant(v)}
 
 
 def _save_winner(tuned_key: str, name: str) -> None:
@@ -227,36 +228,90 @@ def conv_algorithm(x_shape, w_shape, stride=(1, 1), padding=(0, 0), dtype=np.flo
     x_shape, w_shape = tuple(x_shape), tuple(w_shape)
     mode = get_conv_algorithm_mode()
     allowed = candidates(x_shape, w_shape, stride, padding)
+    return _variant(x_shape, w_shape, stride, padding, dtype, pass_, mode, allowed)[0]
+
+
+def _variant(x_shape, w_shape, stride, padding, dtype, pass_, mode, allowed):
+    """(algorithm, threads or None for all) under ``mode``: forced, tuned, or the rule."""
     if mode in ALGORITHMS and mode in allowed:
-        return mode
+        return mode, None
     if mode in ("auto", "benchmark"):
         k = key(pass_, x_shape, w_shape, stride, padding, dtype)
         tuned = _load_winners().get(_tuned_key(k, exact_only()))
-        if tuned in allowed:
-            return tuned
-    return heuristic(x_shape, w_shape, stride, padding, dtype, pass_, allowed)
+        if tuned is not None and _split(tuned)[0] in allowed:
+            return _split(tuned)
+    return heuristic(x_shape, w_shape, stride, padding, dtype, pass_, allowed), None
+
+
+# A tuned winner's suffix: run on one thread.  A batch smaller than the thread count
+# is also timed that way, since splitting one image's work over threads only pays for
+# large enough layers (batch 1, 2 threads here: 16-64 channel 3x3 layers ran 1.1-1.6x
+# faster on one thread, 256-512 channel ones and a 7x7 stem 1.2-1.6x slower).
+_ONE_THREAD = "@1"
+
+
+def _split(variant: str):
+    """``"gemm@1"`` -> ``("gemm", 1)``; ``"gemm"`` -> ``("gemm", None)`` (all threads)."""
+    if variant.endswith(_ONE_THREAD):
+        return variant[:-len(_ONE_THREAD)], 1
+    return variant, None
+
+
+def _valid_variant(variant: str) -> bool:
+    return _split(variant)[0] in ALGORITHMS
+
+
+def _variants(names, batch) -> list:
+    """What autotuning times: each algorithm on all threads and, for a batch smaller
+    than the thread count, also on one."""
+    if batch < rt.get_num_threads():
+        return list(names) + [name + _ONE_THREAD for name in names]
+    return list(names)
+
+
+# Timing a candidate: calls repeated to fill a burst of about this long (a single run of
+# a 100 us batch-1 layer varied 2x here, enough to pick Winograd at 2.3x the GEMM
+# path's time), in this many interleaved rounds for problems shorter than a burst.
+_TUNE_BURST_SECONDS = 2e-3
+_TUNE_ROUNDS = 3
+_TUNE_MAX_REPEATS = 50
+
+
+def _run_variant(variant, run):
+    name, threads = _split(variant)
+    with rt.thread_limit(threads):
+        return run(name)
 
 
 def _time_candidates(names, run) -> str:
-    """One warm-up run each (compiles, faults in buffers), then the best of two timed
-    runs; a candidate 3x slower than the best so far is not timed again."""
+    """Time the variants ``names`` (`_split`) with ``run``; the fastest one.
+
+    One warm-up run each (compiles, faults in buffers) and one timed run; then, for
+    problems shorter than a burst, `_TUNE_ROUNDS` rounds of interleaved bursts, each
+    candidate's calls repeated to fill `_TUNE_BURST_SECONDS` (longer problems: one
+    more single run).  A candidate keeps its best per-call time; one 3x slower than
+    the best after a round is not timed again."""
     best: dict = {}
     for name in names:
-        run(name)
+        _run_variant(name, run)
         start = time.perf_counter()
-        run(name)
+        _run_variant(name, run)
         best[name] = time.perf_counter() - start
-    fastest = min(best.values())
-    for name in names:
-        if best[name] < 3 * fastest:
+    short = min(best.values()) < _TUNE_BURST_SECONDS
+    for _ in range(_TUNE_ROUNDS if short else 1):
+        fastest = min(best.values())
+        for name in [n for n in names if best[n] < 3 * fastest]:
+            repeats = int(min(_TUNE_MAX_REPEATS, max(1, _TUNE_BURST_SECONDS // best[name])))
             start = time.perf_counter()
-            run(name)
-            best[name] = min(best[name], time.perf_counter() - start)
+            for _ in range(repeats):
+                _run_variant(name, run)
+            best[name] = min(best[name], (time.perf_counter() - start) / repeats)
     return min(best, key=best.get)
 
 
-def choose(pass_, x, w, stride, padding, run) -> str:
-    """Pick (and record) the algorithm for this call; ``run(name)`` executes one.
+def choose(pass_, x, w, stride, padding, run):
+    """Pick (and record) the algorithm for this call: ``(name, threads)``, threads
+    None for all (`rt.thread_limit` applies it); ``run(name)`` executes one.
 
     In ``auto``/``benchmark`` mode a problem seen for the first time (in this process
     and in the cache file) with more than one candidate is timed here, once.  A
@@ -273,10 +328,12 @@ def choose(pass_, x, w, stride, padding, run) -> str:
         mode = get_conv_algorithm_mode()
         if mode in ("auto", "benchmark"):
             _tune(k, exact_only(), x, w, stride, padding, run)
-        decided = _decided[memo] = (conv_algorithm(x.shape, w.shape, stride, padding, x.dtype, pass_), k)
-    algo, k = decided
+        allowed = candidates(x.shape, w.shape, stride, padding)
+        decided = _decided[memo] = (*_variant(x.shape, w.shape, stride, padding, x.dtype, pass_,
+                                              mode, allowed), k)
+    algo, threads, k = decided
     last_conv_algorithms[k] = algo
-    return algo
+    return algo, threads
 
 
 def _tune(k, exact, x, w, stride, padding, run) -> None:
@@ -286,7 +343,7 @@ def _tune(k, exact, x, w, stride, padding, run) -> None:
     if (len(names) > 1 and tuned_key not in _load_winners()
             and _flops(x.shape, w.shape, stride, padding) >= _TUNE_MIN_FLOPS):
         start = time.perf_counter()
-        winner = _time_candidates(names, run)
+        winner = _time_candidates(_variants(names, x.shape[0]), run)
         _stats["problems"] += 1
         _stats["seconds"] += time.perf_counter() - start
         _load_winners()[tuned_key] = winner

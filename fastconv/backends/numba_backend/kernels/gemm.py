@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit, prange
 
 from fastconv.backends.numba_backend.kernels import blas
-from fastconv.backends.numba_backend.kernels.im2col import _col2im_group, _im2col_group, _im2col_plane
+from fastconv.backends.numba_backend.kernels.im2col import _col2im_group, _im2col_group, _im2col_plane, unfold_pad
 
 _PJIT = dict(cache=True, nogil=True, parallel=True)
 
@@ -67,7 +67,7 @@ def conv2d_gemm_forward(x, w2, b, kh, kw, sh, sw, ph, pw, out_h, out_w, relu, gr
         last = n * (chunk + 1) // n_chunks
         cols_flat = ws_cols[chunk]
         rows_flat = ws_rows[chunk]
-        pad = np.zeros((x.shape[2] + 2 * ph, x.shape[3] + 2 * pw), dtype=x.dtype)
+        pad = unfold_pad(x.shape[2], x.shape[3], ph, pw, sw, x.dtype)
         for g0 in range(first, last, group):
             g1 = min(last, g0 + group)
             span = (g1 - g0) * windows
@@ -100,7 +100,7 @@ def conv2d_gemm_forward_bands(x, w2, b, kh, kw, sh, sw, ph, pw, out_h, out_w, re
         span = (oh1 - oh0) * out_w
         cols = ws_cols[chunk][:depth * span]
         rows = ws_rows[chunk][:c_out * span].reshape((c_out, span))
-        pad = np.zeros((x.shape[2] + 2 * ph, x.shape[3] + 2 * pw), dtype=x.dtype)
+        pad = unfold_pad(x.shape[2], x.shape[3], ph, pw, sw, x.dtype)
         for k in range(n if span > 0 else 0):
             for ci in range(c_in):
                 _im2col_plane(x[k, ci], kh, kw, sh, sw, ph, pw, oh0, oh1, out_w, pad, cols,
@@ -142,7 +142,7 @@ def conv2d_gemm_backward(gy3, x, w2, mask3, use_mask, kh, kw, sh, sw, ph, pw, ou
         gw = grad_w_parts[chunk]
         gb = grad_b_parts[chunk]
         gb[:] = zero
-        pad = np.zeros((x.shape[2] + 2 * ph, x.shape[3] + 2 * pw), dtype=x.dtype)
+        pad = unfold_pad(x.shape[2], x.shape[3], ph, pw, sw, x.dtype)
         gpad = np.empty_like(pad)
         for g0 in range(first, last, group):
             g1 = min(last, g0 + group)

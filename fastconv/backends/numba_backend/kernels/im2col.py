@@ -17,7 +17,8 @@ the same way and crops it.
 
 The group helpers (`_im2col_group`, `_col2im_group`) are also called per thread by
 the GEMM convolution in ``kernels/gemm.py``.  All functions trust their caller: arrays C-contiguous, sizes
-consistent, scratch planes ``(H + 2*ph, W + 2*pw)`` with zero borders.
+consistent, scratch planes from `unfold_pad` (im2col) or ``(H + 2*ph, W + 2*pw)``
+(col2im) with zero borders.
 """
 
 from __future__ import annotations
@@ -30,33 +31,52 @@ _PJIT = dict(cache=True, nogil=True, parallel=True)
 
 
 @njit(**_JIT)
+def unfold_pad(height, width, ph, pw, sw, dtype):
+    """The zeroed scratch plane `_im2col_plane` needs: ``H + 2*ph`` rows of the padded
+    width rounded up to a multiple of the column stride ``sw``."""
+    return np.zeros((height + 2 * ph, sw * (-(-(width + 2 * pw) // sw))), dtype=dtype)
+
+
+@njit(**_JIT)
 def _im2col_plane(x_plane, kh, kw, sh, sw, ph, pw, oh0, oh1, out_w, pad, dst, row_base, row_stride):
     """Output rows [oh0, oh1) of one input plane's column rows ``(i, j)``:
     ``dst[row_base + (i*kw + j)*row_stride + (oh - oh0)*out_w + q]``.
 
-    ``pad`` is a scratch ``(H + 2*ph, W + 2*pw)`` plane whose border is zero; the
-    interior rows those output rows read are overwritten with ``x_plane``'s.
+    ``pad`` (`unfold_pad`) is a scratch plane whose border is zero; the interior rows
+    those output rows read are overwritten with ``x_plane``'s.  With a column stride
+    ``sw > 1`` each padded row is stored in its ``sw`` column phases side by side
+    (padded column C at ``(C % sw)*phase_w + C // sw``), so a tap's output row is
+    again one contiguous run: a vectorised copy instead of a strided gather (4 GB/s
+    for the 7x7/2 stem's unfold).
     """
     height, width = x_plane.shape
+    phase_w = pad.shape[1] // sw
     for r in range(max(0, oh0 * sh - ph), min(height, (oh1 - 1) * sh + kh - ph)):
-        d = pad[r + ph, pw:pw + width]
+        row = pad[r + ph]
         s = x_plane[r]
-        for c in range(width):
-            d[c] = s[c]
-    span = (out_w - 1) * sw + 1
+        if sw == 1:
+            d = row[pw:pw + width]
+            for c in range(width):
+                d[c] = s[c]
+            continue
+        for pc in range(sw):
+            c0 = (pc - pw) % sw                     # first column in column phase pc
+            if c0 >= width:
+                continue
+            start = pc * phase_w + (c0 + pw) // sw
+            d = row[start:start + (width - c0 + sw - 1) // sw]
+            t = s[c0:]                              # zero-based: no wraparound check
+            for k in range(d.shape[0]):
+                d[k] = t[k * sw]
     for i in range(kh):
         for j in range(kw):
             base = row_base + (i * kw + j) * row_stride - oh0 * out_w
+            first = (j % sw) * phase_w + j // sw
             for oh in range(oh0, oh1):
                 d = dst[base + oh * out_w:base + (oh + 1) * out_w]
-                if sw == 1:
-                    s = pad[oh * sh + i, j:j + out_w]     # contiguous: vectorised copy
-                    for q in range(out_w):
-                        d[q] = s[q]
-                else:
-                    t = pad[oh * sh + i, j:j + span:sw]
-                    for q in range(out_w):
-                        d[q] = t[q]
+                s = pad[oh * sh + i, first:first + out_w]     # contiguous: vectorised copy
+                for q in range(out_w):
+                    d[q] = s[q]
 
 
 @njit(**_JIT)
@@ -114,7 +134,7 @@ def im2col_into(x, kh, kw, sh, sw, ph, pw, out_h, out_w, dst, row_stride, img_st
     n, c_in, height, width = x.shape
     items = n * c_in
     for chunk in prange(n_chunks):
-        pad = np.zeros((height + 2 * ph, width + 2 * pw), dtype=x.dtype)
+        pad = unfold_pad(height, width, ph, pw, sw, x.dtype)
         for item in range(items * chunk // n_chunks, items * (chunk + 1) // n_chunks):
             k = item // c_in
             ci = item - k * c_in
