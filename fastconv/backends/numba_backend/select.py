@@ -9,7 +9,8 @@ argument, else ``FASTCONV_CONV_ALGO`` (read at every call), else ``auto``:
   stride, padding, dtype, threads, exact-only) -- times every candidate (one warm-up
   run, then bursts of repeated calls in interleaved rounds for short problems, the
   best of two runs for long ones; `_time_candidates`) and keeps the fastest, as
-  cuDNN's benchmark mode does.  Winners are saved
+  cuDNN's benchmark mode does; a batch smaller than the thread count also times
+  each candidate on one thread (`_variants`).  Winners are saved
   in a per-machine cache file (`autotune_cache`) keyed by CPU model and fastconv
   version, so later processes pay nothing.  Problems under ``_TUNE_MIN_FLOPS`` are
   not worth timing and take the rule;
@@ -244,9 +245,10 @@ def _variant(x_shape, w_shape, stride, padding, dtype, pass_, mode, allowed):
 
 
 # A tuned winner's suffix: run on one thread.  A batch smaller than the thread count
-# is also timed that way, since splitting one image's work over threads only pays for
-# large enough layers (batch 1, 2 threads here: 16-64 channel 3x3 layers ran 1.1-1.6x
-# faster on one thread, 256-512 channel ones and a 7x7 stem 1.2-1.6x slower).
+# is also timed that way: whether splitting one image's work over threads pays is a
+# property of the layer and the machine (batch 1 on this 2-vCPU VM: 16-64 channel 3x3
+# layers ran up to 1.6x faster on one thread in one run, 1.2-1.6x slower in another;
+# docs/conv-algorithms.md).
 _ONE_THREAD = "@1"
 
 
@@ -339,11 +341,11 @@ def choose(pass_, x, w, stride, padding, run):
 def _tune(k, exact, x, w, stride, padding, run) -> None:
     """Time the candidates of a problem not tuned yet (unless too small to time)."""
     tuned_key = _tuned_key(k, exact)
-    names = candidates(x.shape, w.shape, stride, padding)
-    if (len(names) > 1 and tuned_key not in _load_winners()
+    variants = _variants(candidates(x.shape, w.shape, stride, padding), x.shape[0])
+    if (len(variants) > 1 and tuned_key not in _load_winners()
             and _flops(x.shape, w.shape, stride, padding) >= _TUNE_MIN_FLOPS):
         start = time.perf_counter()
-        winner = _time_candidates(_variants(names, x.shape[0]), run)
+        winner = _time_candidates(variants, run)
         _stats["problems"] += 1
         _stats["seconds"] += time.perf_counter() - start
         _load_winners()[tuned_key] = winner
