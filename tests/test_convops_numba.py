@@ -92,9 +92,9 @@ def test_conv_transpose_matches_numpy(dtype, case):
 
 
 def test_without_blas_the_composition_runs(monkeypatch, dtype):
-    """No SciPy: grouped/dilated/transposed fall back to `conv_compose` on numba's
+    """No BLAS: grouped/dilated/transposed fall back to `conv_compose` on numba's
     unfold kernels (depthwise keeps its direct kernels)."""
-    monkeypatch.setattr(gemm, "_HAS_SCIPY", False)
+    monkeypatch.setattr(gemm, "available", lambda: False)
     for x_shape, w_shape, stride, padding, dilation, groups in CONV_CASES[3:5]:
         rng = np.random.default_rng(0)
         x = rng.standard_normal(x_shape).astype(dtype)

@@ -30,9 +30,7 @@ def _forward(x, w, b, stride, padding, relu, pool=False):
         y = algorithm.forward(x, w, b, stride, padding, relu)
         return (_pool.avg_pool2d(y, *_POOL2), y) if pool else y
 
-    algorithm, threads = select.choose("forward", x, w, stride, padding, run)
-    with rt.thread_limit(threads):
-        return run(algorithm)
+    return select.run_chosen("forward", x, w, stride, padding, run)
 
 
 def _backward(grad_y, x, w, mask, stride, padding, need_grad_x, pooled=False):
@@ -48,9 +46,7 @@ def _backward(grad_y, x, w, mask, stride, padding, need_grad_x, pooled=False):
         grad_conv = _pool.avg_pool2d_backward(grad_y, mask.shape, *_POOL2) if pooled else grad_y
         return algorithm.backward(grad_conv, x, w, mask, stride, padding, need_grad_x)
 
-    algorithm, threads = select.choose("backward", x, w, stride, padding, run)
-    with rt.thread_limit(threads):
-        return run(algorithm)
+    return select.run_chosen("backward", x, w, stride, padding, run)
 
 
 def conv2d(x, w, b, stride, padding):

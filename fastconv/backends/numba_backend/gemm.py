@@ -8,10 +8,9 @@ col2im.  Wins once channel counts make the GEMM big (report 003).
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 
+from fastconv.backends.numba_backend import blas as _blas
 from fastconv.backends.numba_backend import runtime as rt
 from fastconv.backends.numba_backend.kernels import gemm as _gemm
 from fastconv.backends.numba_backend.kernels import im2col as _cols
@@ -20,15 +19,10 @@ NAME = "gemm"
 EXACT = True
 FUSES_POOL = False
 
-_HAS_SCIPY = None
-
-
 def available() -> bool:
-    """numba's ``np.dot`` needs SciPy's BLAS; without SciPy the GEMM paths cannot run."""
-    global _HAS_SCIPY
-    if _HAS_SCIPY is None:
-        _HAS_SCIPY = importlib.util.find_spec("scipy") is not None
-    return _HAS_SCIPY
+    """Whether the kernels' GEMMs have a BLAS to call (MKL or SciPy's OpenBLAS, bound
+    by `blas.provider`); without one the GEMM paths cannot run."""
+    return _blas.provider() != "none"
 
 
 def supports(x_shape, w_shape, stride, padding) -> bool:

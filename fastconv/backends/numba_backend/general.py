@@ -2,8 +2,8 @@
 dilated im2col/col2im, grouped / dilated convolution and transposed convolution.
 
 Depthwise problems (``groups == C_in``) run the direct kernels of `depthwise`;
-everything else runs the per-(image, group) GEMMs of `grouped`.  Without SciPy (no
-BLAS symbols to bind, see `blas`) the non-depthwise cases fall back to the composition of
+everything else runs the per-(image, group) GEMMs of `grouped`.  Without a BLAS (neither
+MKL nor SciPy to bind, see `blas`) the non-depthwise cases fall back to the composition of
 `fastconv.conv_compose` on this backend's unfold kernels.  Arguments arrive validated
 and normalised by `fastconv.functional`.
 """

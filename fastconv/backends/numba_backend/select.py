@@ -338,6 +338,13 @@ def choose(pass_, x, w, stride, padding, run):
     return algo, threads
 
 
+def run_chosen(pass_, x, w, stride, padding, run):
+    """``run(name)`` with the algorithm `choose` picks, on the threads it picked."""
+    algorithm, threads = choose(pass_, x, w, stride, padding, run)
+    with rt.thread_limit(threads):
+        return run(algorithm)
+
+
 def _tune(k, exact, x, w, stride, padding, run) -> None:
     """Time the candidates of a problem not tuned yet (unless too small to time)."""
     tuned_key = _tuned_key(k, exact)
