@@ -326,7 +326,8 @@ def test_algorithm_heuristic_for_the_reports():
                                   ((64, 64, 16, 16), (64, 64, 3, 3), 1),
                                   ((64, 64, 16, 16), (128, 64, 3, 3), 1)]:
         for pass_ in ("forward", "backward"):
-            assert NB.conv_algorithm(x_shape, w_shape, 1, pad, np.float32, pass_) == "gemm"
+            assert NB.conv_algorithm(x_shape, w_shape, 1, pad, np.float32, pass_) == "shifted"
+        assert NB.conv_algorithm(x_shape, w_shape, 2, pad, np.float32, pass_) == "gemm"
     for pass_ in ("forward", "backward"):           # 3x3, stride 1, >= 96 channels
         assert NB.conv_algorithm((64, 128, 8, 8), (128, 128, 3, 3), 1, 1, np.float32, pass_) == "winograd"
         assert NB.conv_algorithm((64, 128, 8, 8), (128, 128, 3, 3), 2, 1, np.float32, pass_) == "gemm"
@@ -347,7 +348,7 @@ def test_algorithm_override_by_env_and_setter(monkeypatch):
     monkeypatch.setenv("FASTCONV_CONV_ALGO", "fastest")
     with pytest.raises(EnvironmentVariableError, match="FASTCONV_CONV_ALGO"):
         NB.conv_algorithm(shape, w_shape, 1, 2)
-    with pytest.raises(ValueError, match="valid: auto, benchmark, heuristic, direct, gemm, winograd"):
+    with pytest.raises(ValueError, match="valid: auto, benchmark, heuristic, direct, gemm, shifted, winograd"):
         NB.set_conv_algorithm("fft")
     with pytest.raises(ValueError, match="pass_"):
         NB.conv_algorithm(shape, w_shape, 1, 2, pass_="sideways")

@@ -20,9 +20,12 @@ from fastconv.backends.numba_backend.kernels import im2col as _cols
 from fastconv.backends.numba_backend.kernels import norm as _norm
 from fastconv.backends.numba_backend.kernels import phases as _phases
 from fastconv.backends.numba_backend.kernels import pool as _pool
+from fastconv.backends.numba_backend.kernels import shifted as _shifted
 from fastconv.backends.numba_backend.kernels import unfold_dilated as _unfold_dilated
+from fastconv.backends.numba_backend.kernels import winograd as _winograd
 
-KERNEL_MODULES = (_conv, _gemm, _cols, _pool, _norm, _depthwise, _grouped, _unfold_dilated, _phases)
+KERNEL_MODULES = (_conv, _gemm, _shifted, _winograd, _cols, _pool, _norm, _depthwise, _grouped,
+                  _unfold_dilated, _phases)
 
 # Warm-up groups besides one per convolution algorithm (`select.ALGORITHMS`), each
 # with the jitted entry points it compiles (for `kernels_cached`); None: every public
@@ -53,13 +56,14 @@ def groups() -> tuple[str, ...]:
 
 # An op `fastconv.startup.ops_of` adds for a 3x3 stride-1 convolution layer: the
 # geometry the specialised algorithms (Winograd) run; other layers need only the
-# algorithms that run any shape (Winograd's kernels cost ~27 s of a cold compile).
+# algorithms that run any kernel shape (Winograd's kernels cost ~27 s of a cold
+# compile), at stride 1 (the shifted GEMMs) or any stride.
 CONV_3X3_STRIDE1 = "conv2d_3x3_stride1"
 
 
 def _any_shape_algorithms() -> list[str]:
     return [name for name, module in select.ALGORITHMS.items()
-            if module.supports((1, 1, 9, 9), (1, 1, 5, 4), (2, 1), (0, 0))]
+            if module.supports((1, 1, 9, 9), (1, 1, 5, 4), (1, 1), (0, 0))]
 
 
 def groups_for(ops=None) -> tuple[str, ...]:
