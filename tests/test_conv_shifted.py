@@ -1,7 +1,8 @@
 """The shifted-view GEMM algorithm (``numba_backend/shifted.py``) against plain loops
-on random stride-1 geometries: rectangular kernels 1x1-5x5, padding up to 3 (wider
-than the kernel needs), kernels wider than the image, N=1, C=1, several groups per
-thread, row bands for small batches, the fused ReLU's mask, and no grad_x."""
+on random geometries: rectangular kernels 1x1-5x5, strides 1-3 (larger than the
+kernel included), padding up to 3 (wider than the kernel needs), kernels wider than
+the image, N=1, C=1, several groups per thread, row bands for small batches, the
+fused ReLU's mask, and no grad_x."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ S = NB.shifted
 
 def random_problem(rng, dtype, n=None):
     kh, kw = (int(v) for v in rng.integers(1, 6, size=2))
+    stride = (1, 1) if rng.random() < 0.4 else tuple(int(v) for v in rng.integers(1, 4, size=2))
     ph, pw = (int(v) for v in rng.integers(0, 4, size=2))
     height = int(rng.integers(max(1, kh - 2 * ph), 13))
     width = int(rng.integers(max(1, kw - 2 * pw), 13))
@@ -28,7 +30,7 @@ def random_problem(rng, dtype, n=None):
     x = rng.standard_normal((n, c_in, height, width)).astype(dtype)
     w = rng.standard_normal((c_out, c_in, kh, kw)).astype(dtype)
     b = rng.standard_normal(c_out).astype(dtype)
-    return x, w, b, (ph, pw)
+    return x, w, b, stride, (ph, pw)
 
 
 def as64(*arrays):
@@ -40,24 +42,24 @@ def as64(*arrays):
 def test_shifted_matches_loops(monkeypatch, group_bytes, seed, dtype):
     monkeypatch.setattr(S, "_GROUP_BYTES", group_bytes)
     rng = np.random.default_rng(seed)
-    x, w, b, padding = random_problem(rng, dtype)
+    x, w, b, stride, padding = random_problem(rng, dtype)
     x64, w64, b64 = as64(x, w, b)
-    want_y = loops.conv2d(x64, w64, b64, (1, 1), padding)
-    y = S.forward(x, w, b, (1, 1), padding, False)
+    want_y = loops.conv2d(x64, w64, b64, stride, padding)
+    y = S.forward(x, w, b, stride, padding, False)
     assert y.dtype == dtype and y.shape == want_y.shape
     assert relative_error(y, want_y) < bound(dtype)
-    y_relu = S.forward(x, w, b, (1, 1), padding, True)
+    y_relu = S.forward(x, w, b, stride, padding, True)
     np.testing.assert_array_equal(y_relu, np.maximum(y, 0))
 
     grad_y = rng.standard_normal(y.shape).astype(dtype)
     for mask in (None, y_relu):
         masked = grad_y if mask is None else grad_y * (y_relu > 0)
-        want = loops.conv2d_backward(masked.astype(np.float64), x64, w64, (1, 1), padding)
-        got = S.backward(grad_y, x, w, mask, (1, 1), padding, True)
+        want = loops.conv2d_backward(masked.astype(np.float64), x64, w64, stride, padding)
+        got = S.backward(grad_y, x, w, mask, stride, padding, True)
         for name, g, e in zip(("grad_x", "grad_w", "grad_b"), got, want):
             assert g.dtype == dtype and g.shape == e.shape, name
             assert relative_error(g, e) < bound(dtype), name
-        grad_x, grad_w, grad_b = S.backward(grad_y, x, w, mask, (1, 1), padding, False)
+        grad_x, grad_w, grad_b = S.backward(grad_y, x, w, mask, stride, padding, False)
         assert grad_x is None
         np.testing.assert_array_equal(grad_w, got[1])
         np.testing.assert_array_equal(grad_b, got[2])
@@ -68,27 +70,33 @@ def test_shifted_row_bands_match_loops(monkeypatch, seed, dtype):
     """A batch smaller than the thread count runs as one group split into bands of
     grid rows: any number of bands (more than there are rows included)."""
     rng = np.random.default_rng(seed + 50)
-    x, w, b, padding = random_problem(rng, dtype, n=int(rng.integers(1, 3)))
-    want = loops.conv2d(*as64(x, w, b), (1, 1), padding)
-    pitch = S.geometry(*x.shape[2:], *w.shape[2:], *padding)[0]
+    x, w, b, stride, padding = random_problem(rng, dtype, n=int(rng.integers(1, 3)))
+    want = loops.conv2d(*as64(x, w, b), stride, padding)
+    pitch = S.geometry(x.shape, w.shape, stride, padding, 1)[0][6]
     rows = (x.shape[0] - 1) * pitch + want.shape[2]
     bands = int(rng.integers(2, rows + 4))
     monkeypatch.setattr(S, "_plan", lambda n, *args: (bands, n, True))
-    y = S.forward(x, w, b, (1, 1), padding, bool(seed % 2))
+    y = S.forward(x, w, b, stride, padding, bool(seed % 2))
     assert relative_error(y, np.maximum(want, 0) if seed % 2 else want) < bound(dtype)
 
 
 def test_shifted_grid_geometry_shares_borders():
     """A 3x3 'same' layer's grid: rows of W+1 (one zero column between rows), images
-    H+1 rows apart (one zero row between them), the first pixel one row and one
-    column in."""
-    assert S.geometry(8, 8, 3, 3, 1, 1) == (9, 9, 9 + 1)
-    # 1x1 kernel with padding 2: outputs reach 2 past each side, so rows hold the
-    # output width (W+4) and images the output height apart.
-    assert S.geometry(5, 6, 1, 1, 2, 2) == (9, 10, 2 * 10 + 2)
+    H+1 rows apart (one zero row between them), taps offset by rows and columns."""
+    (sh, sw, ph, pw, phases_h, phases_w, pitch, width_g, _), offsets = S.geometry(
+        (2, 3, 8, 8), (4, 3, 3, 3), (1, 1), (1, 1), 2)
+    assert (phases_h, phases_w, pitch, width_g) == (1, 1, 9, 9)
+    assert offsets.tolist() == [0, 1, 2, 9, 10, 11, 18, 19, 20]
+    # 3x3 stride 2 on 32x32, padding 1: four phase planes of 17x17 (one zero row or
+    # column of padding each), 16x16 outputs; tap (i, j) reads phase (i % 2, j % 2).
+    (_, _, _, _, phases_h, phases_w, pitch, width_g, size), offsets = S.geometry(
+        (1, 1, 32, 32), (1, 1, 3, 3), (2, 2), (1, 1), 1)
+    assert (phases_h, phases_w, pitch, width_g) == (2, 2, 17, 17)
+    assert offsets[[0, 1, 2, 4, 8]].tolist() == [0, size, 1, 3 * size, 17 + 1]
+    # 1x1 kernel with stride 3: one phase, the subsampled image
+    assert S.geometry((1, 1, 9, 7), (1, 1, 1, 1), (3, 3), (0, 0), 1)[0][4:8] == (1, 1, 3, 3)
 
 
-def test_shifted_is_a_candidate_for_stride_1_only():
-    assert S.supports((2, 3, 9, 9), (4, 3, 5, 3), (1, 1), (2, 1)) == NB.gemm.available()
-    assert not S.supports((2, 3, 9, 9), (4, 3, 3, 3), (2, 1), (1, 1))
+def test_shifted_supports_any_stride_and_kernel():
+    assert S.supports((2, 3, 9, 9), (4, 3, 5, 3), (2, 1), (2, 1)) == NB.gemm.available()
     assert "shifted" in NB.ALGORITHMS and NB.shifted.EXACT

@@ -1,4 +1,4 @@
-"""Shifted-view GEMM convolution for stride-1 layers (``kernels/shifted.py``).
+"""Shifted-view GEMM convolution (``kernels/shifted.py``).
 
 The GEMM path's im2col copies every input pixel kh*kw times in short row runs; on
 the 8x8-32x32 planes of CIFAR ResNets that copy cost as much as the GEMM itself.
@@ -6,6 +6,10 @@ Here each group of images is copied once onto a zero-bordered grid and the
 convolution runs as kh*kw accumulating GEMMs (K = C_in each) on shifted views of it
 (Anderson et al.'s "kn2row" family, done on one flat padded grid).  Measured on one
 core, 16 images: 1.3-2x faster than unfold + one GEMM for 16-64 channel 3x3 layers.
+
+Strided layers run on the images' stride phases; measured there it wins only with
+many channels (128->256 3x3/2), and loses 3x on a 3-channel 7x7/2 stem (49 GEMMs
+with K = 3), so the rule keeps it to stride 1 and autotuning decides the rest.
 
 Exact: plain products and sums, like the GEMM path (only the order of the sum
 differs).  Each numba thread takes a share of the images, in groups sized to stay
@@ -31,26 +35,38 @@ _ALIGN = 16     # grid rows (per channel) start 64-byte aligned for float32
 
 
 def supports(x_shape, w_shape, stride, padding) -> bool:
-    return tuple(stride) == (1, 1) and gemm.available()
+    return gemm.available()
 
 
-def geometry(height, width, kh, kw, ph, pw):
-    """(pitch, width_g, origin) of the grid: rows per image, entries per row, and the
-    offset of the first image's first pixel (see ``kernels/shifted.py``).  A stride-1
-    window reaches ``ph`` rows past the bottom as well as the top, so ``ph`` zero rows
-    between images serve both (and ``pw`` zero columns between rows); with a kernel
-    smaller than the padding the outputs outnumber those rows and set the spacing."""
-    out_h, out_w = height + 2 * ph - kh + 1, width + 2 * pw - kw + 1
-    width_g = max(width + pw, out_w)
-    return max(height + ph, out_h), width_g, ph * width_g + pw
+def _span(size, kernel, stride, pad, out):
+    """Grid rows per image (or entries per row) along one axis: every stride phase's
+    data fits, and the outputs' windows reach no further than the zeros below (or
+    right of) the data before the next image's (row's) data starts."""
+    need = out
+    for phase in range(min(stride, kernel)):
+        first = max(0, -(-(pad - phase) // stride))     # first phase row holding data
+        end = -(-(size + pad - phase) // stride)         # one past the last
+        reach = (kernel - 1 - phase) // stride           # the phase's taps, less one
+        need = max(need, end, out + reach - first)
+    return need
 
 
-def _grid_size(group, pitch, width_g, origin, out_h, kh, kw):
-    """Entries per channel of a group's grid: every tap's view of the output columns
-    and every image row slot fit."""
+def geometry(x_shape, w_shape, stride, padding, group):
+    """The grid of ``group`` images (see ``kernels/shifted.py``): (sh, sw, ph, pw,
+    phases_h, phases_w, pitch, width_g, phase_size) and each tap's view offset."""
+    height, width = x_shape[2:]
+    kh, kw = w_shape[2:]
+    (sh, sw), (ph, pw) = stride, padding
+    out_h, out_w = rt.out_hw(height, width, (kh, kw), stride, padding)
+    pitch = _span(height, kh, sh, ph, out_h)
+    width_g = _span(width, kw, sw, pw, out_w)
     columns = ((group - 1) * pitch + out_h) * width_g
-    size = max(columns + (kh - 1) * width_g + kw - 1, origin + group * pitch * width_g)
-    return -(-size // _ALIGN) * _ALIGN
+    reads = columns + (kh - 1) // sh * width_g + (kw - 1) // sw       # the last tap's view
+    phase_size = -(-max(reads, group * pitch * width_g) // _ALIGN) * _ALIGN
+    phases_h, phases_w = min(sh, kh), min(sw, kw)
+    i, j = np.divmod(np.arange(kh * kw), kw)
+    offsets = ((i % sh * phases_w + j % sw) * phase_size + i // sh * width_g + j // sw).astype(np.int64)
+    return (sh, sw, ph, pw, phases_h, phases_w, pitch, width_g, phase_size), offsets
 
 
 def _plan(n, channels, work, pitch, width_g, itemsize, split_small_batch):
@@ -72,35 +88,36 @@ def _taps(w):
 
 
 def forward(x, w, b, stride, padding, relu):
-    n, c_in, height, width = x.shape
+    n, c_in = x.shape[:2]
     c_out, _, kh, kw = w.shape
-    (ph, pw) = padding
-    out_h, out_w = rt.out_hw(height, width, (kh, kw), stride, padding)
-    pitch, width_g, origin = geometry(height, width, kh, kw, ph, pw)
+    out_h, out_w = rt.out_hw(*x.shape[2:], (kh, kw), stride, padding)
+    (_, _, _, _, phases_h, phases_w, pitch, width_g, _), _ = geometry(x.shape, w.shape, stride, padding, 1)
     work = 2.0 * n * c_out * c_in * kh * kw * pitch * width_g
-    chunks, group, split_rows = _plan(n, c_in + c_out, work, pitch, width_g, x.itemsize, True)
-    size = _grid_size(group, pitch, width_g, origin, out_h, kh, kw)
+    chunks, group, split_rows = _plan(n, c_in * phases_h * phases_w + c_out, work, pitch, width_g,
+                                      x.itemsize, True)
+    grid_geometry, offsets = geometry(x.shape, w.shape, stride, padding, group)
+    size = phases_h * phases_w * grid_geometry[-1]
     rows = (group - 1) * pitch + out_h
     span = (-(-rows // chunks) if split_rows else rows) * width_g
     ws_grid = rt.workspace("shift_grid", chunks * c_in * size, x.dtype).reshape(chunks, -1)
     ws_out = rt.workspace("shift_out", chunks * c_out * span, x.dtype).reshape(chunks, -1)
     y = np.empty((n, c_out, out_h, out_w), dtype=x.dtype)
     with rt.single_threaded_blas:
-        rt.launch(_shifted.shifted_forward, x, _taps(w), b, kw, pitch, width_g, origin, out_h,
-                  bool(relu), group, split_rows, y, ws_grid, ws_out, chunks)
+        rt.launch(_shifted.shifted_forward, x, _taps(w), offsets, b, grid_geometry, out_h, bool(relu),
+                  group, split_rows, y, ws_grid, ws_out, chunks)
     return y
 
 
 def backward(grad_y, x, w, mask, stride, padding, need_grad_x):
-    n, c_in, height, width = x.shape
+    n, c_in = x.shape[:2]
     c_out, _, kh, kw = w.shape
-    (ph, pw) = padding
     out_h = grad_y.shape[2]
-    pitch, width_g, origin = geometry(height, width, kh, kw, ph, pw)
+    (_, _, _, _, phases_h, phases_w, pitch, width_g, _), _ = geometry(x.shape, w.shape, stride, padding, 1)
     work = 2.0 * n * c_out * c_in * kh * kw * pitch * width_g
-    channels = c_in * (2 if need_grad_x else 1) + c_out
+    channels = c_in * phases_h * phases_w * (2 if need_grad_x else 1) + c_out
     chunks, group, _ = _plan(n, channels, work, pitch, width_g, x.itemsize, False)
-    size = _grid_size(group, pitch, width_g, origin, out_h, kh, kw)
+    grid_geometry, offsets = geometry(x.shape, w.shape, stride, padding, group)
+    size = phases_h * phases_w * grid_geometry[-1]
     columns = ((group - 1) * pitch + out_h) * width_g
     ws_grid = rt.workspace("shift_grid", chunks * c_in * size, x.dtype).reshape(chunks, -1)
     ws_grad = rt.workspace("shift_out", chunks * c_out * columns, x.dtype).reshape(chunks, -1)
@@ -111,9 +128,9 @@ def backward(grad_y, x, w, mask, stride, padding, need_grad_x):
     grad_x = np.empty_like(x) if need_grad_x else rt.dummy(x.dtype, 4)
     use_mask = mask is not None
     with rt.single_threaded_blas:
-        rt.launch(_shifted.shifted_backward, grad_y, x, _taps(w), mask if use_mask else rt.dummy(x.dtype, 4),
-                  use_mask, kw, pitch, width_g, origin, group, bool(need_grad_x), grad_x,
-                  grad_w_parts, grad_b_parts, ws_grid, ws_grad, ws_gx, chunks)
+        rt.launch(_shifted.shifted_backward, grad_y, x, _taps(w), offsets,
+                  mask if use_mask else rt.dummy(x.dtype, 4), use_mask, grid_geometry, group,
+                  bool(need_grad_x), grad_x, grad_w_parts, grad_b_parts, ws_grid, ws_grad, ws_gx, chunks)
     grad_w = np.empty((c_out, c_in, kh * kw), dtype=x.dtype)
     rt.launch(_shifted.sum_taps, grad_w_parts, grad_w, rt.chunks(c_out, grad_w_parts.size))
     grad_b = grad_b_parts[0] if chunks == 1 else grad_b_parts.sum(axis=0)

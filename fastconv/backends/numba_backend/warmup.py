@@ -56,14 +56,13 @@ def groups() -> tuple[str, ...]:
 
 # An op `fastconv.startup.ops_of` adds for a 3x3 stride-1 convolution layer: the
 # geometry the specialised algorithms (Winograd) run; other layers need only the
-# algorithms that run any kernel shape (Winograd's kernels cost ~27 s of a cold
-# compile), at stride 1 (the shifted GEMMs) or any stride.
+# algorithms that run any shape (Winograd's kernels cost ~27 s of a cold compile).
 CONV_3X3_STRIDE1 = "conv2d_3x3_stride1"
 
 
 def _any_shape_algorithms() -> list[str]:
     return [name for name, module in select.ALGORITHMS.items()
-            if module.supports((1, 1, 9, 9), (1, 1, 5, 4), (1, 1), (0, 0))]
+            if module.supports((1, 1, 9, 9), (1, 1, 5, 4), (2, 1), (0, 0))]
 
 
 def groups_for(ops=None) -> tuple[str, ...]:

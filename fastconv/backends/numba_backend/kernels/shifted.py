@@ -1,11 +1,11 @@
-"""Stride-1 convolution as kh*kw GEMMs on shifted views of a zero-bordered grid.
+"""Convolution as kh*kw GEMMs on shifted views of a zero-bordered grid.
 
-A group of images is laid out per channel on one flat *grid*: pixel (image k, row r,
-column c) at ``origin + (k*pitch + r)*width_g + c``, every other entry zero.  Rows
-are ``width_g`` long (the image width plus the wider of the two side paddings) and
-images ``pitch`` rows apart (the height plus the wider of top and bottom padding),
-so the zeros right of a row are also the left padding of the next one and the rows
-between two images are the bottom padding of one and the top padding of the other.
+A group of images is laid out per channel on one flat *grid*.  At stride 1: pixel
+(image k, row r, column c) at ``(k*pitch + r + ph)*width_g + c + pw``, every other
+entry zero.  Rows are ``width_g`` long (the width plus the padding of one side) and
+images ``pitch`` rows apart (the height plus the padding of one side), so the zeros
+right of a row are also the left padding of the next one and the rows between two
+images are the bottom padding of one and the top padding of the other.
 
 Output (k, oh, ow) is then grid column ``m = (k*pitch + oh)*width_g + ow``, and tap
 (i, j) of its window is grid entry ``m + i*width_g + j``: for each tap, the columns
@@ -16,9 +16,14 @@ as the GEMM on 8x8-32x32 planes).  Columns that are not outputs (``ow >= out_w``
 the rows between images) are computed and dropped: 6-27 % more GEMM columns on
 32x32-8x8 planes with 3x3 kernels.
 
+A stride (sh, sw) splits the padded images into their sh*sw stride phases (rows
+``a::sh``, columns ``b::sw``), each a block of the grid laid out as above; tap (i, j)
+reads phase (i % sh, j % sw) shifted by (i // sh, j // sw), so again every tap is
+one view.  ``shifted.py`` computes the spacing (`geometry`) and the tap offsets.
+
 Backward: the output gradient goes on the output grid (zeros at the dropped
 columns), ``grad_W_tap += GY @ view_tap^T`` and ``GX[:, off:off + ncols] += W_tap^T @ GY``
-(GX on the input grid, then cropped).  All functions trust their caller: geometry
+(GX on the input grid, then read back).  All functions trust their caller: geometry
 from ``shifted.py``, C-contiguous arrays, workspaces big enough.
 """
 
@@ -34,29 +39,36 @@ _PJIT = dict(cache=True, nogil=True, parallel=True)
 
 
 @njit(**_JIT)
-def _fill_input(x, g0, g1, pitch, width_g, origin, grid):
-    """Images [g0, g1) of x onto the grid (every entry written: no stale data)."""
+def _fill_input(x, g0, g1, sh, sw, ph, pw, phases_w, pitch, width_g, phase_size, grid):
+    """Images [g0, g1) of x onto the grid, one block of ``phase_size`` entries per
+    stride phase (every entry written: no stale data)."""
     c_in, height, width = x.shape[1:]
+    phases = grid.shape[1] // phase_size
     zero = grid.dtype.type(0)
     for c in range(c_in):
-        g = grid[c]
-        for q in range(origin):
-            g[q] = zero
-        pos = origin
-        for k in range(g1 - g0):
-            for r in range(pitch):
-                row = g[pos:pos + width_g]
-                start = 0
-                if r < height:
-                    src = x[g0 + k, c, r]
-                    for q in range(width):
-                        row[q] = src[q]
-                    start = width
-                for q in range(start, width_g):
-                    row[q] = zero
-                pos += width_g
-        for q in range(pos, g.shape[0]):
-            g[q] = zero
+        for phase in range(phases):
+            a, b = phase // phases_w, phase % phases_w
+            block = grid[c, phase * phase_size:(phase + 1) * phase_size]
+            u0 = max(0, -(-(pw - b) // sw))                 # first column holding data
+            u1 = min(width_g, -(-(width + pw - b) // sw))   # one past the last
+            pos = 0
+            for k in range(g1 - g0):
+                for t in range(pitch):
+                    row = block[pos:pos + width_g]
+                    r = sh * t + a - ph
+                    start = 0
+                    if 0 <= r < height and u1 > u0:
+                        for q in range(u0):
+                            row[q] = zero
+                        src = x[g0 + k, c, r, u0 * sw + b - pw:]      # zero-based: no wraparound
+                        for q in range(u1 - u0):
+                            row[u0 + q] = src[q * sw]
+                        start = u1
+                    for q in range(start, width_g):
+                        row[q] = zero
+                    pos += width_g
+            for q in range(pos, phase_size):
+                block[q] = zero
 
 
 @njit(**_JIT)
@@ -116,25 +128,40 @@ def _write_output(out, col0, g0, g1, pitch, width_g, b, relu, y):
 
 
 @njit(**_JIT)
-def _read_input(grid, g0, g1, pitch, width_g, origin, grad_x):
-    """grad_x[g0:g1] = the image entries of the input-gradient grid."""
+def _read_input(grid, g0, g1, sh, sw, ph, pw, phases_h, phases_w, pitch, width_g, phase_size,
+                grad_x):
+    """grad_x[g0:g1] = the image entries of the input-gradient grid (zero for pixels
+    in a stride phase no tap reads)."""
     c_in, height, width = grad_x.shape[1:]
+    zero = grad_x.dtype.type(0)
     for k in range(g1 - g0):
         for c in range(c_in):
             for r in range(height):
-                start = origin + (k * pitch + r) * width_g
-                src = grid[c, start:start + width]
+                a, t = (r + ph) % sh, (r + ph) // sh
                 dst = grad_x[g0 + k, c, r]
-                for q in range(width):
-                    dst[q] = src[q]
+                for b in range(sw):
+                    first = (b - pw) % sw                   # first column in phase b
+                    d = dst[first:]
+                    count = (width - first + sw - 1) // sw if first < width else 0
+                    if a >= phases_h or b >= phases_w:
+                        for q in range(count):
+                            d[q * sw] = zero
+                        continue
+                    start = ((a * phases_w + b) * phase_size + (k * pitch + t) * width_g
+                             + (first + pw) // sw)
+                    src = grid[c, start:start + count]
+                    for q in range(count):
+                        d[q * sw] = src[q]
 
 
 @njit(**_PJIT)
-def shifted_forward(x, w_taps, b, kw, pitch, width_g, origin, out_h, relu, group, split_rows,
-                    y, ws_grid, ws_out, n_chunks):
+def shifted_forward(x, w_taps, offsets, b, geometry, out_h, relu, group, split_rows, y, ws_grid,
+                    ws_out, n_chunks):
     """y = conv(x) + b (ReLU'd if asked).  Chunk c takes a share of the images, in
     groups of ``group``; or, with ``split_rows`` (a batch smaller than the thread
-    count: one group), a band of the group's grid rows."""
+    count: one group), a band of the group's grid rows.  ``geometry``: (sh, sw, ph,
+    pw, phases_h, phases_w, pitch, width_g, phase_size); ``offsets``: each tap's."""
+    sh, sw, ph, pw, phases_h, phases_w, pitch, width_g, phase_size = geometry
     n, c_in = x.shape[:2]
     taps, c_out = w_taps.shape[:2]
     size = ws_grid.shape[1] // c_in
@@ -149,21 +176,21 @@ def shifted_forward(x, w_taps, b, kw, pitch, width_g, origin, out_h, relu, group
                 r0, r1 = rows * chunk // n_chunks, rows * (chunk + 1) // n_chunks
             if r1 == r0:
                 continue
-            _fill_input(x, g0, g1, pitch, width_g, origin, grid)
+            _fill_input(x, g0, g1, sh, sw, ph, pw, phases_w, pitch, width_g, phase_size, grid)
             col0, span = r0 * width_g, (r1 - r0) * width_g
             out = ws_out[chunk][:c_out * span].reshape((c_out, span))
             for t in range(taps):
-                off = (t // kw) * width_g + t % kw + col0
+                off = offsets[t] + col0
                 blas.gemm(w_taps[t], grid[:, off:off + span], out, t > 0)
             _write_output(out, col0, g0, g1, pitch, width_g, b, relu, y)
 
 
 @njit(**_PJIT)
-def shifted_backward(gy, x, w_taps, mask, use_mask, kw, pitch, width_g, origin, group,
-                     need_grad_x, grad_x, grad_w_parts, grad_b_parts, ws_grid, ws_grad, ws_gx,
-                     n_chunks):
+def shifted_backward(gy, x, w_taps, offsets, mask, use_mask, geometry, group, need_grad_x,
+                     grad_x, grad_w_parts, grad_b_parts, ws_grid, ws_grad, ws_gx, n_chunks):
     """Per-chunk partial grad_w (taps, C_out, C_in) and grad_b, both written (not
     accumulated into), and grad_x of the chunk's images if asked."""
+    sh, sw, ph, pw, phases_h, phases_w, pitch, width_g, phase_size = geometry
     n, c_in = x.shape[:2]
     taps, c_out = w_taps.shape[:2]
     out_h = gy.shape[2]
@@ -178,20 +205,21 @@ def shifted_backward(gy, x, w_taps, mask, use_mask, kw, pitch, width_g, origin, 
         for g0 in range(first, last, group):
             g1 = min(last, g0 + group)
             ncols = ((g1 - g0 - 1) * pitch + out_h) * width_g
-            _fill_input(x, g0, g1, pitch, width_g, origin, grid)
+            _fill_input(x, g0, g1, sh, sw, ph, pw, phases_w, pitch, width_g, phase_size, grid)
             grad = ws_grad[chunk].reshape((c_out, max_cols))[:, :ncols]
             _fill_grad(gy, mask, use_mask, g0, g1, pitch, width_g, grad, gb)
             for t in range(taps):
-                off = (t // kw) * width_g + t % kw
+                off = offsets[t]
                 blas.gemm(grad, grid[:, off:off + ncols].T, gw[t], g0 != first)
             if not need_grad_x:
                 continue
             gx = ws_gx[chunk].reshape((c_in, size))
-            gx[:, ncols:] = 0             # tap 0 (offset 0) writes [0, ncols), the rest add
+            gx[:, :] = 0
             for t in range(taps):
-                off = (t // kw) * width_g + t % kw
-                blas.gemm(w_taps[t].T, grad, gx[:, off:off + ncols], t > 0)
-            _read_input(gx, g0, g1, pitch, width_g, origin, grad_x)
+                off = offsets[t]
+                blas.gemm(w_taps[t].T, grad, gx[:, off:off + ncols], True)
+            _read_input(gx, g0, g1, sh, sw, ph, pw, phases_h, phases_w, pitch, width_g, phase_size,
+                        grad_x)
 
 
 @njit(**_PJIT)
