@@ -72,7 +72,7 @@ def test_shifted_row_bands_match_loops(monkeypatch, seed, dtype):
     rng = np.random.default_rng(seed + 50)
     x, w, b, stride, padding = random_problem(rng, dtype, n=int(rng.integers(1, 3)))
     want = loops.conv2d(*as64(x, w, b), stride, padding)
-    pitch = S.geometry(x.shape, w.shape, stride, padding, 1)[0][6]
+    pitch = S.geometry(x.shape, w.shape, stride, padding, 1)[0].pitch
     rows = (x.shape[0] - 1) * pitch + want.shape[2]
     bands = int(rng.integers(2, rows + 4))
     monkeypatch.setattr(S, "_plan", lambda n, *args: (bands, n, True))

@@ -18,6 +18,9 @@ in L2; a batch smaller than the thread count is split into bands of grid rows.
 
 from __future__ import annotations
 
+import functools
+from collections import namedtuple
+
 import numpy as np
 
 from fastconv.backends.numba_backend import gemm
@@ -32,6 +35,11 @@ FUSES_POOL = False
 # per core here) next to BLAS's packing buffers.
 _GROUP_BYTES = 1 << 20
 _ALIGN = 16     # grid rows (per channel) start 64-byte aligned for float32
+
+
+# A group's grid (the kernels take it as a plain tuple): strides, padding, stride
+# phases stored per axis, rows per image, entries per row, entries per phase block.
+Grid = namedtuple("Grid", "sh sw ph pw phases_h phases_w pitch width_g phase_size")
 
 
 def supports(x_shape, w_shape, stride, padding) -> bool:
@@ -51,9 +59,10 @@ def _span(size, kernel, stride, pad, out):
     return need
 
 
+@functools.lru_cache(maxsize=1024)      # ~12 us of Python per call otherwise (batch-1 layers: ~100 us)
 def geometry(x_shape, w_shape, stride, padding, group):
-    """The grid of ``group`` images (see ``kernels/shifted.py``): (sh, sw, ph, pw,
-    phases_h, phases_w, pitch, width_g, phase_size) and each tap's view offset."""
+    """The `Grid` of ``group`` images (see ``kernels/shifted.py``) and each tap's view
+    offset (a cached array: not to be written)."""
     height, width = x_shape[2:]
     kh, kw = w_shape[2:]
     (sh, sw), (ph, pw) = stride, padding
@@ -66,7 +75,7 @@ def geometry(x_shape, w_shape, stride, padding, group):
     phases_h, phases_w = min(sh, kh), min(sw, kw)
     i, j = np.divmod(np.arange(kh * kw), kw)
     offsets = ((i % sh * phases_w + j % sw) * phase_size + i // sh * width_g + j // sw).astype(np.int64)
-    return (sh, sw, ph, pw, phases_h, phases_w, pitch, width_g, phase_size), offsets
+    return Grid(sh, sw, ph, pw, phases_h, phases_w, pitch, width_g, phase_size), offsets
 
 
 def _plan(n, channels, work, pitch, width_g, itemsize, split_small_batch):
@@ -88,37 +97,41 @@ def _taps(w):
 
 
 def forward(x, w, b, stride, padding, relu):
+    stride, padding = tuple(stride), tuple(padding)
     n, c_in = x.shape[:2]
     c_out, _, kh, kw = w.shape
     out_h, out_w = rt.out_hw(*x.shape[2:], (kh, kw), stride, padding)
-    (_, _, _, _, phases_h, phases_w, pitch, width_g, _), _ = geometry(x.shape, w.shape, stride, padding, 1)
-    work = 2.0 * n * c_out * c_in * kh * kw * pitch * width_g
-    chunks, group, split_rows = _plan(n, c_in * phases_h * phases_w + c_out, work, pitch, width_g,
+    one = geometry(x.shape, w.shape, stride, padding, 1)[0]
+    phases = one.phases_h * one.phases_w
+    work = 2.0 * n * c_out * c_in * kh * kw * one.pitch * one.width_g
+    chunks, group, split_rows = _plan(n, c_in * phases + c_out, work, one.pitch, one.width_g,
                                       x.itemsize, True)
-    grid_geometry, offsets = geometry(x.shape, w.shape, stride, padding, group)
-    size = phases_h * phases_w * grid_geometry[-1]
-    rows = (group - 1) * pitch + out_h
-    span = (-(-rows // chunks) if split_rows else rows) * width_g
+    grid, offsets = geometry(x.shape, w.shape, stride, padding, group)
+    size = phases * grid.phase_size
+    rows = (group - 1) * grid.pitch + out_h
+    span = (-(-rows // chunks) if split_rows else rows) * grid.width_g
     ws_grid = rt.workspace("shift_grid", chunks * c_in * size, x.dtype).reshape(chunks, -1)
     ws_out = rt.workspace("shift_out", chunks * c_out * span, x.dtype).reshape(chunks, -1)
     y = np.empty((n, c_out, out_h, out_w), dtype=x.dtype)
     with rt.single_threaded_blas:
-        rt.launch(_shifted.shifted_forward, x, _taps(w), offsets, b, grid_geometry, out_h, bool(relu),
+        rt.launch(_shifted.shifted_forward, x, _taps(w), offsets, b, tuple(grid), out_h, bool(relu),
                   group, split_rows, y, ws_grid, ws_out, chunks)
     return y
 
 
 def backward(grad_y, x, w, mask, stride, padding, need_grad_x):
+    stride, padding = tuple(stride), tuple(padding)
     n, c_in = x.shape[:2]
     c_out, _, kh, kw = w.shape
     out_h = grad_y.shape[2]
-    (_, _, _, _, phases_h, phases_w, pitch, width_g, _), _ = geometry(x.shape, w.shape, stride, padding, 1)
-    work = 2.0 * n * c_out * c_in * kh * kw * pitch * width_g
-    channels = c_in * phases_h * phases_w * (2 if need_grad_x else 1) + c_out
-    chunks, group, _ = _plan(n, channels, work, pitch, width_g, x.itemsize, False)
-    grid_geometry, offsets = geometry(x.shape, w.shape, stride, padding, group)
-    size = phases_h * phases_w * grid_geometry[-1]
-    columns = ((group - 1) * pitch + out_h) * width_g
+    one = geometry(x.shape, w.shape, stride, padding, 1)[0]
+    phases = one.phases_h * one.phases_w
+    work = 2.0 * n * c_out * c_in * kh * kw * one.pitch * one.width_g
+    channels = c_in * phases * (2 if need_grad_x else 1) + c_out
+    chunks, group, _ = _plan(n, channels, work, one.pitch, one.width_g, x.itemsize, False)
+    grid, offsets = geometry(x.shape, w.shape, stride, padding, group)
+    size = phases * grid.phase_size
+    columns = ((group - 1) * grid.pitch + out_h) * grid.width_g
     ws_grid = rt.workspace("shift_grid", chunks * c_in * size, x.dtype).reshape(chunks, -1)
     ws_grad = rt.workspace("shift_out", chunks * c_out * columns, x.dtype).reshape(chunks, -1)
     ws_gx = rt.workspace("shift_gx", chunks * c_in * size if need_grad_x else chunks,
@@ -129,7 +142,7 @@ def backward(grad_y, x, w, mask, stride, padding, need_grad_x):
     use_mask = mask is not None
     with rt.single_threaded_blas:
         rt.launch(_shifted.shifted_backward, grad_y, x, _taps(w), offsets,
-                  mask if use_mask else rt.dummy(x.dtype, 4), use_mask, grid_geometry, group,
+                  mask if use_mask else rt.dummy(x.dtype, 4), use_mask, tuple(grid), group,
                   bool(need_grad_x), grad_x, grad_w_parts, grad_b_parts, ws_grid, ws_grad, ws_gx, chunks)
     grad_w = np.empty((c_out, c_in, kh * kw), dtype=x.dtype)
     rt.launch(_shifted.sum_taps, grad_w_parts, grad_w, rt.chunks(c_out, grad_w_parts.size))
