@@ -165,6 +165,28 @@ def test_autotune_times_once_and_persists_for_other_processes(cache_dir):
     assert NB.autotune_stats()["problems"] == before + 1        # not timed again
 
 
+def test_a_new_algorithm_gets_the_problem_timed_again(cache_dir, monkeypatch):
+    """A winner cached before an algorithm joined the registry (same version string)
+    is not reused: the problem is timed again with the newcomer among the candidates."""
+    from fastconv.backends.numba_backend import select
+
+    x = np.ones((2, 16, 14, 14), np.float32)      # > 2 MFLOP: timed
+    w = np.ones((24, 16, 3, 3), np.float32)
+    before = NB.autotune_stats()["problems"]
+    without_shifted = {k: v for k, v in select.ALGORITHMS.items() if k != "shifted"}
+    monkeypatch.setattr(select, "ALGORITHMS", without_shifted)
+    with fastconv.use_backend("numba"):
+        F.conv2d(x, w, None, 1, 1)
+    monkeypatch.undo()          # "shifted" is registered again (the cache folder stays)
+    monkeypatch.setenv("FASTCONV_CACHE_DIR", str(cache_dir))
+    NB.clear_autotune_cache(memory_only=True)
+    with fastconv.use_backend("numba"):
+        F.conv2d(x, w, None, 1, 1)
+    assert NB.autotune_stats()["problems"] == before + 2
+    keys = [json.loads(k) for k in json.loads(open(NB.autotune_cache(), encoding="utf-8").read())]
+    assert sorted("shifted" in key[-1] for key in keys) == [False, True]
+
+
 def test_corrupt_autotune_cache_is_ignored_with_a_warning(cache_dir):
     path = NB.autotune_cache()
     open(path, "w", encoding="utf-8").write("{not json")

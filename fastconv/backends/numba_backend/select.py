@@ -163,8 +163,10 @@ _decided: dict = {}              # `choose`'s per-call memo: -> (algorithm, key)
 _environ = os.environ
 
 
-def _tuned_key(k, exact) -> str:
-    return json.dumps([*k, rt.get_num_threads(), bool(exact)])
+def _tuned_key(k, exact, names) -> str:
+    """A problem's key in the cache file; ``names``, the candidates timed, are part of
+    it so that an algorithm added since (same version string) gets timed too."""
+    return json.dumps([*k, rt.get_num_threads(), bool(exact), sorted(names)])
 
 
 def _load_winners() -> dict:
@@ -243,7 +245,7 @@ def _variant(x_shape, w_shape, stride, padding, dtype, pass_, mode, allowed):
         return mode, None
     if mode in ("auto", "benchmark"):
         k = key(pass_, x_shape, w_shape, stride, padding, dtype)
-        tuned = _load_winners().get(_tuned_key(k, exact_only()))
+        tuned = _load_winners().get(_tuned_key(k, exact_only(), allowed))
         if tuned is not None and _split(tuned)[0] in allowed:
             return _split(tuned)
     return heuristic(x_shape, w_shape, stride, padding, dtype, pass_, allowed), None
@@ -352,8 +354,9 @@ def run_chosen(pass_, x, w, stride, padding, run):
 
 def _tune(k, exact, x, w, stride, padding, run) -> None:
     """Time the candidates of a problem not tuned yet (unless too small to time)."""
-    tuned_key = _tuned_key(k, exact)
-    variants = _variants(candidates(x.shape, w.shape, stride, padding), x.shape[0])
+    names = candidates(x.shape, w.shape, stride, padding)
+    tuned_key = _tuned_key(k, exact, names)
+    variants = _variants(names, x.shape[0])
     if (len(variants) > 1 and tuned_key not in _load_winners()
             and _flops(x.shape, w.shape, stride, padding) >= _TUNE_MIN_FLOPS):
         start = time.perf_counter()
