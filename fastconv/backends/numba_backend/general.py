@@ -2,7 +2,8 @@
 dilated im2col/col2im, grouped / dilated convolution and transposed convolution.
 
 Depthwise problems (``groups == C_in``) run the direct kernels of `depthwise`;
-everything else runs the per-(image, group) GEMMs of `grouped`.  Without a BLAS (neither
+dilated ones without groups the GEMMs on shifted views of `shifted` (1.1-2x the
+dilated-im2col GEMMs here); everything else the per-(image, group) GEMMs of `grouped`.  Without a BLAS (neither
 MKL nor SciPy to bind, see `blas`) the non-depthwise cases fall back to the composition of
 `fastconv.conv_compose` on this backend's unfold kernels.  Arguments arrive validated
 and normalised by `fastconv.functional`.
@@ -14,7 +15,7 @@ import sys
 
 import numpy as np
 
-from fastconv.backends.numba_backend import depthwise, gemm, grouped
+from fastconv.backends.numba_backend import depthwise, gemm, grouped, shifted
 from fastconv.backends.numba_backend import runtime as rt
 from fastconv.backends.numba_backend.kernels import unfold_dilated as _unfold
 
@@ -66,6 +67,8 @@ def conv2d_general(x, w, b, stride, padding, dilation, groups):
     if not gemm.available():
         compose, backend = _composed()
         return compose.conv2d(backend, x, w, b, _spec(x.shape, w.shape, stride, padding, dilation, groups))
+    if groups == 1:
+        return shifted.forward(x, w, b, stride, padding, False, dilation)
     return grouped.forward(x, w, b, stride, padding, dilation, groups)
 
 
@@ -77,6 +80,8 @@ def conv2d_general_backward(grad_y, x, w, stride, padding, dilation, groups, inp
         compose, backend = _composed()
         spec = _spec(x.shape, w.shape, stride, padding, dilation, groups)
         return compose.conv2d_backward(backend, grad_y, x, w, spec, input_grad)
+    if groups == 1:
+        return shifted.backward(grad_y, x, w, None, stride, padding, input_grad, dilation)
     return grouped.backward(grad_y, x, w, stride, padding, dilation, groups, input_grad)
 
 
@@ -113,7 +118,8 @@ def warm(dtype) -> None:
     one, two = (1, 1), (2, 2)
     cols = im2col_dilated(x, (2, 2), one, one, two)
     col2im_dilated(cols, (6, 5), (2, 2), one, one, two)
-    for w, groups in ((rng.standard_normal((8, 1, 3, 3)), 4), (rng.standard_normal((4, 2, 3, 3)), 2)):
+    for w, groups in ((rng.standard_normal((8, 1, 3, 3)), 4), (rng.standard_normal((4, 2, 3, 3)), 2),
+                      (rng.standard_normal((3, 4, 3, 3)), 1)):      # depthwise, grouped, dilated
         w = w.astype(dtype)
         y = conv2d_general(x, w, None, one, one, two, groups)
         conv2d_general_backward(y, x, w, one, one, two, groups, True)

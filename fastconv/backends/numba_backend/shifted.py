@@ -46,36 +46,38 @@ def supports(x_shape, w_shape, stride, padding) -> bool:
     return gemm.available()
 
 
-def _span(size, kernel, stride, pad, out):
-    """Grid rows per image (or entries per row) along one axis: every stride phase's
-    data fits, and the outputs' windows reach no further than the zeros below (or
-    right of) the data before the next image's (row's) data starts."""
+def _axis(size, kernel, stride, pad, dilation):
+    """Along one axis: (outputs, stride phases stored, grid rows per image or entries
+    per row, each tap's (phase, shift)).  Tap i reads padded position
+    ``o*stride + i*dilation``: phase ``i*dilation % stride``, shifted by
+    ``i*dilation // stride``.  Every stored phase's data must fit, and each phase's
+    furthest tap must reach no further than the zeros below (right of) the data
+    before the next image's (row's) data starts."""
+    out = (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
+    taps = [divmod(i * dilation, stride)[::-1] for i in range(kernel)]
+    phases = max(phase for phase, _ in taps) + 1
     need = out
-    for phase in range(min(stride, kernel)):
+    for phase in range(phases):
         first = max(0, -(-(pad - phase) // stride))     # first phase row holding data
         end = -(-(size + pad - phase) // stride)         # one past the last
-        reach = (kernel - 1 - phase) // stride           # the phase's taps, less one
+        reach = max([shift for p, shift in taps if p == phase], default=0)
         need = max(need, end, out + reach - first)
-    return need
+    return out, phases, need, taps
 
 
 @functools.lru_cache(maxsize=1024)      # ~12 us of Python per call otherwise (batch-1 layers: ~100 us)
-def geometry(x_shape, w_shape, stride, padding, group):
-    """The `Grid` of ``group`` images (see ``kernels/shifted.py``) and each tap's view
-    offset (a cached array: not to be written)."""
-    height, width = x_shape[2:]
-    kh, kw = w_shape[2:]
+def geometry(x_shape, w_shape, stride, padding, group, dilation=(1, 1)):
+    """The `Grid` of ``group`` images (see ``kernels/shifted.py``), the output size
+    and each tap's view offset (a cached array: not to be written)."""
     (sh, sw), (ph, pw) = stride, padding
-    out_h, out_w = rt.out_hw(height, width, (kh, kw), stride, padding)
-    pitch = _span(height, kh, sh, ph, out_h)
-    width_g = _span(width, kw, sw, pw, out_w)
+    out_h, phases_h, pitch, rows = _axis(x_shape[2], w_shape[2], sh, ph, dilation[0])
+    out_w, phases_w, width_g, cols = _axis(x_shape[3], w_shape[3], sw, pw, dilation[1])
     columns = ((group - 1) * pitch + out_h) * width_g
-    reads = columns + (kh - 1) // sh * width_g + (kw - 1) // sw       # the last tap's view
+    reads = columns + max(s for _, s in rows) * width_g + max(s for _, s in cols)  # furthest view
     phase_size = -(-max(reads, group * pitch * width_g) // _ALIGN) * _ALIGN
-    phases_h, phases_w = min(sh, kh), min(sw, kw)
-    i, j = np.divmod(np.arange(kh * kw), kw)
-    offsets = ((i % sh * phases_w + j % sw) * phase_size + i // sh * width_g + j // sw).astype(np.int64)
-    return Grid(sh, sw, ph, pw, phases_h, phases_w, pitch, width_g, phase_size), offsets
+    offsets = np.array([(a * phases_w + b) * phase_size + i * width_g + j
+                        for a, i in rows for b, j in cols], dtype=np.int64)
+    return Grid(sh, sw, ph, pw, phases_h, phases_w, pitch, width_g, phase_size), (out_h, out_w), offsets
 
 
 def _plan(n, channels, work, pitch, width_g, itemsize, split_small_batch):
@@ -96,17 +98,16 @@ def _taps(w):
     return np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(kh * kw, c_out, c_in)
 
 
-def forward(x, w, b, stride, padding, relu):
-    stride, padding = tuple(stride), tuple(padding)
+def forward(x, w, b, stride, padding, relu, dilation=(1, 1)):
+    stride, padding, dilation = tuple(stride), tuple(padding), tuple(dilation)
     n, c_in = x.shape[:2]
     c_out, _, kh, kw = w.shape
-    out_h, out_w = rt.out_hw(*x.shape[2:], (kh, kw), stride, padding)
-    one = geometry(x.shape, w.shape, stride, padding, 1)[0]
+    one, (out_h, out_w), _ = geometry(x.shape, w.shape, stride, padding, 1, dilation)
     phases = one.phases_h * one.phases_w
     work = 2.0 * n * c_out * c_in * kh * kw * one.pitch * one.width_g
     chunks, group, split_rows = _plan(n, c_in * phases + c_out, work, one.pitch, one.width_g,
                                       x.itemsize, True)
-    grid, offsets = geometry(x.shape, w.shape, stride, padding, group)
+    grid, _, offsets = geometry(x.shape, w.shape, stride, padding, group, dilation)
     size = phases * grid.phase_size
     rows = (group - 1) * grid.pitch + out_h
     span = (-(-rows // chunks) if split_rows else rows) * grid.width_g
@@ -119,17 +120,17 @@ def forward(x, w, b, stride, padding, relu):
     return y
 
 
-def backward(grad_y, x, w, mask, stride, padding, need_grad_x):
-    stride, padding = tuple(stride), tuple(padding)
+def backward(grad_y, x, w, mask, stride, padding, need_grad_x, dilation=(1, 1)):
+    stride, padding, dilation = tuple(stride), tuple(padding), tuple(dilation)
     n, c_in = x.shape[:2]
     c_out, _, kh, kw = w.shape
     out_h = grad_y.shape[2]
-    one = geometry(x.shape, w.shape, stride, padding, 1)[0]
+    one = geometry(x.shape, w.shape, stride, padding, 1, dilation)[0]
     phases = one.phases_h * one.phases_w
     work = 2.0 * n * c_out * c_in * kh * kw * one.pitch * one.width_g
     channels = c_in * phases * (2 if need_grad_x else 1) + c_out
     chunks, group, _ = _plan(n, channels, work, one.pitch, one.width_g, x.itemsize, False)
-    grid, offsets = geometry(x.shape, w.shape, stride, padding, group)
+    grid, _, offsets = geometry(x.shape, w.shape, stride, padding, group, dilation)
     size = phases * grid.phase_size
     columns = ((group - 1) * grid.pitch + out_h) * grid.width_g
     ws_grid = rt.workspace("shift_grid", chunks * c_in * size, x.dtype).reshape(chunks, -1)
