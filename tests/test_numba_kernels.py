@@ -327,7 +327,10 @@ def test_algorithm_heuristic_for_the_reports():
                                   ((64, 64, 16, 16), (128, 64, 3, 3), 1)]:
         for pass_ in ("forward", "backward"):
             assert NB.conv_algorithm(x_shape, w_shape, 1, pad, np.float32, pass_) == "shifted"
-        assert NB.conv_algorithm(x_shape, w_shape, 2, pad, np.float32, pass_) == "gemm"
+            assert NB.conv_algorithm(x_shape, w_shape, 2, pad, np.float32, pass_) == "gemm"
+            if NB.get_num_threads() > 1:        # a batch smaller than the thread count
+                batch_1 = (1, *x_shape[1:])
+                assert NB.conv_algorithm(batch_1, w_shape, 1, pad, np.float32, pass_) == "gemm"
     for pass_ in ("forward", "backward"):           # 3x3, stride 1, >= 96 channels
         assert NB.conv_algorithm((64, 128, 8, 8), (128, 128, 3, 3), 1, 1, np.float32, pass_) == "winograd"
         assert NB.conv_algorithm((64, 128, 8, 8), (128, 128, 3, 3), 2, 1, np.float32, pass_) == "gemm"

@@ -114,7 +114,9 @@ def heuristic(x_shape, w_shape, stride, padding, dtype, pass_, allowed=None) -> 
     * stride != 1: the direct kernel's strided path is plain loops, not tuned;
     * where the GEMM path would run a stride-1 layer, the shifted-view GEMMs do (no
       nine-fold unfold: 1.3-1.8x the GEMM path on report 003's and CIFAR ResNets'
-      layers here), except a 1x1 kernel without padding (its GEMM needs no unfold).
+      layers here), except a 1x1 kernel without padding (its GEMM needs no unfold)
+      and a batch smaller than the thread count (split into bands of rows, its
+      GEMMs get too narrow: LeNet's 6->16 5x5 @14 at batch 1 ran 1.4x slower).
     """
     allowed = candidates(x_shape, w_shape, stride, padding) if allowed is None else allowed
     c_out, c_in, kh, kw = w_shape
@@ -129,7 +131,8 @@ def heuristic(x_shape, w_shape, stride, padding, dtype, pass_, allowed=None) -> 
         return "direct"
     if c_out < 32 and out_w >= 24:
         return "direct"
-    if "shifted" in allowed and (kh, kw, *padding) != (1, 1, 0, 0):
+    if ("shifted" in allowed and (kh, kw, *padding) != (1, 1, 0, 0)
+            and x_shape[0] >= rt.get_num_threads()):
         return "shifted"
     return "gemm"
 
