@@ -9,6 +9,7 @@ import pytest
 
 pytest.importorskip("numba")
 
+from fastconv.backends import numba_backend as NB  # noqa: E402
 from fastconv.benchmark import zoo  # noqa: E402
 
 
@@ -32,6 +33,10 @@ def test_zoo_runs_and_reports_on_a_tiny_network(monkeypatch, tmp_path):
     monkeypatch.setattr(zoo, "NETWORKS", {"tiny": [(zoo.Conv(2, 3, 9, 3), 2), (zoo.Conv(3, 4, 9, 1, 2, 0), 1)]})
     monkeypatch.setattr(zoo, "QUICK", ("tiny",))
     monkeypatch.setattr(zoo, "TRAIN_BATCH", {"tiny": 2})
+    monkeypatch.setattr(NB.select, "_TUNE_MIN_FLOPS", 0)
+    monkeypatch.setenv("FASTCONV_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("FASTCONV_CONV_ALGO", raising=False)
+    NB.clear_autotune_cache(memory_only=True)
     with_torch = pytest.importorskip("torch") is not None
     result = zoo.run_zoo(np.float32, repeat=1, quick=True, with_torch=with_torch, log=lambda _: None)
     modes = [n["mode"] for n in result["networks"]]
@@ -41,8 +46,13 @@ def test_zoo_runs_and_reports_on_a_tiny_network(monkeypatch, tmp_path):
     assert train["numba_s"] == pytest.approx(layer_sum)
     assert all(r["numba_gflops"] > 0 and r["algorithm"] for r in train["layers"])
     assert set(result["summary"]) == {"train", "infer b1", "infer b8"}
+    distinct = {(r["mode"], r["batch"], r["layer"]): r for n in result["networks"] for r in n["layers"]}
+    tuned = result["autotune"]          # every problem timed here: _TUNE_MIN_FLOPS is 0
+    assert tuned["problems"] == sum(r["tuned_problems"] for r in distinct.values()) >= len(distinct)
+    assert tuned["seconds"] == pytest.approx(sum(r["tuning_s"] for r in distinct.values())) and tuned["seconds"] > 0
     text = zoo.markdown(result)
     assert "| tiny | train | 2 |" in text
+    assert f"{tuned['problems']} problems timed in" in text
     zoo.plot(result, tmp_path / "zoo.png")
     assert (tmp_path / "zoo.png").stat().st_size > 1000
     json.dumps(result)                                      # serialisable as written

@@ -125,6 +125,12 @@ def _torch_job(layer: Conv, batch: int, train: bool, arrays):
     return run
 
 
+def _autotune_stats() -> dict:
+    from fastconv.backends import numba_backend as nb
+
+    return nb.autotune_stats()
+
+
 def _algorithms(layer: Conv, batch: int, train: bool, dtype) -> str:
     from fastconv.backends import numba_backend as nb
 
@@ -141,13 +147,16 @@ def time_layer(layer: Conv, batch: int, train: bool, dtype, with_torch: bool, re
     variants = {"numba": (numba_run, options, lambda: fastconv.use_backend("numba"))}
     if with_torch:
         variants["torch"] = (_torch_job(layer, batch, train, arrays), options)
+    tuned_before = _autotune_stats()
     with fastconv.use_backend("numba"):
         numba_run()          # the first call autotunes: keep it out of the timings
+    tuned = {k: v - tuned_before[k] for k, v in _autotune_stats().items()}
     timings = measure_interleaved(variants)
     flops = layer.flops(batch) * (3 if train else 1)
     row = {"layer": layer.label(), "batch": batch, "mode": "train" if train else "infer",
            "numba_s": timings["numba"].median, "numba_gflops": flops / timings["numba"].median / 1e9,
-           "algorithm": _algorithms(layer, batch, train, dtype), "flops": flops}
+           "algorithm": _algorithms(layer, batch, train, dtype), "flops": flops,
+           "tuned_problems": tuned["problems"], "tuning_s": tuned["seconds"]}
     if with_torch:
         row["torch_s"] = timings["torch"].median
         row["vs_torch"] = timings["torch"].median / timings["numba"].median
@@ -189,7 +198,9 @@ def run_zoo(dtype, repeat: int, quick: bool, with_torch: bool, log) -> dict:
             ratios = [n["vs_torch"] for n in networks if n["mode"] == mode]
             summary[mode] = {"geomean_vs_torch": float(np.exp(np.mean(np.log(ratios)))),
                              "min_vs_torch": float(min(ratios))}
-    return {"networks": networks, "summary": summary}
+    autotune = {"problems": sum(r["tuned_problems"] for r in measured.values()),
+                "seconds": sum(r["tuning_s"] for r in measured.values())}
+    return {"networks": networks, "summary": summary, "autotune": autotune}
 
 
 def _layer_line(row: dict) -> str:
@@ -212,6 +223,9 @@ def markdown(zoo: dict) -> str:
     for mode, s in zoo["summary"].items():
         lines.append(f"\n{mode}: geometric mean over networks {s['geomean_vs_torch']:.2f}x PyTorch, "
                      f"lowest {s['min_vs_torch']:.2f}x")
+    if "autotune" in zoo:
+        lines.append(f"\nAutotuning (first call of each layer, not in the timings): "
+                     f"{zoo['autotune']['problems']} problems timed in {zoo['autotune']['seconds']:.1f} s")
     lines += ["", "Per layer (each distinct layer once; `algorithm` = forward/backward choice):", "",
               "| mode | batch | layer | numba | GFLOP/s | algorithm | PyTorch | ratio |",
               "|---|---:|---|---:|---:|---|---:|---:|"]
