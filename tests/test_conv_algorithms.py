@@ -5,6 +5,7 @@ bound, the exact-only option, and the autotuner's persistent cache."""
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -373,3 +374,32 @@ def test_gemm_small_batch_split_choice():
     assert split(1, 512, 512 * 9, (4, 4), False)[0] == "channels"
     assert split(1, 512, 256, (56, 56), True)[0] == "channels"
     assert split(NB.get_num_threads(), 64, 576, (56, 56), False) is None
+
+
+def _busy(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+@pytest.mark.parametrize("lucky_calls, want", [(25, "steady"), (0, "lucky")])
+def test_autotune_confirms_a_close_winner_head_to_head(monkeypatch, lucky_calls, want):
+    """Two candidates within `_TUNE_CLEAR_LEAD` of each other run alternating bursts,
+    and the median ratio decides: a candidate fast only in its first bursts (a lucky
+    stretch of the machine) loses to a steady one; one that stays fast keeps winning."""
+    from fastconv.backends.numba_backend import select
+
+    calls = {"steady": 0, "lucky": 0}
+
+    def run(name):
+        calls[name] += 1
+        if name == "steady":
+            _busy(300e-6)
+        elif lucky_calls == 0 or calls[name] <= lucky_calls:
+            _busy(250e-6)                # 1.2x ahead: not a clear lead
+        else:
+            _busy(600e-6)
+
+    monkeypatch.setattr(select, "_run_variant", lambda name, run_: run_(name))
+    assert select._time_candidates(["steady", "lucky"], run) == want
+    assert calls["lucky"] > lucky_calls      # the confirmation ran after the lucky stretch

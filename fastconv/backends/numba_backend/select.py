@@ -287,6 +287,12 @@ def _variants(names, batch) -> list:
 _TUNE_BURST_SECONDS = 2e-3
 _TUNE_ROUNDS = 3
 _TUNE_MAX_REPEATS = 50
+# ... and then the two fastest of a short problem, unless one is clearly ahead, in
+# this many alternating pairs of bursts, the median ratio deciding: best-of-rounds
+# alone once kept a 2-thread variant for a batch-1 64->64 @8 layer that ran 2x slower
+# than the GEMM path in every later measurement (one lucky burst decides a minimum).
+_TUNE_CONFIRM_PAIRS = 7
+_TUNE_CLEAR_LEAD = 1.3
 
 
 def _run_variant(variant, run):
@@ -301,8 +307,10 @@ def _time_candidates(names, run) -> str:
     One warm-up run each (compiles, faults in buffers) and one timed run; then, for
     problems shorter than a burst, `_TUNE_ROUNDS` rounds of interleaved bursts, each
     candidate's calls repeated to fill `_TUNE_BURST_SECONDS` (longer problems: one
-    more single run).  A candidate keeps its best per-call time; one 3x slower than
-    the best after a round is not timed again."""
+    more single run).  A candidate keeps its best per-call time (of bursts only, for
+    short problems); one 3x slower than the best after a round is not timed again.  For short problems the two fastest,
+    unless the first leads by `_TUNE_CLEAR_LEAD`, then run `_TUNE_CONFIRM_PAIRS`
+    alternating pairs of bursts and the median of their ratios picks the winner."""
     best: dict = {}
     for name in names:
         _run_variant(name, run)
@@ -310,15 +318,27 @@ def _time_candidates(names, run) -> str:
         _run_variant(name, run)
         best[name] = time.perf_counter() - start
     short = min(best.values()) < _TUNE_BURST_SECONDS
-    for _ in range(_TUNE_ROUNDS if short else 1):
+    if short:           # bursts only: a single run of a short problem is too noisy to count
+        best = {name: _burst(name, run, best[name]) for name in names}
+    for _ in range(_TUNE_ROUNDS - 1 if short else 1):
         fastest = min(best.values())
         for name in [n for n in names if best[n] < 3 * fastest]:
-            repeats = int(min(_TUNE_MAX_REPEATS, max(1, _TUNE_BURST_SECONDS // best[name])))
-            start = time.perf_counter()
-            for _ in range(repeats):
-                _run_variant(name, run)
-            best[name] = min(best[name], (time.perf_counter() - start) / repeats)
-    return min(best, key=best.get)
+            best[name] = min(best[name], _burst(name, run, best[name]))
+    first, second = sorted(best, key=best.get)[:2] if len(best) > 1 else (min(best), None)
+    if not short or second is None or best[second] > _TUNE_CLEAR_LEAD * best[first]:
+        return first
+    ratios = [_burst(second, run, best[second]) / _burst(first, run, best[first])
+              for _ in range(_TUNE_CONFIRM_PAIRS)]
+    return first if np.median(ratios) >= 1 else second
+
+
+def _burst(name, run, seconds_per_call) -> float:
+    """Seconds per call of ``name`` over a burst of about `_TUNE_BURST_SECONDS`."""
+    repeats = int(min(_TUNE_MAX_REPEATS, max(1, _TUNE_BURST_SECONDS // seconds_per_call)))
+    start = time.perf_counter()
+    for _ in range(repeats):
+        _run_variant(name, run)
+    return (time.perf_counter() - start) / repeats
 
 
 def choose(pass_, x, w, stride, padding, run):
