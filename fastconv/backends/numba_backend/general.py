@@ -3,9 +3,10 @@ dilated im2col/col2im, grouped / dilated convolution and transposed convolution.
 
 Depthwise problems (``groups == C_in``) run the direct kernels of `depthwise`;
 dilated ones without groups the GEMMs on shifted views of `shifted` (1.1-2x the
-dilated-im2col GEMMs here); everything else the per-(image, group) GEMMs of `grouped`.  Without a BLAS (neither
-MKL nor SciPy to bind, see `blas`) the non-depthwise cases fall back to the composition of
-`fastconv.conv_compose` on this backend's unfold kernels.  Arguments arrive validated
+dilated-im2col GEMMs here); everything else the per-(image, group) GEMMs of
+`grouped`.  Without a BLAS (neither MKL nor SciPy to bind, see `blas`) the
+non-depthwise cases fall back to the composition of `fastconv.conv_compose` on this
+backend's unfold kernels.  Arguments arrive validated
 and normalised by `fastconv.functional`.
 """
 

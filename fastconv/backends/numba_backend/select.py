@@ -1,8 +1,8 @@
 """Which convolution algorithm runs: autotuned once per problem, forced, or by rule.
 
-Every algorithm module (``direct``, ``gemm``, ``shifted``, ``winograd``) has ``NAME``, ``EXACT``
-(plain summation, no transform arithmetic), ``supports(x_shape, w_shape, stride,
-padding)`` and ``forward`` / ``backward``.  The mode is `set_conv_algorithm`'s
+Every algorithm module (``direct``, ``gemm``, ``shifted``, ``winograd``) has ``NAME``,
+``EXACT`` (plain summation, no transform arithmetic), ``supports(x_shape, w_shape,
+stride, padding)`` and ``forward`` / ``backward``.  The mode is `set_conv_algorithm`'s
 argument, else ``FASTCONV_CONV_ALGO`` (read at every call), else ``auto``:
 
 * ``auto`` (default) / ``benchmark``: the first call of a problem -- (pass, shapes,
@@ -308,9 +308,10 @@ def _time_candidates(names, run) -> str:
     problems shorter than a burst, `_TUNE_ROUNDS` rounds of interleaved bursts, each
     candidate's calls repeated to fill `_TUNE_BURST_SECONDS` (longer problems: one
     more single run).  A candidate keeps its best per-call time (of bursts only, for
-    short problems); one 3x slower than the best after a round is not timed again.  For short problems the two fastest,
-    unless the first leads by `_TUNE_CLEAR_LEAD`, then run `_TUNE_CONFIRM_PAIRS`
-    alternating pairs of bursts and the median of their ratios picks the winner."""
+    short problems); one 3x slower than the best after a round is not timed again.
+    For short problems the two fastest, unless the first leads by `_TUNE_CLEAR_LEAD`,
+    then run `_TUNE_CONFIRM_PAIRS` alternating pairs of bursts and the median of
+    their ratios picks the winner."""
     best: dict = {}
     for name in names:
         _run_variant(name, run)
@@ -324,9 +325,10 @@ def _time_candidates(names, run) -> str:
         fastest = min(best.values())
         for name in [n for n in names if best[n] < 3 * fastest]:
             best[name] = min(best[name], _burst(name, run, best[name]))
-    first, second = sorted(best, key=best.get)[:2] if len(best) > 1 else (min(best), None)
-    if not short or second is None or best[second] > _TUNE_CLEAR_LEAD * best[first]:
-        return first
+    ranked = sorted(best, key=best.get)
+    if not short or len(ranked) == 1 or best[ranked[1]] > _TUNE_CLEAR_LEAD * best[ranked[0]]:
+        return ranked[0]
+    first, second = ranked[:2]
     ratios = [_burst(second, run, best[second]) / _burst(first, run, best[first])
               for _ in range(_TUNE_CONFIRM_PAIRS)]
     return first if np.median(ratios) >= 1 else second

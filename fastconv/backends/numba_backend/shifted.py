@@ -98,13 +98,18 @@ def _taps(w):
     return np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(kh * kw, c_out, c_in)
 
 
+def _one_image(x, w, stride, padding, dilation):
+    """(one image's `Grid`, the output size, the stride phases stored, the call's work
+    in flops counting the grid's dropped columns)."""
+    one, out_hw, _ = geometry(x.shape, w.shape, stride, padding, 1, dilation)
+    return one, out_hw, one.phases_h * one.phases_w, 2.0 * x.shape[0] * w.size * one.pitch * one.width_g
+
+
 def forward(x, w, b, stride, padding, relu, dilation=(1, 1)):
     stride, padding, dilation = tuple(stride), tuple(padding), tuple(dilation)
     n, c_in = x.shape[:2]
-    c_out, _, kh, kw = w.shape
-    one, (out_h, out_w), _ = geometry(x.shape, w.shape, stride, padding, 1, dilation)
-    phases = one.phases_h * one.phases_w
-    work = 2.0 * n * c_out * c_in * kh * kw * one.pitch * one.width_g
+    c_out = w.shape[0]
+    one, (out_h, out_w), phases, work = _one_image(x, w, stride, padding, dilation)
     chunks, group, split_rows = _plan(n, c_in * phases + c_out, work, one.pitch, one.width_g,
                                       x.itemsize, True)
     grid, _, offsets = geometry(x.shape, w.shape, stride, padding, group, dilation)
@@ -125,9 +130,7 @@ def backward(grad_y, x, w, mask, stride, padding, need_grad_x, dilation=(1, 1)):
     n, c_in = x.shape[:2]
     c_out, _, kh, kw = w.shape
     out_h = grad_y.shape[2]
-    one = geometry(x.shape, w.shape, stride, padding, 1, dilation)[0]
-    phases = one.phases_h * one.phases_w
-    work = 2.0 * n * c_out * c_in * kh * kw * one.pitch * one.width_g
+    one, _, phases, work = _one_image(x, w, stride, padding, dilation)
     channels = c_in * phases * (2 if need_grad_x else 1) + c_out
     chunks, group, _ = _plan(n, channels, work, one.pitch, one.width_g, x.itemsize, False)
     grid, _, offsets = geometry(x.shape, w.shape, stride, padding, group, dilation)
