@@ -1,5 +1,6 @@
 """Forward and backward time of each numba convolution algorithm, forced, against
-PyTorch, interleaved in one process (medians of 7 runs of 3 calls, ms).
+PyTorch, interleaved in one process (`measure_interleaved`: medians over three
+rounds of bursts, ms).
 
     python bench/algorithm_passes.py BATCH [C_IN,C_OUT,SIZE,STRIDE[,KERNEL[,PADDING[,DILATION]]] ...]
 
@@ -11,27 +12,27 @@ backward minus its forward.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import sys
-import time
 
 import numpy as np
 
 import fastconv
 import fastconv.functional as F
 from fastconv.backends.numba_backend import select
+from fastconv.benchmark.timing import measure_interleaved
 
 RESNET_LAYERS = ["16,16,32,1", "16,32,32,2", "32,32,16,1", "32,64,16,2", "64,64,8,1"]
 
 
-def median_seconds(fn, reps=7, inner=3):
-    fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        times.append((time.perf_counter() - start) / inner)
-    return float(np.median(times))
+@contextlib.contextmanager
+def forced(name):
+    select.set_conv_algorithm(name)
+    try:
+        yield
+    finally:
+        select.set_conv_algorithm(None)
 
 
 def run_layer(n, spec, rng, torch):
@@ -40,28 +41,33 @@ def run_layer(n, spec, rng, torch):
     w = (rng.standard_normal((c_out, c_in, kernel, kernel)) * 0.1).astype(np.float32)
     b = np.zeros(c_out, np.float32)
     args = (stride, padding, dilation)
-    y = F.conv2d(x, w, b, *args)
-    g = rng.standard_normal(y.shape).astype(np.float32)
-    cells = []
+    g = rng.standard_normal(F.conv2d(x, w, b, *args).shape).astype(np.float32)
+    options = dict(repeat=7, warmup=1, budget=1.0, min_seconds=0.3)
+    variants = {}
     for name in select.ALGORITHMS:
-        select.set_conv_algorithm(name)
-        try:
-            cells.append(f"{name} {median_seconds(lambda: F.conv2d(x, w, b, *args)) * 1e3:.2f} / "
-                         f"{median_seconds(lambda: F.conv2d_backward(g, x, w, *args)) * 1e3:.2f}")
-        finally:
-            select.set_conv_algorithm(None)
+        context = functools.partial(forced, name)
+        variants[f"{name} forward"] = (lambda: F.conv2d(x, w, b, *args), options, context)
+        variants[f"{name} backward"] = (lambda: F.conv2d_backward(g, x, w, *args), options, context)
     if torch is not None:
         xt, wt, bt = (torch.from_numpy(a).requires_grad_(True) for a in (x, w, b))
         gt = torch.from_numpy(g)
 
-        def both():
+        def torch_forward():
+            with torch.no_grad():
+                torch.nn.functional.conv2d(xt, wt, bt, stride, padding, dilation)
+
+        def torch_both():
             out = torch.nn.functional.conv2d(xt, wt, bt, stride, padding, dilation)
             xt.grad = wt.grad = bt.grad = None
             out.backward(gt)
 
-        with torch.no_grad():
-            fwd = median_seconds(lambda: torch.nn.functional.conv2d(xt, wt, bt, stride, padding, dilation))
-        cells.append(f"PyTorch {fwd * 1e3:.2f} / {(median_seconds(both) - fwd) * 1e3:.2f}")
+        variants["PyTorch forward"] = (torch_forward, options)
+        variants["PyTorch both"] = (torch_both, options)
+    ms = {label: timing.median * 1e3 for label, timing in measure_interleaved(variants).items()}
+    if torch is not None:
+        ms["PyTorch backward"] = ms.pop("PyTorch both") - ms["PyTorch forward"]
+    names = list(select.ALGORITHMS) + (["PyTorch"] if torch is not None else [])
+    cells = [f"{name} {ms[name + ' forward']:.2f} / {ms[name + ' backward']:.2f}" for name in names]
     label = f"{c_in}->{c_out} {kernel}x{kernel}/{stride} @{size}" + (f" d{dilation}" if dilation > 1 else "")
     print(f"{label} (N={n}), forward / backward ms: " + " | ".join(cells), flush=True)
 

@@ -113,7 +113,7 @@ def heuristic(x_shape, w_shape, stride, padding, dtype, pass_, allowed=None) -> 
       (little wasted border work) and wins ~2x (e.g. 64->16, k5, 32x32);
     * stride != 1: the direct kernel's strided path is plain loops, not tuned;
     * where the GEMM path would run a stride-1 layer, the shifted-view GEMMs do (no
-      nine-fold unfold: 1.3-1.8x the GEMM path on report 003's and CIFAR ResNets'
+      nine-fold unfold: 1.15-1.8x the GEMM path on report 003's and CIFAR ResNets'
       layers here), except a 1x1 kernel without padding (its GEMM needs no unfold)
       and a batch smaller than the thread count (split into bands of rows, its
       GEMMs get too narrow: LeNet's 6->16 5x5 @14 at batch 1 ran 1.4x slower).
