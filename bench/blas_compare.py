@@ -1,14 +1,18 @@
-"""MKL against SciPy's OpenBLAS on the GEMM shapes the numba backend issues.
+"""The kernels' BLAS candidates on the GEMM shapes the numba backend issues.
 
-Both libraries are bound at once (their own symbols) and called from a numba
-kernel the way the backend calls them: single-threaded, from each of the numba
-threads, interleaved, median of 60 runs.  Prints GFLOP/s per core and the ratio.
+fastconv's own OpenBLAS (scipy-openblas32, the kernels OpenBLAS detects or
+``FASTCONV_OPENBLAS_CORETYPE``), SciPy's OpenBLAS (the kernels ``OPENBLAS_CORETYPE``
+sets, if anything) and MKL are bound at once (their own symbols) and called from a
+numba kernel the way the backend calls them: single-threaded, from each of the
+numba threads, interleaved, median of 60 runs.  Prints GFLOP/s per core and each
+library's rate relative to the first.
 
     python bench/blas_compare.py
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 import llvmlite.binding as llvm
@@ -47,13 +51,26 @@ def _kernel(symbol):
     return per_thread
 
 
-def main() -> None:
+def _libraries() -> dict:
+    """name -> sgemm address of every library that loads here."""
+    found = {}
+    own = blas._own_openblas_gemms()
+    if own is not None:
+        found[own[0]] = own[1][0]
+    found[f"scipy openblas ({os.environ.get('OPENBLAS_CORETYPE') or 'detected'})"] = blas._scipy_openblas_gemms()[1][0]
     mkl = blas._mkl_gemms()
-    if mkl is None:
-        raise SystemExit("MKL is not installed: pip install mkl")
-    llvm.add_symbol("bench_sgemm_mkl", mkl[0])
-    llvm.add_symbol("bench_sgemm_openblas", blas._openblas_gemms()[0])
-    kernels = {"openblas": _kernel("bench_sgemm_openblas"), "mkl": _kernel("bench_sgemm_mkl")}
+    if mkl is not None:
+        found["mkl"] = mkl[0]
+    return found
+
+
+def main() -> None:
+    kernels = {}
+    for i, (name, address) in enumerate(_libraries().items()):
+        llvm.add_symbol(f"bench_sgemm_{i}", address)
+        kernels[name] = _kernel(f"bench_sgemm_{i}")
+    names = list(kernels)
+    print("libraries:", "; ".join(names))
     rng = np.random.default_rng(0)
     with threadpool_limits(1):
         for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
@@ -70,8 +87,9 @@ def main() -> None:
                         kernel(a, b, c, threads)
                         times[name].append(time.perf_counter() - start)
                 rate = {name: 2 * m * k * n / np.median(t[5:]) / 1e9 for name, t in times.items()}
-                print(f"  M{m:4d} K{k:5d} N{n:6d}: openblas {rate['openblas']:5.0f}  mkl {rate['mkl']:5.0f}"
-                      f"  mkl/openblas {rate['mkl'] / rate['openblas']:.2f}")
+                cells = [f"{rate[names[0]]:5.0f}"] + [f"{rate[name]:5.0f} ({rate[name] / rate[names[0]]:.2f})"
+                                                       for name in names[1:]]
+                print(f"  M{m:4d} K{k:5d} N{n:6d}: " + "  ".join(cells))
 
 
 if __name__ == "__main__":

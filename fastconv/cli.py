@@ -308,9 +308,9 @@ def _run_info(args) -> int:
         except ValueError:
             layer = f"{numba.config.THREADING_LAYER} (none started yet)"
         print(f"numba {numba.__version__}: {numba.get_num_threads()} threads, threading layer {layer}")
-        from fastconv.backends.numba_backend.blas import provider
+        from fastconv.backends.numba_backend.blas import describe
 
-        print(f"kernel GEMMs: {provider()} (FASTCONV_BLAS={os.environ.get('FASTCONV_BLAS', '') or 'unset (auto)'})")
+        print(f"kernel GEMMs: {describe()} (FASTCONV_BLAS={os.environ.get('FASTCONV_BLAS', '') or 'unset (auto)'})")
     try:
         import torch
 

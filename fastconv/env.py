@@ -6,7 +6,9 @@ error naming the variable.
 * ``FASTCONV_CONV_ALGO``   -- the numba convolution algorithm mode (`numba_backend.select`);
 * ``FASTCONV_CONV_EXACT``  -- 1: exact-arithmetic convolution algorithms only;
 * ``FASTCONV_CACHE_DIR``   -- where autotuning results are kept (default ~/.cache/fastconv);
-* ``FASTCONV_BLAS``        -- mkl, openblas or auto: the BLAS the numba GEMMs call.
+* ``FASTCONV_BLAS``        -- mkl, openblas or auto: the BLAS the numba GEMMs call;
+* ``FASTCONV_OPENBLAS_CORETYPE`` -- the kernels (OpenBLAS core type) of fastconv's own
+  OpenBLAS, default: what OpenBLAS detects on this CPU.
 
 `EnvironmentVariableError` is deliberately not a `ValueError`: code that turns a
 ValueError from a model's forward pass into "this model cannot take that data" must
@@ -23,6 +25,7 @@ CONV_ALGO = "FASTCONV_CONV_ALGO"
 CONV_EXACT = "FASTCONV_CONV_EXACT"
 CACHE_DIR = "FASTCONV_CACHE_DIR"
 BLAS = "FASTCONV_BLAS"
+OPENBLAS_CORETYPE = "FASTCONV_OPENBLAS_CORETYPE"
 
 
 class EnvironmentVariableError(Exception):

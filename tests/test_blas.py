@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -57,6 +58,43 @@ def test_provider_is_known():
         from fastconv.machine import cpu_vendor
 
         assert (blas.provider() == "mkl") == (cpu_vendor() == "GenuineIntel")
+
+
+def _own_openblas_or_skip():
+    if blas.provider() != "openblas" or blas._package_library("scipy-openblas32", "libscipy_openblas") is None:
+        pytest.skip("the kernels' GEMMs are not on fastconv's own OpenBLAS here")
+
+
+def test_own_openblas_is_bound_on_one_thread():
+    _own_openblas_or_skip()
+    assert blas.runs_on_caller_thread()
+    name, version, _core = blas.describe().split()
+    assert (name, version) == ("openblas", importlib.metadata.version("scipy-openblas32"))
+
+
+def _blas_in_subprocess(**environ) -> list:
+    code = ("import os\n"
+            "from fastconv.backends.numba_backend import blas\n"
+            "print(blas.describe().split()[-1], os.environ.get('OPENBLAS_CORETYPE'))\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "FASTCONV_OPENBLAS_CORETYPE")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**env, **environ})
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_own_openblas_core_type_is_fastconvs_to_choose():
+    """OPENBLAS_CORETYPE (which this project's machines set to Haswell for every
+    process) is left to NumPy's and SciPy's copies: fastconv's copy takes OpenBLAS's
+    own detection, or FASTCONV_OPENBLAS_CORETYPE."""
+    _own_openblas_or_skip()
+    detected, _ = _blas_in_subprocess()
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        has_avx2 = " avx2" in f.read()
+    if not has_avx2 or detected == "Haswell":
+        pytest.skip(f"OpenBLAS detects {detected} here: no other core type to tell apart")
+    assert _blas_in_subprocess(OPENBLAS_CORETYPE="Haswell") == [detected, "Haswell"]   # restored after
+    assert _blas_in_subprocess(FASTCONV_OPENBLAS_CORETYPE="Haswell")[0] == "Haswell"
 
 
 def _conv_in_subprocess(blas_name: str) -> subprocess.CompletedProcess:

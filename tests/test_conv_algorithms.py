@@ -188,6 +188,25 @@ def test_a_new_algorithm_gets_the_problem_timed_again(cache_dir, monkeypatch):
     assert sorted("shifted" in key[-1] for key in keys) == [False, True]
 
 
+def test_another_blas_gets_the_problem_timed_again(cache_dir, monkeypatch):
+    """Winners timed on one GEMM library are not reused on another (FASTCONV_BLAS,
+    another OpenBLAS core type): the library is part of the problem's key."""
+    from fastconv.backends.numba_backend import select
+
+    x = np.ones((2, 16, 14, 14), np.float32)      # > 2 MFLOP: timed
+    w = np.ones((24, 16, 3, 3), np.float32)
+    before = NB.autotune_stats()["problems"]
+    bound = select._blas.describe()
+    with fastconv.use_backend("numba"):
+        F.conv2d(x, w, None, 1, 1)
+        monkeypatch.setattr(select._blas, "describe", lambda: "some other blas")
+        NB.clear_autotune_cache(memory_only=True)
+        F.conv2d(x, w, None, 1, 1)
+    assert NB.autotune_stats()["problems"] == before + 2
+    keys = [json.loads(k) for k in json.loads(open(NB.autotune_cache(), encoding="utf-8").read())]
+    assert sorted(key[-2] for key in keys) == sorted(["some other blas", bound])
+
+
 def test_corrupt_autotune_cache_is_ignored_with_a_warning(cache_dir):
     path = NB.autotune_cache()
     open(path, "w", encoding="utf-8").write("{not json")

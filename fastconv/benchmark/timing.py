@@ -143,9 +143,9 @@ def machine_info(threads: int) -> dict:
         import numba
 
         info["numba"] = numba.__version__
-        from fastconv.backends.numba_backend.blas import provider
+        from fastconv.backends.numba_backend.blas import describe
 
-        info["kernel_blas"] = provider()
+        info["kernel_blas"] = describe()
     except ImportError:
         info["numba"] = None
     try:

@@ -1,4 +1,4 @@
-"""Which BLAS the kernels' GEMMs call: Intel MKL (the ``mkl`` package) or SciPy's OpenBLAS.
+"""Which BLAS the kernels' GEMMs call: Intel MKL (the ``mkl`` package) or OpenBLAS.
 
 The kernels call the Fortran ``sgemm`` / ``dgemm`` through two symbols,
 ``fastconv_sgemm`` and ``fastconv_dgemm`` (`kernels/blas.py`), which this module
@@ -6,12 +6,25 @@ points at the chosen library before any kernel runs.  Cached kernels refer to th
 symbols by name, so numba's on-disk cache stays valid across processes and
 providers.
 
-Why MKL: interleaved in one process, on every GEMM shape the backend issues (16-512
-rows, 16-4608 deep, 16-16384 columns), single-threaded MKL ran 1.1-2.9x (two runs) faster than
-SciPy's OpenBLAS on this project's Intel Xeon (``bench/blas_compare.py``).  Not
-measured on other vendors' CPUs, so ``auto`` takes MKL on Intel CPUs only.
-``FASTCONV_BLAS=mkl|openblas|auto`` chooses; read once, when the backend loads.
-MKL runs with its sequential threading layer: the numba threads are the parallelism.
+OpenBLAS is fastconv's own copy (the ``scipy-openblas32`` package, loaded by path:
+nothing else in the process uses that file), on one thread -- the numba threads are
+the parallelism -- and with the kernels OpenBLAS detects for this CPU.
+``OPENBLAS_CORETYPE`` is not applied to it (``FASTCONV_OPENBLAS_CORETYPE`` is):
+this project's machines set ``OPENBLAS_CORETYPE=Haswell`` for every process, which
+puts an AVX-512 CPU (AMD EPYC Zen 5, detected as SkylakeX) on AVX2 kernels at about
+half the speed (SkylakeX 1.2-2.0x Haswell on the shapes the kernels issue, but a
+16-deep one; `bench/blas_compare.py`, 2026-12-02).  NumPy's and SciPy's own OpenBLAS
+copies keep obeying it.  Without that package the kernels share SciPy's OpenBLAS
+(pinned to one thread around each call, `runtime.single_threaded_blas`).
+
+Why MKL on Intel: interleaved in one process, on every GEMM shape the backend issues
+(16-512 rows, 16-4608 deep, 16-16384 columns), single-threaded MKL ran 1.1-2.9x
+(two runs) faster than SciPy's OpenBLAS on this project's Intel Xeon (session 13 --
+probably with the environment's Haswell kernels; not re-measured since, no Intel
+machine).  On the AMD EPYC (Zen 5) MKL runs AVX2 kernels and reached 0.52-0.71x
+OpenBLAS's SkylakeX kernels, so ``auto`` takes MKL on Intel CPUs only.  ``FASTCONV_BLAS=mkl|openblas|auto``
+chooses; read once, when the backend loads.  MKL runs with its sequential threading
+layer.
 """
 
 from __future__ import annotations
@@ -30,17 +43,24 @@ from fastconv.machine import cpu_vendor
 PROVIDERS = ("auto", "mkl", "openblas")
 _MKL_SEQUENTIAL = 1           # MKL_THREADING_SEQUENTIAL for mkl_set_threading_layer
 _provider: str | None = None
+_library = ""                 # what `describe` names: "mkl", "openblas 0.3.34 SkylakeX", ...
+_pinned = False               # the bound library runs on the calling thread only
+
+
+def _package_library(package: str, prefix: str) -> str | None:
+    """Path of the first file named ``prefix*`` that the installed ``package`` holds."""
+    try:
+        files = importlib.metadata.distribution(package).files or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    found = [str(f.locate()) for f in files if os.path.basename(str(f)).startswith(prefix)]
+    return next((path for path in found if os.path.exists(path)), None)
 
 
 def _mkl_library() -> str | None:
     """Path of the ``mkl`` package's libmkl_rt, or None when it is not installed."""
-    try:
-        files = importlib.metadata.distribution("mkl").files or []
-        found = [str(f.locate()) for f in files if os.path.basename(str(f)).startswith("libmkl_rt.so")]
-    except importlib.metadata.PackageNotFoundError:
-        found = []
-    found += glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.so*"))
-    return next((path for path in found if os.path.exists(path)), None)
+    found = _package_library("mkl", "libmkl_rt.so")
+    return found or next(iter(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.so*"))), None)
 
 
 def _mkl_gemms():
@@ -56,17 +76,57 @@ def _mkl_gemms():
         return None
 
 
-def _openblas_gemms():
-    """(sgemm, dgemm) addresses in SciPy's BLAS (what numba's ``np.dot`` calls)."""
+def _own_openblas_gemms():
+    """(description, (sgemm, dgemm) addresses) of the ``scipy-openblas32`` package's
+    OpenBLAS, loaded on one thread (so it starts no thread pool) with
+    ``FASTCONV_OPENBLAS_CORETYPE`` or its own CPU detection; None if that package is
+    missing."""
+    path = _package_library("scipy-openblas32", "libscipy_openblas")
+    if path is None:
+        return None
+    settings = {"OPENBLAS_NUM_THREADS": "1", "OPENBLAS_CORETYPE": env.raw(env.OPENBLAS_CORETYPE) or None}
+    saved = {name: os.environ.get(name) for name in settings}
+    try:
+        for name, value in settings.items():      # the library reads both as it loads
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        lib = ctypes.CDLL(path)
+    except OSError:
+        return None
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    try:
+        lib.scipy_openblas_set_num_threads(ctypes.c_int(1))
+        lib.scipy_openblas_get_corename.restype = ctypes.c_char_p
+        core = lib.scipy_openblas_get_corename().decode()
+        version = importlib.metadata.version("scipy-openblas32")
+        gemms = tuple(ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
+                      for name in ("scipy_sgemm_", "scipy_dgemm_"))
+    except (AttributeError, importlib.metadata.PackageNotFoundError):
+        return None
+    return f"openblas {version} {core}", gemms
+
+
+def _scipy_openblas_gemms():
+    """(description, (sgemm, dgemm) addresses) of SciPy's BLAS (what numba's ``np.dot``
+    calls)."""
     from numba.extending import get_cython_function_address
 
-    return tuple(get_cython_function_address("scipy.linalg.cython_blas", name) for name in ("sgemm", "dgemm"))
+    return "openblas (SciPy's)", tuple(get_cython_function_address("scipy.linalg.cython_blas", name)
+                                       for name in ("sgemm", "dgemm"))
 
 
 def provider() -> str:
-    """The BLAS the kernels call: "mkl", "openblas", or "none" (no SciPy: the GEMM
-    algorithms then report unavailable); chosen and bound on first call."""
-    global _provider
+    """The BLAS the kernels call: "mkl", "openblas", or "none" (no OpenBLAS package
+    and no SciPy: the GEMM algorithms then report unavailable); chosen and bound on
+    first call."""
+    global _provider, _library, _pinned
     if _provider is None:
         wanted = env.choice(env.BLAS, PROVIDERS) or "auto"
         gemms = None
@@ -74,14 +134,30 @@ def provider() -> str:
             gemms = _mkl_gemms()
             if gemms is None and wanted == "mkl":
                 raise ImportError(f"{env.BLAS}=mkl but MKL cannot be loaded: pip install mkl")
-        name = "mkl" if gemms is not None else "openblas"
+        name, _library, _pinned = "mkl", "mkl", True
         if gemms is None:
-            try:
-                gemms = _openblas_gemms()
-            except (ImportError, ValueError):
-                gemms = (0, 0)
-                name = "none"
+            name, loaded = "openblas", _own_openblas_gemms()
+            if loaded is None:
+                _pinned = False
+                try:
+                    loaded = _scipy_openblas_gemms()
+                except (ImportError, ValueError):
+                    name, loaded = "none", ("none", (0, 0))
+            _library, gemms = loaded
         for symbol, address in zip(("fastconv_sgemm", "fastconv_dgemm"), gemms):
             llvm.add_symbol(symbol, address)
         _provider = name
     return _provider
+
+
+def describe() -> str:
+    """The bound library with its version and kernels, e.g. "openblas 0.3.34 SkylakeX"."""
+    provider()
+    return _library
+
+
+def runs_on_caller_thread() -> bool:
+    """Whether the bound library never starts threads of its own (MKL sequential,
+    fastconv's OpenBLAS): then nothing needs pinning around the kernels' calls."""
+    provider()
+    return _pinned

@@ -109,20 +109,21 @@ def chunks(items: int, work: float, min_work: float = 2e5) -> int:
 
 # --------------------------------------------------------------------------- BLAS
 class _SingleThreadedBlas:
-    """Context manager: SciPy's OpenBLAS (the kernels' GEMMs where MKL is not used,
-    see `blas`) runs on one thread while the numba threads each call it, then gets
-    its thread count back.
+    """Context manager: SciPy's OpenBLAS (the kernels' GEMMs where neither MKL nor
+    fastconv's own OpenBLAS is bound, see `blas`) runs on one thread while the numba
+    threads each call it, then gets its thread count back.
 
     Uses threadpoolctl; without it ``available`` is False and the GEMM path runs on
-    one numba thread calling the (multi-threaded) BLAS instead.  With MKL (sequential
-    by construction) there is nothing to pin and entering costs nothing.
+    one numba thread calling the (multi-threaded) BLAS instead.  With MKL (sequential)
+    or fastconv's OpenBLAS (loaded on one thread) there is nothing to pin and entering
+    costs nothing.
     """
 
     def __init__(self):
         self._libs = None
 
     def _find(self):
-        if blas.provider() == "mkl":
+        if blas.runs_on_caller_thread():
             return []
         try:
             import scipy.linalg.cython_blas  # noqa: F401  (what numba's np.dot calls)
@@ -137,7 +138,7 @@ class _SingleThreadedBlas:
     def available(self) -> bool:
         if self._libs is None:
             self._libs = self._find()
-        return bool(self._libs) or blas.provider() == "mkl"
+        return bool(self._libs) or blas.runs_on_caller_thread()
 
     def __enter__(self):
         self._saved = []

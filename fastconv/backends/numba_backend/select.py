@@ -33,6 +33,7 @@ import warnings
 import numpy as np
 
 from fastconv import env
+from fastconv.backends.numba_backend import blas as _blas
 from fastconv.backends.numba_backend import direct, gemm, shifted, winograd
 from fastconv.backends.numba_backend import runtime as rt
 from fastconv.machine import cpu_model
@@ -168,8 +169,9 @@ _environ = os.environ
 
 def _tuned_key(k, exact, names) -> str:
     """A problem's key in the cache file; ``names``, the candidates timed, are part of
-    it so that an algorithm added since (same version string) gets timed too."""
-    return json.dumps([*k, rt.get_num_threads(), bool(exact), sorted(names)])
+    it so that an algorithm added since (same version string) gets timed too, and so
+    is the GEMM library (`blas.describe`): another BLAS moves the winners."""
+    return json.dumps([*k, rt.get_num_threads(), bool(exact), _blas.describe(), sorted(names)])
 
 
 def _load_winners() -> dict:
