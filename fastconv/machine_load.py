@@ -42,22 +42,35 @@ def _cpu_times(cpus) -> dict[int, tuple[int, int]]:
     return times
 
 
+def _own_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
 def busy_cores(seconds: float = 0.25) -> float | None:
     """How many of this process's cores other work kept busy over the next
-    ``seconds`` (this process sleeps meanwhile); None where /proc/stat is missing."""
+    ``seconds`` (this thread sleeps meanwhile); None where /proc/stat is missing.
+
+    This process's own other threads do not count: a BLAS thread pool still spinning
+    after a matmul (OpenBLAS's do, for a while) would otherwise read as another
+    process and advise one thread for no reason.
+    """
     try:
         cpus = set(os.sched_getaffinity(0))
-        before = _cpu_times(cpus)
+        before, own_before = _cpu_times(cpus), _own_cpu_seconds()
         time.sleep(seconds)
-        after = _cpu_times(cpus)
+        after, own = _cpu_times(cpus), _own_cpu_seconds() - own_before
     except (AttributeError, OSError, ValueError):
         return None
-    busy = 0.0
+    busy, elapsed = 0.0, []
     for cpu, (busy_after, total_after) in after.items():
         busy_before, total_before = before.get(cpu, (busy_after, total_after))
         if total_after > total_before:
             busy += (busy_after - busy_before) / (total_after - total_before)
-    return busy
+            elapsed.append((total_after - total_before) / os.sysconf("SC_CLK_TCK"))
+    if elapsed:
+        busy -= own / (sum(elapsed) / len(elapsed))
+    return max(0.0, busy)
 
 
 def advice(threads: int, busy: float | None, cores: int) -> str | None:

@@ -72,6 +72,29 @@ def test_own_openblas_is_bound_on_one_thread():
     assert (name, version) == ("openblas", importlib.metadata.version("scipy-openblas32"))
 
 
+def test_own_openblas_goes_back_to_one_thread_after_threadpool_limits():
+    """``threadpool_limits(n)`` (the benchmark runner's, a user's) sets every OpenBLAS in
+    the process; the kernels' next GEMM call puts fastconv's copy back on one thread."""
+    _own_openblas_or_skip()
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import fastconv
+    from fastconv import functional as F
+    from fastconv.backends import numba_backend as NB
+
+    def own_threads():
+        return [lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+                if "scipy_openblas32" in lib["filepath"]]
+
+    with threadpoolctl.threadpool_limits(2), fastconv.use_backend("numba"):
+        assert own_threads() == [2]
+        NB.set_conv_algorithm("gemm")
+        try:
+            F.conv2d(np.ones((4, 8, 10, 10), np.float32), np.ones((16, 8, 3, 3), np.float32), None, 1, 1)
+        finally:
+            NB.set_conv_algorithm(None)
+        assert own_threads() == [1]
+
+
 def _blas_in_subprocess(**environ) -> list:
     code = ("import os\n"
             "from fastconv.backends.numba_backend import blas\n"

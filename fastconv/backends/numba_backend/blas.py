@@ -45,6 +45,7 @@ _MKL_SEQUENTIAL = 1           # MKL_THREADING_SEQUENTIAL for mkl_set_threading_l
 _provider: str | None = None
 _library = ""                 # what `describe` names: "mkl", "openblas 0.3.34 SkylakeX", ...
 _pinned = False               # the bound library runs on the calling thread only
+_own_openblas = None          # fastconv's OpenBLAS (ctypes handle) when it is the one bound
 
 
 def _package_library(package: str, prefix: str) -> str | None:
@@ -110,23 +111,23 @@ def _own_openblas_gemms():
                       for name in ("scipy_sgemm_", "scipy_dgemm_"))
     except (AttributeError, importlib.metadata.PackageNotFoundError):
         return None
-    return f"openblas {version} {core}", gemms
+    return f"openblas {version} {core}", gemms, lib
 
 
 def _scipy_openblas_gemms():
-    """(description, (sgemm, dgemm) addresses) of SciPy's BLAS (what numba's ``np.dot``
-    calls)."""
+    """(description, (sgemm, dgemm) addresses, None) of SciPy's BLAS (what numba's
+    ``np.dot`` calls)."""
     from numba.extending import get_cython_function_address
 
     return "openblas (SciPy's)", tuple(get_cython_function_address("scipy.linalg.cython_blas", name)
-                                       for name in ("sgemm", "dgemm"))
+                                       for name in ("sgemm", "dgemm")), None
 
 
 def provider() -> str:
     """The BLAS the kernels call: "mkl", "openblas", or "none" (no OpenBLAS package
     and no SciPy: the GEMM algorithms then report unavailable); chosen and bound on
     first call."""
-    global _provider, _library, _pinned
+    global _provider, _library, _pinned, _own_openblas
     if _provider is None:
         wanted = env.choice(env.BLAS, PROVIDERS) or "auto"
         gemms = None
@@ -142,8 +143,8 @@ def provider() -> str:
                 try:
                     loaded = _scipy_openblas_gemms()
                 except (ImportError, ValueError):
-                    name, loaded = "none", ("none", (0, 0))
-            _library, gemms = loaded
+                    name, loaded = "none", ("none", (0, 0), None)
+            _library, gemms, _own_openblas = loaded
         for symbol, address in zip(("fastconv_sgemm", "fastconv_dgemm"), gemms):
             llvm.add_symbol(symbol, address)
         _provider = name
@@ -154,6 +155,15 @@ def describe() -> str:
     """The bound library with its version and kernels, e.g. "openblas 0.3.34 SkylakeX"."""
     provider()
     return _library
+
+
+def keep_on_caller_thread() -> None:
+    """Put fastconv's OpenBLAS back on one thread if something changed that
+    (threadpoolctl's ``threadpool_limits(n)`` sets every OpenBLAS in the process):
+    otherwise each numba thread's GEMM would start OpenBLAS threads of its own
+    (measured: the zoo ran 1.5-3x slower with 2 cores oversubscribed)."""
+    if _own_openblas is not None and _own_openblas.scipy_openblas_get_num_threads() != 1:
+        _own_openblas.scipy_openblas_set_num_threads(1)
 
 
 def runs_on_caller_thread() -> bool:

@@ -142,6 +142,7 @@ class _SingleThreadedBlas:
 
     def __enter__(self):
         self._saved = []
+        blas.keep_on_caller_thread()
         if self.available:
             for lib in self._libs:          # empty with MKL
                 count = lib.get_num_threads()
