@@ -79,7 +79,28 @@ def test_measure_interleaved_gives_each_variant_its_own_times():
 def test_peak_is_the_best_of_several_rounds(monkeypatch):
     minima = iter([0.4, 0.2, 0.3])
     monkeypatch.setattr(timing, "measure", lambda fn, **kw: timing.Timing(1, 1, 1, next(minima), 1, 1))
+    monkeypatch.setattr(timing, "kernel_blas_peak_gflops", lambda *args: 0.0)
     assert timing.matmul_peak_gflops(size=100, rounds=3) == 2.0 * 100 ** 3 / 0.2 / 1e9
+
+
+def test_peak_is_the_faster_of_numpy_and_the_kernels_blas(monkeypatch):
+    monkeypatch.setattr(timing, "measure", lambda fn, **kw: timing.Timing(1, 1, 1, 0.2, 1, 1))
+    monkeypatch.setattr(timing, "kernel_blas_peak_gflops", lambda *args: 1e6)
+    assert timing.matmul_peak_gflops(size=100, rounds=3) == 1e6
+
+
+def test_kernel_blas_peak_counts_every_thread():
+    """A real measurement on a small product: positive, and each thread's product is
+    right (the kernel the peak times is not timing garbage)."""
+    pytest.importorskip("numba")
+    from fastconv.backends.numba_backend.kernels.blas import gemm_on_each_thread
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((64, 64)).astype(np.float32) for _ in range(2))
+    assert timing.kernel_blas_peak_gflops(a, b, 3, 1) > 0
+    out = np.zeros((2, 64, 64), np.float32)
+    gemm_on_each_thread(a, b, out, 2)
+    np.testing.assert_allclose(out, np.broadcast_to(a @ b, out.shape), rtol=1e-4, atol=1e-4)
 
 
 def test_bench_measures_the_peak_after_compilation_and_its_helper_processes(monkeypatch, tmp_path):

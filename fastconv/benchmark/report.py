@@ -67,7 +67,7 @@ def markdown(results: dict) -> str:
         f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['threads']} threads used; "
         f"Python {machine['python']}, numpy {machine['numpy']} ({machine['blas']}), "
         f"numba {machine['numba']} (kernel GEMMs: {machine.get('kernel_blas', 'openblas')}), torch {machine['torch'] or 'not installed'}. "
-        f"dtype {results['dtype']}. float32 matmul peak (numpy, {results['peak_size']}³): "
+        f"dtype {results['dtype']}. float32 matmul peak ({results['peak_size']}³, the faster of numpy and the kernels' BLAS on every thread): "
         f"**{results['peak_gflops']:.0f} GFLOP/s**.",
         "",
         "Times are medians after warm-up (IQR in brackets). `x numpy` = speedup over the numpy "

@@ -105,7 +105,10 @@ def measure_interleaved(variants: dict, rounds: int = ROUNDS) -> dict:
 
 
 def matmul_peak_gflops(size: int = 2048, repeat: int = 7, rounds: int = 1) -> float:
-    """float32 GEMM throughput of numpy's BLAS: the yardstick for '% of peak'.
+    """float32 GEMM throughput, the yardstick for '% of peak': the faster of numpy's
+    matmul and the numba kernels' BLAS with one product per thread at once (numpy's
+    OpenBLAS runs the kernels ``OPENBLAS_CORETYPE`` says: on this project's AMD EPYC,
+    forced to AVX2, half of what the CPU does).
 
     From the fastest call of ``rounds`` rounds (each after a settling pause), not the
     median: a peak is what the machine can reach, and on this noisy 2-core machine
@@ -118,7 +121,27 @@ def matmul_peak_gflops(size: int = 2048, repeat: int = 7, rounds: int = 1) -> fl
     b = rng.standard_normal((size, size), dtype=np.float32)
     fastest = min(measure(lambda: a @ b, repeat=repeat, warmup=2 if round_index == 0 else 0).minimum
                   for round_index in range(rounds))
-    return 2.0 * size ** 3 / fastest / 1e9
+    return max(2.0 * size ** 3 / fastest / 1e9, kernel_blas_peak_gflops(a, b, repeat, rounds))
+
+
+def kernel_blas_peak_gflops(a, b, repeat: int, rounds: int) -> float:
+    """``a @ b`` on every numba thread at once through the kernels' BLAS, GFLOP/s
+    (0 without numba or a BLAS for it)."""
+    try:
+        import numba
+
+        from fastconv.backends.numba_backend import blas
+        from fastconv.backends.numba_backend.kernels.blas import gemm_on_each_thread
+    except ImportError:
+        return 0.0
+    if blas.provider() == "none":
+        return 0.0
+    threads = numba.get_num_threads()
+    out = np.empty((threads, a.shape[0], b.shape[1]), dtype=a.dtype)
+    blas.keep_on_caller_thread()
+    fastest = min(measure(lambda: gemm_on_each_thread(a, b, out, threads), repeat=repeat,
+                          warmup=2 if round_index == 0 else 0).minimum for round_index in range(rounds))
+    return 2.0 * threads * a.shape[0] * a.shape[1] * b.shape[1] / fastest / 1e9
 
 
 def _blas_name() -> str:

@@ -10,7 +10,7 @@ lay out every operand; nothing here checks them.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, types
+from numba import njit, prange, types
 
 from fastconv.backends.numba_backend.blas import provider
 
@@ -57,3 +57,11 @@ def gemm(a, b, out, accumulate=False):
         _sgemm(*args)
     else:
         _dgemm(*args)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def gemm_on_each_thread(a, b, out, threads):
+    """out[t] = a @ b on each of ``threads`` threads at once: what the kernels' BLAS
+    reaches with every core busy (the benchmark's matmul peak)."""
+    for t in prange(threads):
+        gemm(a, b, out[t])
