@@ -1,6 +1,6 @@
 """Which convolution algorithm runs: autotuned once per problem, forced, or by rule.
 
-Every algorithm module (``direct``, ``gemm``, ``shifted``, ``winograd``) has ``NAME``,
+Every algorithm module (``direct``, ``gemm``, ``shifted``, ``shifted_rows``, ``winograd``) has ``NAME``,
 ``EXACT`` (plain summation, no transform arithmetic), ``supports(x_shape, w_shape,
 stride, padding)`` and ``forward`` / ``backward``.  The mode is `set_conv_algorithm`'s
 argument, else ``FASTCONV_CONV_ALGO`` (read at every call), else ``auto``:
@@ -34,11 +34,11 @@ import numpy as np
 
 from fastconv import env
 from fastconv.backends.numba_backend import blas as _blas
-from fastconv.backends.numba_backend import direct, gemm, shifted, winograd
+from fastconv.backends.numba_backend import direct, gemm, shifted, shifted_rows, winograd
 from fastconv.backends.numba_backend import runtime as rt
 from fastconv.machine import cpu_model
 
-ALGORITHMS = {module.NAME: module for module in (direct, gemm, shifted, winograd)}
+ALGORITHMS = {module.NAME: module for module in (direct, gemm, shifted, shifted_rows, winograd)}
 MODES = ("auto", "benchmark", "heuristic") + tuple(ALGORITHMS)
 _TUNE_MIN_FLOPS = 2e6          # below ~20 us a timing says more about noise than speed
 

@@ -42,7 +42,7 @@ _OTHER_GROUPS = {
 
 # Rough first-compile seconds per group and dtype, measured once on a 2-core machine;
 # only for telling the user about how long the wait is.
-ROUGH_COMPILE_SECONDS = {"direct": 19.0, "gemm": 9.5, "shifted": 12.0, "winograd": 8.0, "pool": 8.0,
+ROUGH_COMPILE_SECONDS = {"direct": 19.0, "gemm": 9.5, "shifted": 12.0, "shifted_rows": 0.5, "winograd": 8.0, "pool": 8.0,
                          "unfold": 4.0, "norm": 3.5, "loss": 0.3, "general": 20.0}
 _UNKNOWN_GROUP_SECONDS = 10.0
 
@@ -136,8 +136,9 @@ def _group_kernels(group: str) -> list:
         if names is not None:
             return [getattr(modules[0], name) for name in names]
     else:
+        name = getattr(select.ALGORITHMS.get(group), "KERNELS", group)   # an algorithm may share another's
         try:
-            modules = (importlib.import_module(f"{_kernels_package.__name__}.{group}"),)
+            modules = (importlib.import_module(f"{_kernels_package.__name__}.{name}"),)
         except ImportError:
             return []
     return [obj for module in modules for name, obj in vars(module).items()

@@ -154,16 +154,58 @@ def _read_input(grid, g0, g1, sh, sw, ph, pw, phases_h, phases_w, pitch, width_g
                         d[q * sw] = src[q]
 
 
+@njit(**_JIT)
+def _stack_columns(grid, col_offsets, col0, stack):
+    """stack[j*C + c, m] = grid[c, col0 + col_offsets[j] + m]: the grid once per column
+    tap, so a kernel row's taps are one GEMM with K = kw*C_in."""
+    c_in = grid.shape[0]
+    length = stack.shape[1]
+    for j in range(col_offsets.shape[0]):
+        start = col0 + col_offsets[j]
+        for c in range(c_in):
+            stack[j * c_in + c, :] = grid[c, start:start + length]
+
+
+@njit(**_JIT)
+def _unstack_add(stack, col_offsets, gx):
+    """gx[c, col_offsets[j] + m] += stack[j*C + c, m]: `_stack_columns` transposed."""
+    c_in = gx.shape[0]
+    length = stack.shape[1]
+    for j in range(col_offsets.shape[0]):
+        start = col_offsets[j]
+        for c in range(c_in):
+            dst = gx[c, start:start + length]
+            src = stack[j * c_in + c]
+            for m in range(length):
+                dst[m] += src[m]
+
+
+@njit(**_JIT)
+def _view_source(grid, col_offsets, col0, span, reach, ws_stack):
+    """(matrix the GEMMs read, its column offset for grid column ``col0``): the grid
+    itself, or with several column taps its `_stack_columns` copy (``reach``: the
+    largest row offset)."""
+    if col_offsets.shape[0] == 1:
+        return grid, col0 + col_offsets[0]
+    rows = col_offsets.shape[0] * grid.shape[0]
+    stack = ws_stack[:rows * (span + reach)].reshape((rows, span + reach))
+    _stack_columns(grid, col_offsets, col0, stack)
+    return stack, 0
+
+
 @njit(**_PJIT)
-def shifted_forward(x, w_taps, offsets, b, geometry, out_h, relu, group, split_rows, y, ws_grid,
-                    ws_out, n_chunks):
+def shifted_forward(x, w_rows, row_offsets, col_offsets, b, geometry, out_h, relu, group, split_rows,
+                    y, ws_grid, ws_stack, ws_out, n_chunks):
     """y = conv(x) + b (ReLU'd if asked).  Chunk c takes a share of the images, in
     groups of ``group``; or, with ``split_rows`` (a batch smaller than the thread
     count: one group), a band of the group's grid rows.  ``geometry``: (sh, sw, ph,
-    pw, phases_h, phases_w, pitch, width_g, phase_size); ``offsets``: each tap's."""
+    pw, phases_h, phases_w, pitch, width_g, phase_size).  Tap (r, j)'s view starts at
+    ``row_offsets[r] + col_offsets[j]``; ``w_rows[r]`` is (C_out, J*C_in), the taps of
+    row r side by side (J = 1: one GEMM per tap straight on the grid)."""
     sh, sw, ph, pw, phases_h, phases_w, pitch, width_g, phase_size = geometry
     n, c_in = x.shape[:2]
-    taps, c_out = w_taps.shape[:2]
+    c_out = w_rows.shape[1]
+    reach = row_offsets.max()
     size = ws_grid.shape[1] // c_in
     for chunk in prange(n_chunks):
         grid = ws_grid[chunk].reshape((c_in, size))
@@ -178,22 +220,28 @@ def shifted_forward(x, w_taps, offsets, b, geometry, out_h, relu, group, split_r
                 continue
             _fill_input(x, g0, g1, sh, sw, ph, pw, phases_w, pitch, width_g, phase_size, grid)
             col0, span = r0 * width_g, (r1 - r0) * width_g
+            src, base = _view_source(grid, col_offsets, col0, span, reach, ws_stack[chunk])
             out = ws_out[chunk][:c_out * span].reshape((c_out, span))
-            for t in range(taps):
-                off = offsets[t] + col0
-                blas.gemm(w_taps[t], grid[:, off:off + span], out, t > 0)
+            for r in range(row_offsets.shape[0]):
+                off = row_offsets[r] + base
+                blas.gemm(w_rows[r], src[:, off:off + span], out, r > 0)
             _write_output(out, col0, g0, g1, pitch, width_g, b, relu, y)
 
 
 @njit(**_PJIT)
-def shifted_backward(gy, x, w_taps, offsets, mask, use_mask, geometry, group, need_grad_x,
-                     grad_x, grad_w_parts, grad_b_parts, ws_grid, ws_grad, ws_gx, n_chunks):
-    """Per-chunk partial grad_w (taps, C_out, C_in) and grad_b, both written (not
-    accumulated into), and grad_x of the chunk's images if asked."""
+def shifted_backward(gy, x, w_rows, row_offsets, col_offsets, mask, use_mask, geometry, group,
+                     need_grad_x, grad_x, grad_w_parts, grad_b_parts, ws_grid, ws_stack, ws_grad,
+                     ws_gx, n_chunks):
+    """Per-chunk partial grad_w (rows, C_out, J*C_in) and grad_b, both written (not
+    accumulated into), and grad_x of the chunk's images if asked.  With J > 1 the
+    input gradient is taken on the stacked copy (reusing its buffer once the weight
+    gradient has read it) and folded back onto the grid."""
     sh, sw, ph, pw, phases_h, phases_w, pitch, width_g, phase_size = geometry
     n, c_in = x.shape[:2]
-    taps, c_out = w_taps.shape[:2]
+    c_out = w_rows.shape[1]
     out_h = gy.shape[2]
+    reach = row_offsets.max()
+    stacked = col_offsets.shape[0] > 1
     size = ws_grid.shape[1] // c_in
     max_cols = ws_grad.shape[1] // c_out
     for chunk in prange(n_chunks):
@@ -206,32 +254,41 @@ def shifted_backward(gy, x, w_taps, offsets, mask, use_mask, geometry, group, ne
             g1 = min(last, g0 + group)
             ncols = ((g1 - g0 - 1) * pitch + out_h) * width_g
             _fill_input(x, g0, g1, sh, sw, ph, pw, phases_w, pitch, width_g, phase_size, grid)
+            src, base = _view_source(grid, col_offsets, 0, ncols, reach, ws_stack[chunk])
             grad = ws_grad[chunk].reshape((c_out, max_cols))[:, :ncols]
             _fill_grad(gy, mask, use_mask, g0, g1, pitch, width_g, grad, gb)
-            for t in range(taps):
-                off = offsets[t]
-                blas.gemm(grad, grid[:, off:off + ncols].T, gw[t], g0 != first)
+            for r in range(row_offsets.shape[0]):
+                off = row_offsets[r] + base
+                blas.gemm(grad, src[:, off:off + ncols].T, gw[r], g0 != first)
             if not need_grad_x:
                 continue
             gx = ws_gx[chunk].reshape((c_in, size))
             gx[:, :] = 0
-            for t in range(taps):
-                off = offsets[t]
-                blas.gemm(w_taps[t].T, grad, gx[:, off:off + ncols], True)
+            target = src if stacked else gx
+            if stacked:
+                target[:, :] = 0
+            for r in range(row_offsets.shape[0]):
+                off = row_offsets[r] + base
+                blas.gemm(w_rows[r].T, grad, target[:, off:off + ncols], True)
+            if stacked:
+                _unstack_add(target, col_offsets, gx)
             _read_input(gx, g0, g1, sh, sw, ph, pw, phases_h, phases_w, pitch, width_g, phase_size,
                         grad_x)
 
 
 @njit(**_PJIT)
-def sum_taps(parts, out, n_chunks):
-    """out[co, ci, t] = sum over parts of parts[p, t, co, ci]: the per-chunk tap
-    gradients reduced and put in w's (C_out, C_in, kh*kw) layout."""
-    n_parts, taps, c_out, c_in = parts.shape
+def sum_taps(parts, row_taps, out, n_chunks):
+    """out[co, ci, r*J + j] = sum over parts of parts[p, r, co, j*C_in + ci] (J =
+    ``row_taps``): the per-chunk tap gradients reduced and put in w's
+    (C_out, C_in, kh*kw) layout."""
+    n_parts, rows, c_out, depth = parts.shape
+    c_in = depth // row_taps
     for chunk in prange(n_chunks):
         for co in range(c_out * chunk // n_chunks, c_out * (chunk + 1) // n_chunks):
-            for t in range(taps):
-                for ci in range(c_in):
-                    total = parts[0, t, co, ci]
-                    for p in range(1, n_parts):
-                        total += parts[p, t, co, ci]
-                    out[co, ci, t] = total
+            for r in range(rows):
+                for j in range(row_taps):
+                    for ci in range(c_in):
+                        total = parts[0, r, co, j * c_in + ci]
+                        for p in range(1, n_parts):
+                            total += parts[p, r, co, j * c_in + ci]
+                        out[co, ci, r * row_taps + j] = total
