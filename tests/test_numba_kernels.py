@@ -351,7 +351,7 @@ def test_algorithm_override_by_env_and_setter(monkeypatch):
     monkeypatch.setenv("FASTCONV_CONV_ALGO", "fastest")
     with pytest.raises(EnvironmentVariableError, match="FASTCONV_CONV_ALGO"):
         NB.conv_algorithm(shape, w_shape, 1, 2)
-    with pytest.raises(ValueError, match="valid: auto, benchmark, heuristic, direct, gemm, shifted, winograd"):
+    with pytest.raises(ValueError, match="valid: auto, benchmark, heuristic, direct, gemm, shifted, shifted_rows, winograd"):
         NB.set_conv_algorithm("fft")
     with pytest.raises(ValueError, match="pass_"):
         NB.conv_algorithm(shape, w_shape, 1, 2, pass_="sideways")

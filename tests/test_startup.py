@@ -199,7 +199,13 @@ def test_advice_only_when_threads_would_share_cores():
     assert machine_load.advice(2, None, 2) is None       # unknown (no /proc/stat)
 
 
-def test_busy_cores_from_proc_stat(tmp_path, monkeypatch):
+@pytest.mark.parametrize("own_seconds, want", [
+    (0.0, 1.0 + 0.1),       # cpu0 fully busy, cpu1 10 %, over one second (100 ticks)
+    # This process's own threads (a BLAS pool spinning after a matmul) are not
+    # "other processes": 0.8 s of its CPU time over that second leaves 0.3.
+    (0.8, 0.3),
+])
+def test_busy_cores_from_proc_stat(tmp_path, monkeypatch, own_seconds, want):
     stat = tmp_path / "stat"
     samples = iter([
         "cpu  0 0 0 0 0 0 0 0\ncpu0 100 0 0 100 0 0 0 0\ncpu1 0 0 0 200 0 0 0 0\n",
@@ -210,27 +216,9 @@ def test_busy_cores_from_proc_stat(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr(machine_load.time, "sleep", lambda seconds: stat.write_text(next(samples)))
     monkeypatch.setattr(os, "sysconf", lambda name: 100)            # 100 ticks per second
-    own = iter([5.0, 5.0])
+    own = iter([5.0, 5.0 + own_seconds])
     monkeypatch.setattr(machine_load, "_own_cpu_seconds", lambda: next(own))
-    assert machine_load.busy_cores() == pytest.approx(1.0 + 0.1)
-
-
-def test_busy_cores_leave_out_this_process(tmp_path, monkeypatch):
-    """This process's own threads (a BLAS pool spinning after a matmul) are not 'other
-    processes': 1.1 cores busy, 0.8 of them this process's -> 0.3."""
-    stat = tmp_path / "stat"
-    samples = iter([
-        "cpu  0 0 0 0 0 0 0 0\ncpu0 100 0 0 100 0 0 0 0\ncpu1 0 0 0 200 0 0 0 0\n",
-        "cpu  0 0 0 0 0 0 0 0\ncpu0 200 0 0 100 0 0 0 0\ncpu1 0 0 10 290 0 0 0 0\n",
-    ])
-    stat.write_text(next(samples))
-    monkeypatch.setattr(machine_load, "_PROC_STAT", str(stat))
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    monkeypatch.setattr(machine_load.time, "sleep", lambda seconds: stat.write_text(next(samples)))
-    monkeypatch.setattr(os, "sysconf", lambda name: 100)
-    own = iter([5.0, 5.8])                                          # 0.8 s of CPU over the 1 s
-    monkeypatch.setattr(machine_load, "_own_cpu_seconds", lambda: next(own))
-    assert machine_load.busy_cores() == pytest.approx(0.3)
+    assert machine_load.busy_cores() == pytest.approx(want)
 
 
 def test_busy_machine_gets_one_line_of_advice(monkeypatch):

@@ -29,6 +29,7 @@ layer.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import glob
 import importlib.metadata
@@ -77,31 +78,39 @@ def _mkl_gemms():
         return None
 
 
+def _set_environment(values: dict) -> None:
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _environment(settings: dict):
+    """``os.environ`` with ``settings`` applied (None: unset) inside the block."""
+    saved = {name: os.environ.get(name) for name in settings}
+    _set_environment(settings)
+    try:
+        yield
+    finally:
+        _set_environment(saved)
+
+
 def _own_openblas_gemms():
-    """(description, (sgemm, dgemm) addresses) of the ``scipy-openblas32`` package's
-    OpenBLAS, loaded on one thread (so it starts no thread pool) with
+    """(description, (sgemm, dgemm) addresses, ctypes handle) of the ``scipy-openblas32``
+    package's OpenBLAS, loaded on one thread (so it starts no thread pool) with
     ``FASTCONV_OPENBLAS_CORETYPE`` or its own CPU detection; None if that package is
     missing."""
     path = _package_library("scipy-openblas32", "libscipy_openblas")
     if path is None:
         return None
     settings = {"OPENBLAS_NUM_THREADS": "1", "OPENBLAS_CORETYPE": env.raw(env.OPENBLAS_CORETYPE) or None}
-    saved = {name: os.environ.get(name) for name in settings}
     try:
-        for name, value in settings.items():      # the library reads both as it loads
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        lib = ctypes.CDLL(path)
+        with _environment(settings):      # the library reads both as it loads
+            lib = ctypes.CDLL(path)
     except OSError:
         return None
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
     try:
         lib.scipy_openblas_set_num_threads(ctypes.c_int(1))
         lib.scipy_openblas_get_corename.restype = ctypes.c_char_p
@@ -161,7 +170,7 @@ def keep_on_caller_thread() -> None:
     """Put fastconv's OpenBLAS back on one thread if something changed that
     (threadpoolctl's ``threadpool_limits(n)`` sets every OpenBLAS in the process):
     otherwise each numba thread's GEMM would start OpenBLAS threads of its own
-    (measured: the zoo ran 1.5-3x slower with 2 cores oversubscribed)."""
+    (measured: the zoo's networks ran 1.4-2x slower with both cores oversubscribed)."""
     if _own_openblas is not None and _own_openblas.scipy_openblas_get_num_threads() != 1:
         _own_openblas.scipy_openblas_set_num_threads(1)
 

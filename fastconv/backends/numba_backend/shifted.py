@@ -11,6 +11,9 @@ Strided layers run on the images' stride phases; measured there it wins only wit
 many channels (128->256 3x3/2), and loses 3x on a 3-channel 7x7/2 stem (49 GEMMs
 with K = 3), so the rule keeps it to stride 1 and autotuning decides the rest.
 
+With ``stack_rows`` (the `shifted_rows` algorithm) each kernel row's taps run as one
+GEMM with K = kw*C_in on a kw-fold stacked copy of the grid (`tap_offsets`).
+
 Exact: plain products and sums, like the GEMM path (only the order of the sum
 differs).  Each numba thread takes a share of the images, in groups sized to stay
 in L2; a batch smaller than the thread count is split into bands of grid rows.
@@ -137,7 +140,7 @@ def _stack_workspace(chunks, w, grid_geometry, columns, stack_rows, dtype):
 
 def forward(x, w, b, stride, padding, relu, dilation=(1, 1), stack_rows=False):
     """``stack_rows``: each kernel row's taps as one GEMM with K = kw*C_in, on a
-    kw-fold copy of the grid (`ALGORITHM_ROWS`)."""
+    kw-fold copy of the grid (the `shifted_rows` algorithm)."""
     stride, padding, dilation = tuple(stride), tuple(padding), tuple(dilation)
     n, c_in = x.shape[:2]
     c_out, _, _, kw = w.shape

@@ -21,6 +21,11 @@ A stride (sh, sw) splits the padded images into their sh*sw stride phases (rows
 reads phase (i % sh, j % sw) shifted by (i // sh, j // sw), so again every tap is
 one view.  ``shifted.py`` computes the spacing (`geometry`) and the tap offsets.
 
+Tap (i, j)'s offset is a row part plus a column part, so copying the grid once per
+column tap (copy j starting at column part j, `_stack_columns`) puts a kernel row's
+taps side by side: one GEMM with K = kw*C_in per row (``col_offsets`` with more than
+one entry); with one entry the GEMMs read the grid itself, one per tap.
+
 Backward: the output gradient goes on the output grid (zeros at the dropped
 columns), ``grad_W_tap += GY @ view_tap^T`` and ``GX[:, off:off + ncols] += W_tap^T @ GY``
 (GX on the input grid, then read back).  All functions trust their caller: geometry
