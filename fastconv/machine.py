@@ -28,4 +28,3 @@ def cpu_model() -> str:
 def cpu_vendor() -> str:
     """The CPU vendor id, e.g. ``GenuineIntel`` or ``AuthenticAMD`` ("" if unknown)."""
     return _cpuinfo("vendor_id") or ""
-

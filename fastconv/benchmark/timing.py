@@ -119,9 +119,14 @@ def matmul_peak_gflops(size: int = 2048, repeat: int = 7, rounds: int = 1) -> fl
     rng = np.random.default_rng(0)
     a = rng.standard_normal((size, size), dtype=np.float32)
     b = rng.standard_normal((size, size), dtype=np.float32)
-    fastest = min(measure(lambda: a @ b, repeat=repeat, warmup=2 if round_index == 0 else 0).minimum
-                  for round_index in range(rounds))
+    fastest = _fastest_call(lambda: a @ b, repeat, rounds)
     return max(2.0 * size ** 3 / fastest / 1e9, kernel_blas_peak_gflops(a, b, repeat, rounds))
+
+
+def _fastest_call(fn, repeat: int, rounds: int) -> float:
+    """Seconds of the fastest call over ``rounds`` rounds (warm-up in the first only)."""
+    return min(measure(fn, repeat=repeat, warmup=2 if round_index == 0 else 0).minimum
+               for round_index in range(rounds))
 
 
 def kernel_blas_peak_gflops(a, b, repeat: int, rounds: int) -> float:
@@ -139,8 +144,7 @@ def kernel_blas_peak_gflops(a, b, repeat: int, rounds: int) -> float:
     threads = numba.get_num_threads()
     out = np.empty((threads, a.shape[0], b.shape[1]), dtype=a.dtype)
     blas.keep_on_caller_thread()
-    fastest = min(measure(lambda: gemm_on_each_thread(a, b, out, threads), repeat=repeat,
-                          warmup=2 if round_index == 0 else 0).minimum for round_index in range(rounds))
+    fastest = _fastest_call(lambda: gemm_on_each_thread(a, b, out, threads), repeat, rounds)
     return 2.0 * threads * a.shape[0] * a.shape[1] * b.shape[1] / fastest / 1e9
 
 

@@ -45,7 +45,6 @@ PROVIDERS = ("auto", "mkl", "openblas")
 _MKL_SEQUENTIAL = 1           # MKL_THREADING_SEQUENTIAL for mkl_set_threading_layer
 _provider: str | None = None
 _library = ""                 # what `describe` names: "mkl", "openblas 0.3.34 SkylakeX", ...
-_pinned = False               # the bound library runs on the calling thread only
 _own_openblas = None          # fastconv's OpenBLAS (ctypes handle) when it is the one bound
 
 
@@ -136,7 +135,7 @@ def provider() -> str:
     """The BLAS the kernels call: "mkl", "openblas", or "none" (no OpenBLAS package
     and no SciPy: the GEMM algorithms then report unavailable); chosen and bound on
     first call."""
-    global _provider, _library, _pinned, _own_openblas
+    global _provider, _library, _own_openblas
     if _provider is None:
         wanted = env.choice(env.BLAS, PROVIDERS) or "auto"
         gemms = None
@@ -144,11 +143,10 @@ def provider() -> str:
             gemms = _mkl_gemms()
             if gemms is None and wanted == "mkl":
                 raise ImportError(f"{env.BLAS}=mkl but MKL cannot be loaded: pip install mkl")
-        name, _library, _pinned = "mkl", "mkl", True
+        name, _library = "mkl", "mkl"
         if gemms is None:
             name, loaded = "openblas", _own_openblas_gemms()
             if loaded is None:
-                _pinned = False
                 try:
                     loaded = _scipy_openblas_gemms()
                 except (ImportError, ValueError):
@@ -178,5 +176,4 @@ def keep_on_caller_thread() -> None:
 def runs_on_caller_thread() -> bool:
     """Whether the bound library never starts threads of its own (MKL sequential,
     fastconv's OpenBLAS): then nothing needs pinning around the kernels' calls."""
-    provider()
-    return _pinned
+    return provider() == "mkl" or _own_openblas is not None

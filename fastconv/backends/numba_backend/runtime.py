@@ -144,7 +144,7 @@ class _SingleThreadedBlas:
         self._saved = []
         blas.keep_on_caller_thread()
         if self.available:
-            for lib in self._libs:          # empty with MKL
+            for lib in self._libs:          # empty with MKL or fastconv's OpenBLAS
                 count = lib.get_num_threads()
                 if count != 1:
                     lib.set_num_threads(1)
