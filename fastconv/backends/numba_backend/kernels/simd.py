@@ -1,0 +1,151 @@
+"""Explicit SIMD vectors for numba kernels: a 512-bit vector type and the handful of
+operations a register-blocked kernel needs (load, store, broadcast, fused
+multiply-add, horizontal sum).
+
+Why: numba leaves vectorisation to LLVM's loop vectoriser, which vectorises an
+innermost loop but keeps accumulators that live across outer loops in memory (a
+load and a store per FMA).  A convolution's register block -- say 8 output channels
+x 48 positions, summed over every input channel and tap -- needs those accumulators
+in registers.  Values of the `Vec` type are SSA values, so a kernel that holds 24 of
+them in local variables gets 24 vector registers, and its inner loop is loads,
+broadcasts and FMAs only (measured here: 205 GFLOP/s on one core, ~80 % of the FMA
+peak, against ~60 for the same loops written on arrays).
+
+Vectors are 512 bits wide whatever the host: 16 float32 or 8 float64 lanes
+(`lanes`).  LLVM splits them on a machine without AVX-512, where they stay correct
+but a 24-accumulator block no longer fits the 16 registers (`fits_registers`).
+Loads and stores are unaligned and unchecked: callers keep indices in bounds.
+"""
+
+from __future__ import annotations
+
+import llvmlite.binding as llvm
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, models, register_model
+
+VECTOR_BITS = 512
+
+
+def lanes(dtype) -> int:
+    """Lanes of a vector of ``dtype`` (a numpy dtype or its itemsize in bytes)."""
+    itemsize = getattr(dtype, "itemsize", dtype)
+    return VECTOR_BITS // (8 * int(itemsize))
+
+
+def fits_registers() -> bool:
+    """Whether this CPU has 512-bit registers (AVX-512: 32 of them)."""
+    return "+avx512f" in llvm.get_host_cpu_features().flatten().split(",")
+
+
+class Vec(types.Type):
+    def __init__(self, dtype):
+        self.dtype = dtype
+        self.lanes = VECTOR_BITS // dtype.bitwidth
+        super().__init__(name=f"Vec({dtype}x{self.lanes})")
+
+
+@register_model(Vec)
+class _VecModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        element = dmm.lookup(fe_type.dtype).get_value_type()
+        super().__init__(dmm, fe_type, ir.VectorType(element, fe_type.lanes))
+
+
+def _address(context, builder, array_type, array, index):
+    data = context.make_array(array_type)(context, builder, array).data
+    return builder.gep(data, [index])
+
+
+@intrinsic
+def vlanes(typingctx, array):
+    """Lanes of a vector of ``array``'s dtype, as a compile-time constant."""
+    count = VECTOR_BITS // array.dtype.bitwidth
+
+    def codegen(context, builder, sig, args):
+        return context.get_constant(types.intp, count)
+
+    return types.intp(array), codegen
+
+
+@intrinsic
+def vload(typingctx, array, index):
+    """``array[index:index + lanes]`` (1-D, contiguous) as a vector."""
+    vec = Vec(array.dtype)
+
+    def codegen(context, builder, sig, args):
+        pointer = _address(context, builder, sig.args[0], args[0], args[1])
+        pointer = builder.bitcast(pointer, context.get_value_type(vec).as_pointer())
+        return builder.load(pointer, align=array.dtype.bitwidth // 8)
+
+    return vec(array, index), codegen
+
+
+@intrinsic
+def vstore(typingctx, array, index, value):
+    """``array[index:index + lanes] = value``."""
+    def codegen(context, builder, sig, args):
+        pointer = _address(context, builder, sig.args[0], args[0], args[1])
+        pointer = builder.bitcast(pointer, args[2].type.as_pointer())
+        builder.store(args[2], pointer, align=array.dtype.bitwidth // 8)
+        return context.get_dummy_value()
+
+    return types.void(array, index, value), codegen
+
+
+@intrinsic
+def vsplat(typingctx, like, scalar):
+    """A vector of ``like``'s dtype with ``scalar`` in every lane."""
+    vec = Vec(like.dtype)
+
+    def codegen(context, builder, sig, args):
+        vtype = context.get_value_type(vec)
+        value = context.cast(builder, args[1], sig.args[1], vec.dtype)
+        one = builder.insert_element(ir.Constant(vtype, ir.Undefined), value,
+                                     ir.Constant(ir.IntType(32), 0))
+        mask = ir.Constant(ir.VectorType(ir.IntType(32), vec.lanes), [0] * vec.lanes)
+        return builder.shuffle_vector(one, ir.Constant(vtype, ir.Undefined), mask)
+
+    return vec(like, scalar), codegen
+
+
+@intrinsic
+def vzero(typingctx, like):
+    """A zero vector of ``like``'s dtype."""
+    vec = Vec(like.dtype)
+
+    def codegen(context, builder, sig, args):
+        return ir.Constant(context.get_value_type(vec), None)
+
+    return vec(like), codegen
+
+
+def _intrinsic_name(base, vtype):
+    bits = 32 if isinstance(vtype.element, ir.FloatType) else 64
+    return f"llvm.{base}.v{vtype.count}f{bits}"
+
+
+@intrinsic
+def vfma(typingctx, a, b, c):
+    """``a * b + c`` lane by lane, one rounding (LLVM's ``fma``)."""
+    def codegen(context, builder, sig, args):
+        vtype = args[0].type
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vtype, [vtype] * 3),
+                                            _intrinsic_name("fma", vtype))
+        return builder.call(fn, args)
+
+    return a(a, b, c), codegen
+
+
+@intrinsic
+def vsum(typingctx, value):
+    """The sum of the lanes (in any order: a tree of vector adds)."""
+    def codegen(context, builder, sig, args):
+        vtype = args[0].type
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vtype.element, [vtype.element, vtype]),
+            _intrinsic_name("vector.reduce.fadd", vtype))
+        return builder.call(fn, [ir.Constant(vtype.element, 0.0), args[0]], fastmath=("reassoc",))
+
+    return value.dtype(value), codegen
