@@ -7,7 +7,7 @@ of positions (the module doc of ``kernels/blocked.py``).  Any kernel size, strid
 padding.  Exact: plain products and sums, in another order than direct summation.
 
 Written for 32 vector registers (AVX-512); elsewhere it stays correct but spills,
-so autotuning only times it where the registers exist (`tuned`).
+so autotuning only times it where the registers exist (`worth_timing`).
 """
 
 from __future__ import annotations
@@ -33,17 +33,17 @@ def supports(x_shape, w_shape, stride, padding) -> bool:
 
 
 @functools.lru_cache(maxsize=1)
-def tuned() -> bool:
+def worth_timing() -> bool:
     """Whether autotuning should time it: the host has 32 512-bit registers."""
     return simd.fits_registers()
 
 
 @functools.lru_cache(maxsize=1024)     # Python-side planning: ~10 us per call otherwise
-def _plan(x_shape, w_shape, stride, padding, itemsize, backward):
+def _plan(x_shape, w_shape, stride, padding, dilation, itemsize, backward):
     """(group, phase_size, pwid, tap offsets, tap indices, source buffer size)."""
     n, c_in, height, width = x_shape
     c_out, _, kh, kw = w_shape
-    (sh, sw), (ph, pw) = stride, padding
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     pwid = -(-(width + 2 * pw) // sw)
     phase_size = -(-(height + 2 * ph) // sh) * pwid
     per_image = (c_in + (c_out if backward else 0)) * sh * sw * phase_size * itemsize
@@ -53,7 +53,7 @@ def _plan(x_shape, w_shape, stride, padding, itemsize, backward):
     largest = max(1, min(share, _GROUP_BYTES // per_image))
     group = -(-share // -(-share // largest))
     block = group * phase_size
-    offs = np.array([((i % sh) * sw + j % sw) * block + (i // sh) * pwid + j // sw
+    offs = np.array([(((i * dh) % sh) * sw + (j * dw) % sw) * block + (i * dh // sh) * pwid + j * dw // sw
                      for i in range(kh) for j in range(kw)], dtype=np.int64)
     strip = _k.VECTORS * simd.lanes(itemsize)
     src_size = c_in * sh * sw * block + int(offs.max()) + strip
@@ -64,12 +64,17 @@ def _chunks(n, group, blocks, work):
     return rt.chunks(-(-n // group) * blocks, work)
 
 
-def forward(x, w, b, stride, padding, relu):
+def _out_hw(x_shape, w_shape, stride, padding, dilation):
+    return tuple((size + 2 * p - d * (k - 1) - 1) // s + 1 for size, k, s, p, d in
+                 zip(x_shape[2:], w_shape[2:], stride, padding, dilation))
+
+
+def forward(x, w, b, stride, padding, relu, dilation=(1, 1)):
     n, c_in, height, width = x.shape
     c_out = w.shape[0]
-    out_h, out_w = rt.out_hw(height, width, w.shape[2:], stride, padding)
-    y = np.empty((n, c_out, out_h, out_w), dtype=x.dtype)
-    group, _, _, offs, tmap, src_size = _plan(x.shape, w.shape, stride, padding, x.itemsize, False)
+    y = np.empty((n, c_out, *_out_hw(x.shape, w.shape, stride, padding, dilation)), dtype=x.dtype)
+    group, _, _, offs, tmap, src_size = _plan(x.shape, w.shape, stride, padding, dilation, x.itemsize,
+                                              False)
     chunks = _chunks(n, group, -(-c_out // _k.OUT_BLOCK), 2.0 * y.size * w[0].size)
     rt.launch(_k.blocked_forward, x, w, b, offs, tmap, *stride, *padding, group, src_size, bool(relu),
               y, chunks)
@@ -77,15 +82,16 @@ def forward(x, w, b, stride, padding, relu):
 
 
 @functools.lru_cache(maxsize=1024)
-def _input_grad_taps(w_shape, stride, pwid):
+def _input_grad_taps(w_shape, stride, dilation, pwid):
     """Taps grouped by the stride phase they land in: (margin - shift, tap index,
     phase starts) and the margin (the furthest shift)."""
     _, _, kh, kw = w_shape
-    sh, sw = stride
+    (sh, sw), (dh, dw) = stride, dilation
     by_phase = [[] for _ in range(sh * sw)]
     for i in range(kh):
         for j in range(kw):
-            by_phase[(i % sh) * sw + j % sw].append(((i // sh) * pwid + j // sw, i * kw + j))
+            ri, ci = i * dh, j * dw
+            by_phase[(ri % sh) * sw + ci % sw].append(((ri // sh) * pwid + ci // sw, i * kw + j))
     margin = max(shift for taps in by_phase for shift, _ in taps)
     offs = np.array([margin - shift for taps in by_phase for shift, _ in taps], dtype=np.int64)
     tmap = np.array([t for taps in by_phase for _, t in taps], dtype=np.int64)
@@ -93,27 +99,44 @@ def _input_grad_taps(w_shape, stride, pwid):
     return offs, tmap, starts, margin
 
 
-def backward(grad_y, x, w, mask, stride, padding, need_grad_x):
+def _weight_grad(grad_y, mask, x, w_shape, stride, padding, dilation):
+    """(grad_w, grad_b) of the convolution of ``x`` giving ``grad_y`` (times ``mask > 0``)."""
     n, c_in = x.shape[:2]
-    c_out = w.shape[0]
-    use_mask = mask is not None
-    mask = mask if use_mask else rt.dummy(x.dtype, 4)
-    group, phase_size, pwid, offs, _, src_size = _plan(x.shape, w.shape, stride, padding,
-                                                       x.itemsize, True)
+    c_out = w_shape[0]
+    group, phase_size, _, offs, _, src_size = _plan(x.shape, w_shape, stride, padding, dilation,
+                                                    x.itemsize, True)
     strip = _k.VECTORS * simd.lanes(x.itemsize)
-    work = 2.0 * grad_y.size * w[0].size
-    chunks = _chunks(n, group, -(-c_out // _k.WG_BLOCK), work)
+    chunks = _chunks(n, group, -(-c_out // _k.WG_BLOCK), 2.0 * grad_y.size * c_in * offs.size)
     grad_w_parts = np.zeros((chunks, c_out, c_in, offs.size), dtype=x.dtype)
     grad_b_parts = np.zeros((chunks, c_out), dtype=x.dtype)
-    rt.launch(_k.blocked_weight_grad, grad_y, mask, use_mask, x, offs, *stride, *padding, group,
-              src_size, group * phase_size + strip, grad_w_parts, grad_b_parts, chunks)
-    grad_w = (grad_w_parts[0] if chunks == 1 else grad_w_parts.sum(axis=0)).reshape(w.shape)
-    grad_b = grad_b_parts[0] if chunks == 1 else grad_b_parts.sum(axis=0)
+    rt.launch(_k.blocked_weight_grad, grad_y, *_mask(mask, x.dtype), x, offs, *stride, *padding,
+              group, src_size, group * phase_size + strip, grad_w_parts, grad_b_parts, chunks)
+    grad_w = grad_w_parts[0] if chunks == 1 else grad_w_parts.sum(axis=0)
+    return grad_w.reshape(w_shape), (grad_b_parts[0] if chunks == 1 else grad_b_parts.sum(axis=0))
+
+
+def _input_grad(grad_y, mask, w, x_shape, stride, padding, dilation, bias):
+    """The input gradient (shape ``x_shape``) of the convolution by ``w`` giving
+    ``grad_y`` (times ``mask > 0``), plus ``bias`` per channel."""
+    group, phase_size, pwid = _plan(x_shape, w.shape, stride, padding, dilation, grad_y.itemsize,
+                                    True)[:3]
+    offs, tmap, starts, margin = _input_grad_taps(w.shape, stride, dilation, pwid)
+    strip = _k.VECTORS * simd.lanes(grad_y.itemsize)
+    grad_x = np.empty(x_shape, dtype=grad_y.dtype)
+    chunks = _chunks(x_shape[0], group, -(-x_shape[1] // _k.OUT_BLOCK), 2.0 * grad_y.size * w[0].size)
+    rt.launch(_k.blocked_input_grad, grad_y, *_mask(mask, grad_y.dtype), w, offs, tmap, starts, *stride,
+              *padding, group, margin, margin + group * phase_size + strip, bias, grad_x, chunks)
+    return grad_x
+
+
+def _mask(mask, dtype):
+    """The kernels' (mask, use_mask) arguments for an optional ReLU output."""
+    return (rt.dummy(dtype, 4), False) if mask is None else (mask, True)
+
+
+def backward(grad_y, x, w, mask, stride, padding, need_grad_x, dilation=(1, 1)):
+    grad_w, grad_b = _weight_grad(grad_y, mask, x, w.shape, stride, padding, dilation)
     if not need_grad_x:
         return None, grad_w, grad_b
-    grad_x = np.empty_like(x)
-    g_offs, g_tmap, starts, margin = _input_grad_taps(w.shape, stride, pwid)
-    chunks = _chunks(n, group, -(-c_in // _k.OUT_BLOCK), work)
-    rt.launch(_k.blocked_input_grad, grad_y, mask, use_mask, w, g_offs, g_tmap, starts, *stride,
-              *padding, group, margin, margin + group * phase_size + strip, grad_x, chunks)
-    return grad_x, grad_w, grad_b
+    bias = np.zeros(x.shape[1], dtype=x.dtype)
+    return _input_grad(grad_y, mask, w, x.shape, stride, padding, dilation, bias), grad_w, grad_b

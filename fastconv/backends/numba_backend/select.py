@@ -1,6 +1,7 @@
 """Which convolution algorithm runs: autotuned once per problem, forced, or by rule.
 
-Every algorithm module (``direct``, ``gemm``, ``shifted``, ``shifted_rows``, ``winograd``) has ``NAME``,
+Every algorithm module (``direct``, ``gemm``, ``shifted``, ``shifted_rows``, ``winograd``,
+``blocked``) has ``NAME``,
 ``EXACT`` (plain summation, no transform arithmetic), ``supports(x_shape, w_shape,
 stride, padding)`` and ``forward`` / ``backward``.  The mode is `set_conv_algorithm`'s
 argument, else ``FASTCONV_CONV_ALGO`` (read at every call), else ``auto``:
@@ -34,11 +35,11 @@ import numpy as np
 
 from fastconv import env
 from fastconv.backends.numba_backend import blas as _blas
-from fastconv.backends.numba_backend import direct, gemm, shifted, shifted_rows, winograd
+from fastconv.backends.numba_backend import blocked, direct, gemm, shifted, shifted_rows, winograd
 from fastconv.backends.numba_backend import runtime as rt
 from fastconv.machine import cpu_model
 
-ALGORITHMS = {module.NAME: module for module in (direct, gemm, shifted, shifted_rows, winograd)}
+ALGORITHMS = {module.NAME: module for module in (direct, gemm, shifted, shifted_rows, winograd, blocked)}
 MODES = ("auto", "benchmark", "heuristic") + tuple(ALGORITHMS)
 _TUNE_MIN_FLOPS = 2e6          # below ~20 us a timing says more about noise than speed
 
@@ -139,10 +140,18 @@ def heuristic(x_shape, w_shape, stride, padding, dtype, pass_, allowed=None) -> 
 
 
 def candidates(x_shape, w_shape, stride, padding) -> list[str]:
-    """Algorithms that can run this problem (exact ones only if so asked)."""
+    """Algorithms that can run this problem (exact ones only if so asked), but not
+    one that says it is not worth timing on this machine (`blocked` without AVX-512)
+    unless it is the one forced."""
     exact = exact_only()
+    forced = get_conv_algorithm_mode()
     return [name for name, module in ALGORITHMS.items()
-            if (module.EXACT or not exact) and module.supports(x_shape, w_shape, stride, padding)]
+            if (module.EXACT or not exact) and module.supports(x_shape, w_shape, stride, padding)
+            and (name == forced or getattr(module, "worth_timing", _always)())]
+
+
+def _always() -> bool:
+    return True
 
 
 def _as_pair(v):

@@ -12,6 +12,7 @@ import numpy as np
 
 from fastconv.backends.numba_backend import general, norm, pool, select, unfold
 from fastconv.backends.numba_backend import kernels as _kernels_package
+from fastconv.backends.numba_backend.kernels import blocked as _blocked
 from fastconv.backends.numba_backend.kernels import depthwise as _depthwise
 from fastconv.backends.numba_backend.kernels import direct as _conv
 from fastconv.backends.numba_backend.kernels import gemm as _gemm
@@ -24,7 +25,7 @@ from fastconv.backends.numba_backend.kernels import shifted as _shifted
 from fastconv.backends.numba_backend.kernels import unfold_dilated as _unfold_dilated
 from fastconv.backends.numba_backend.kernels import winograd as _winograd
 
-KERNEL_MODULES = (_conv, _gemm, _shifted, _winograd, _cols, _pool, _norm, _depthwise, _grouped,
+KERNEL_MODULES = (_conv, _gemm, _shifted, _winograd, _blocked, _cols, _pool, _norm, _depthwise, _grouped,
                   _unfold_dilated, _phases)
 
 # Warm-up groups besides one per convolution algorithm (`select.ALGORITHMS`), each
@@ -42,7 +43,7 @@ _OTHER_GROUPS = {
 
 # Rough first-compile seconds per group and dtype, measured once on a 2-core machine;
 # only for telling the user about how long the wait is.
-ROUGH_COMPILE_SECONDS = {"direct": 19.0, "gemm": 9.5, "shifted": 12.0, "shifted_rows": 0.5, "winograd": 8.0, "pool": 8.0,
+ROUGH_COMPILE_SECONDS = {"direct": 19.0, "gemm": 9.5, "shifted": 12.0, "shifted_rows": 0.5, "winograd": 8.0, "blocked": 10.0, "pool": 8.0,
                          "unfold": 4.0, "norm": 3.5, "loss": 0.3, "general": 20.0}
 _UNKNOWN_GROUP_SECONDS = 10.0
 

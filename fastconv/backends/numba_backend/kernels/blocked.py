@@ -222,9 +222,9 @@ def _fill_grad(buf, gy, mask, use_mask, img0, count, group, phase_size, pwid, ma
 
 @njit(**_PJIT)
 def blocked_input_grad(gy, mask, use_mask, w, offs, tmap, tap_start, sh, sw, ph, pw, group, margin,
-                       gstride, grad_x, n_chunks):
-    """grad_x of `blocked_forward`, parallel over (group of images, block of 8 input
-    channels).  Phase P's taps are ``tap_start[P] .. tap_start[P+1]`` of ``offs``
+                       gstride, bias, grad_x, n_chunks):
+    """grad_x of `blocked_forward` (plus ``bias[c]``),
+    parallel over (group of images, block of 8 input channels).  Phase P's taps are ``tap_start[P] .. tap_start[P+1]`` of ``offs``
     (``margin - shift``) and ``tmap`` (their index in a weight row)."""
     n, c_in, height, width = grad_x.shape
     c_out = gy.shape[1]
@@ -264,13 +264,13 @@ def blocked_input_grad(gy, mask, use_mask, w, offs, tmap, tap_start, sh, sw, ph,
                 for g in range(count):
                     if phases == 1:
                         _read_phases(out[k, g * phase_size:], grad_x[img0 + g, o0 + k], ph, pw, 1, 1,
-                                     phase_size, pwid, 0.0, rows)
+                                     phase_size, pwid, bias[o0 + k], rows)
                         continue
                     for p in range(phases):
                         s = out[k, p * block + g * phase_size:p * block + (g + 1) * phase_size]
                         tmp[p * phase_size:(p + 1) * phase_size] = s
                     _read_phases(tmp, grad_x[img0 + g, o0 + k], ph, pw, sh, sw, phase_size, pwid,
-                                 0.0, rows)
+                                 bias[o0 + k], rows)
 
 
 @njit(**_JIT)

@@ -1,0 +1,138 @@
+"""The register-blocked algorithm (``numba_backend/blocked.py``) and its SIMD vector
+intrinsics (``kernels/simd.py``) against plain loops on random geometries:
+rectangular kernels 1x1-5x5, strides 1-3 (larger than the kernel included),
+dilations 1-3, padding up to 3, N=1, C=1, channel counts that are not a multiple of
+the register blocks (8 and 4), one image per group and several groups with a short
+last one, the fused ReLU's mask, and no grad_x."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+from numba import njit  # noqa: E402
+
+from fastconv.backends import numba_backend as NB  # noqa: E402
+from fastconv.backends.numba_backend.kernels import simd  # noqa: E402
+from tests import loops  # noqa: E402
+from tests.test_conv_algorithms import bound, relative_error  # noqa: E402
+from tests.test_conv_shifted import as64  # noqa: E402
+
+B = NB.ALGORITHMS["blocked"]
+
+
+def random_problem(rng, dtype):
+    kh, kw = (int(v) for v in rng.integers(1, 6, size=2))
+    stride = (1, 1) if rng.random() < 0.4 else tuple(int(v) for v in rng.integers(1, 4, size=2))
+    dilation = (1, 1) if rng.random() < 0.5 else tuple(int(v) for v in rng.integers(1, 4, size=2))
+    ph, pw = (int(v) for v in rng.integers(0, 4, size=2))
+    reach = [max(1, d * (k - 1) + 1 - 2 * p) for k, d, p in ((kh, dilation[0], ph), (kw, dilation[1], pw))]
+    height, width = (int(rng.integers(low, low + 11)) for low in reach)
+    n = int(rng.integers(1, 6))
+    c_in = 1 if rng.random() < 0.25 else int(rng.integers(2, 10))
+    c_out = 1 if rng.random() < 0.25 else int(rng.integers(2, 21))
+    x = rng.standard_normal((n, c_in, height, width)).astype(dtype)
+    w = rng.standard_normal((c_out, c_in, kh, kw)).astype(dtype)
+    b = rng.standard_normal(c_out).astype(dtype)
+    return x, w, b, stride, (ph, pw), dilation
+
+
+@pytest.fixture(params=[1, 1 << 19], ids=["image-per-group", "default-groups"])
+def group_bytes(request, monkeypatch):
+    monkeypatch.setattr(B, "_GROUP_BYTES", request.param)
+    B._plan.cache_clear()
+    yield request.param
+    B._plan.cache_clear()
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_blocked_matches_loops(group_bytes, seed, dtype):
+    rng = np.random.default_rng(seed)
+    x, w, b, stride, padding, dilation = random_problem(rng, dtype)
+    x64, w64, b64 = as64(x, w, b)
+    want_y = loops.conv2d_general(x64, w64, b64, stride, padding, dilation, 1)
+    y = B.forward(x, w, b, stride, padding, False, dilation)
+    assert y.dtype == dtype and y.shape == want_y.shape
+    assert relative_error(y, want_y) < bound(dtype)
+    y_relu = B.forward(x, w, b, stride, padding, True, dilation)
+    np.testing.assert_array_equal(y_relu, np.maximum(y, 0))
+
+    grad_y = rng.standard_normal(y.shape).astype(dtype)
+    for mask in (None, y_relu):
+        masked = grad_y if mask is None else grad_y * (y_relu > 0)
+        want = loops.conv2d_general_backward(masked.astype(np.float64), x64, w64, stride, padding,
+                                             dilation, 1)
+        got = B.backward(grad_y, x, w, mask, stride, padding, True, dilation)
+        for name, g, e in zip(("grad_x", "grad_w", "grad_b"), got, want):
+            assert g.dtype == dtype and g.shape == e.shape, name
+            assert relative_error(g, e) < bound(dtype), name
+        grad_x, grad_w, grad_b = B.backward(grad_y, x, w, mask, stride, padding, False, dilation)
+        assert grad_x is None
+        np.testing.assert_array_equal(grad_w, got[1])
+        np.testing.assert_array_equal(grad_b, got[2])
+
+
+def test_several_groups_with_a_short_last_one(monkeypatch, dtype):
+    """7 images in groups of 3 (3 + 3 + 1): the last group's empty slots must not
+    leak the previous group's data into the weight gradient."""
+    image_bytes = (2 + 8) * 16 * 16 * np.dtype(dtype).itemsize     # (C_in + C_out) padded planes
+    monkeypatch.setattr(B, "_GROUP_BYTES", 3 * image_bytes)
+    monkeypatch.setattr(B.rt, "get_num_threads", lambda: 2)
+    B._plan.cache_clear()
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((7, 2, 14, 14)).astype(dtype)
+    w = rng.standard_normal((8, 2, 3, 3)).astype(dtype)
+    assert B._plan(x.shape, w.shape, (1, 1), (1, 1), (1, 1), x.itemsize, True)[0] == 3
+    grad_y = rng.standard_normal((7, 8, 14, 14)).astype(dtype)
+    want = loops.conv2d_backward(*as64(grad_y, x, w), (1, 1), (1, 1))
+    got = B.backward(grad_y, x, w, None, (1, 1), (1, 1), True)
+    for g, e in zip(got, want):
+        assert relative_error(g, e) < bound(dtype)
+    B._plan.cache_clear()
+
+
+def test_batch_one_splits_over_channel_blocks(dtype):
+    """N=1 runs in parallel over blocks of output channels; 20 channels are 2 full
+    blocks of 8 and one of 4 (the rest repeats the last channel, dropped)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 5, 12, 9)).astype(dtype)
+    w = rng.standard_normal((20, 5, 3, 3)).astype(dtype)
+    b = rng.standard_normal(20).astype(dtype)
+    want = loops.conv2d(*as64(x, w, b), (1, 1), (1, 1))
+    assert relative_error(B.forward(x, w, b, (1, 1), (1, 1), False), want) < bound(dtype)
+
+
+# --------------------------------------------------------------------------- intrinsics
+@njit
+def _vector_ops(a, b, out):
+    lanes = simd.vlanes(a)
+    acc = simd.vfma(simd.vload(a, 1), simd.vsplat(a, b[0]), simd.vzero(a))
+    simd.vstore(out, 2, acc)
+    return lanes, simd.vsum(simd.vload(a, 0))
+
+
+def test_vector_intrinsics(dtype):
+    lanes = simd.lanes(np.dtype(dtype))
+    a = np.arange(1, lanes + 3, dtype=dtype)
+    out = np.zeros(lanes + 4, dtype=dtype)
+    got_lanes, total = _vector_ops(a, np.array([3.0], dtype=dtype), out)
+    assert got_lanes == lanes == 64 // np.dtype(dtype).itemsize
+    np.testing.assert_array_equal(out[2:2 + lanes], 3 * a[1:1 + lanes])
+    assert out[:2].tolist() == [0, 0] and out[2 + lanes:].tolist() == [0, 0]
+    assert total == pytest.approx(a[:lanes].sum())
+
+
+def test_blocked_is_timed_only_with_32_vector_registers(monkeypatch):
+    """Autotuning leaves it out where it would spill (no AVX-512), unless forced."""
+    shapes = ((2, 8, 9, 9), (8, 8, 3, 3), (1, 1), (1, 1))
+    monkeypatch.setattr(B, "worth_timing", lambda: False)
+    assert "blocked" not in NB.select.candidates(*shapes)
+    NB.set_conv_algorithm("blocked")
+    try:
+        assert "blocked" in NB.select.candidates(*shapes)
+    finally:
+        NB.set_conv_algorithm(None)
+    monkeypatch.setattr(B, "worth_timing", lambda: True)
+    assert "blocked" in NB.select.candidates(*shapes)
