@@ -93,6 +93,43 @@ def test_several_groups_with_a_short_last_one(monkeypatch, dtype):
     B._plan.cache_clear()
 
 
+@pytest.mark.parametrize("kernel, padding, dilation", [
+    ((3, 3), (1, 1), (1, 1)),      # "same": rows and images share all their padding
+    ((5, 3), (1, 1), (1, 1)),      # padding below the kernel's reach
+    ((3, 2), (2, 1), (1, 1)),      # vertical padding beyond it: shared only in part
+    ((1, 1), (2, 3), (1, 1)),      # 1x1 with padding: nothing shared
+    ((3, 3), (3, 1), (2, 3)),      # dilated
+])
+def test_stride_1_neighbours_share_padding(monkeypatch, kernel, padding, dilation, dtype):
+    """Stride 1 packs each row's right padding into the next row's left padding and
+    each image's bottom padding into the next image's top padding; several images
+    per group (and a short last group) must still see only zeros from there."""
+    height, width = 4, 6
+    phase_size = B._layout(height, width, *kernel, (1, 1), padding, dilation)[0]
+    monkeypatch.setattr(B, "_GROUP_BYTES", 3 * (3 + 5) * phase_size * np.dtype(dtype).itemsize)
+    monkeypatch.setattr(B.rt, "get_num_threads", lambda: 2)
+    B._plan.cache_clear()
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((7, 3, height, width)).astype(dtype)
+    w = rng.standard_normal((5, 3, *kernel)).astype(dtype)
+    b = rng.standard_normal(5).astype(dtype)
+    assert B._plan(x.shape, w.shape, (1, 1), padding, dilation, x.itemsize, True)[0] == 3   # 3+3+1
+    reach = [d * (k - 1) for k, d in zip(kernel, dilation)]
+    if min(min(p, r) for p, r in zip(padding, reach)) > 0:
+        assert phase_size < (height + 2 * padding[0]) * (width + 2 * padding[1])
+    x64, w64, b64 = as64(x, w, b)
+    y = B.forward(x, w, b, (1, 1), padding, True, dilation)
+    want_y = np.maximum(loops.conv2d_general(x64, w64, b64, (1, 1), padding, dilation, 1), 0)
+    assert relative_error(y, want_y) < bound(dtype)
+    grad_y = rng.standard_normal(y.shape).astype(dtype)
+    want = loops.conv2d_general_backward((grad_y * (y > 0)).astype(np.float64), x64, w64, (1, 1),
+                                         padding, dilation, 1)
+    for name, g, e in zip(("grad_x", "grad_w", "grad_b"),
+                          B.backward(grad_y, x, w, y, (1, 1), padding, True, dilation), want):
+        assert relative_error(g, e) < bound(dtype), name
+    B._plan.cache_clear()
+
+
 def test_batch_one_splits_over_channel_blocks(dtype):
     """N=1 runs in parallel over blocks of output channels; 20 channels are 2 full
     blocks of 8 and one of 4 (the rest repeats the last channel, dropped)."""

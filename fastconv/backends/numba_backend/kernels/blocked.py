@@ -7,6 +7,9 @@ apart, rows ``pwid`` long.  Output ``(g, oh, ow)`` is flat position
 ``q = g*phase_size + oh*pwid + ow`` and its tap ``t`` reads ``offs[t] + q`` of each
 channel (one phase, contiguous in q), so a whole group is one run of positions per
 channel; the positions past ``out_w`` / ``out_h`` in it are computed and dropped.
+With stride 1 neighbours share their padding (``pwid`` and ``phase_size`` from the
+caller, `numba_backend.blocked._layout`): a row's right padding is the next row's
+left padding, an image's bottom padding the next image's top padding.
 
 Forward.  `_block` computes 8 output channels x 3 vectors of positions (24
 accumulators in registers): per (input channel, tap), 3 vector loads and 8 weight
@@ -33,7 +36,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from fastconv.backends.numba_backend.kernels.phases import _fill_phases, _geometry, _read_phases
+from fastconv.backends.numba_backend.kernels.phases import _fill_phases, _read_phases
 from fastconv.backends.numba_backend.kernels.simd import vfma, vlanes, vload, vsplat, vstore, vsum, vzero
 
 _JIT = dict(cache=True, nogil=True)
@@ -144,15 +147,15 @@ def _fill_group(buf, x, img0, count, ph, pw, sh, sw, phase_size, pwid, cstride, 
 
 
 @njit(**_PJIT)
-def blocked_forward(x, w, b, offs, tmap, sh, sw, ph, pw, group, src_size, relu, y, n_chunks):
+def blocked_forward(x, w, b, offs, tmap, sh, sw, ph, pw, phase_size, pwid, group, src_size, relu, y,
+                    n_chunks):
     """y = conv(x, w) + b (then max(., 0) if relu), parallel over (group of images,
     block of 8 output channels); ``offs`` / ``tmap``: each tap's offset in the phase
     layout and index in a weight row; ``src_size``: one group's buffer with slack."""
-    n, c_in, height, width = x.shape
+    n, c_in = x.shape[0], x.shape[1]
     c_out, out_h, out_w = y.shape[1], y.shape[2], y.shape[3]
     taps = offs.shape[0]
     wflat = w.ravel()
-    phase_size, pwid = _geometry(height, width, ph, pw, sh, sw)
     block = group * phase_size
     cstride = sh * sw * block
     strip = VECTORS * vlanes(x)
@@ -221,17 +224,16 @@ def _fill_grad(buf, gy, mask, use_mask, img0, count, group, phase_size, pwid, ma
 
 
 @njit(**_PJIT)
-def blocked_input_grad(gy, mask, use_mask, w, offs, tmap, tap_start, sh, sw, ph, pw, group, margin,
-                       gstride, bias, grad_x, n_chunks):
+def blocked_input_grad(gy, mask, use_mask, w, offs, tmap, tap_start, sh, sw, ph, pw, phase_size, pwid,
+                       group, margin, gstride, bias, grad_x, n_chunks):
     """grad_x of `blocked_forward` (plus ``bias[c]``),
     parallel over (group of images, block of 8 input channels).  Phase P's taps are ``tap_start[P] .. tap_start[P+1]`` of ``offs``
     (``margin - shift``) and ``tmap`` (their index in a weight row)."""
-    n, c_in, height, width = grad_x.shape
+    n, c_in = grad_x.shape[0], grad_x.shape[1]
     c_out = gy.shape[1]
     taps = w.shape[2] * w.shape[3]
     wflat = w.ravel()
     phases = sh * sw
-    phase_size, pwid = _geometry(height, width, ph, pw, sh, sw)
     block = group * phase_size
     strip = VECTORS * vlanes(gy)
     n_ob = (c_in + OUT_BLOCK - 1) // OUT_BLOCK
@@ -333,15 +335,14 @@ def _wblock(g, g0, gs, n_g, xs, x0, xstride, n_x, length, sums):
 
 
 @njit(**_PJIT)
-def blocked_weight_grad(gy, mask, use_mask, x, offs, sh, sw, ph, pw, group, src_size, gstride,
-                        gw_parts, gb_parts, n_chunks):
+def blocked_weight_grad(gy, mask, use_mask, x, offs, sh, sw, ph, pw, phase_size, pwid, group, src_size,
+                        gstride, gw_parts, gb_parts, n_chunks):
     """Weight and bias gradients of `blocked_forward`, parallel over (group of images,
     block of 4 output channels); chunk t adds into ``gw_parts[t]`` (C_out, C_in, taps)
     and ``gb_parts[t]``, the caller sums the parts."""
-    n, c_in, height, width = x.shape
+    n, c_in = x.shape[0], x.shape[1]
     c_out, out_h, out_w = gy.shape[1], gy.shape[2], gy.shape[3]
     taps = offs.shape[0]
-    phase_size, pwid = _geometry(height, width, ph, pw, sh, sw)
     block = group * phase_size
     cstride = sh * sw * block
     lanes = vlanes(x)
