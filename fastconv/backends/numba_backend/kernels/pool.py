@@ -73,33 +73,40 @@ def _avg_2x2_backward(src, plane):
 
 
 @njit(**_JIT)
-def _max_2x2(plane, dst, where):
+def _max_2x2(plane, dst, where, offsets):
+    """2x2 windows, stride 2.  Each window's argmax offset (0, 1, W, W+1) goes to
+    the int32 row ``offsets`` first, the int64 indices in a second loop: selecting
+    int64s under float32 compares kept LLVM from vectorising the window loop (one
+    loop: 10.7 ms for 64x64x32x32 on one core, split: 0.9 ms)."""
     width = plane.shape[1]
+    zero, one, down, diagonal = np.int32(0), np.int32(1), np.int32(width), np.int32(width + 1)
     for oh in range(dst.shape[0]):
         a = plane[2 * oh]
         b = plane[2 * oh + 1]
         d = dst[oh]
-        e = where[oh]
-        base = 2 * oh * width
         for ow in range(dst.shape[1]):
             # non-short-circuit | and & keep this branch-free (random data would
             # mispredict every other branch)
             best = a[2 * ow]
-            off = 0
+            off = zero
             v = a[2 * ow + 1]
             take = (v > best) | ((v != v) & (best == best))
             best = v if take else best
-            off = 1 if take else off
+            off = one if take else off
             v = b[2 * ow]
             take = (v > best) | ((v != v) & (best == best))
             best = v if take else best
-            off = width if take else off
+            off = down if take else off
             v = b[2 * ow + 1]
             take = (v > best) | ((v != v) & (best == best))
             best = v if take else best
-            off = width + 1 if take else off
+            off = diagonal if take else off
             d[ow] = best
-            e[ow] = base + 2 * ow + off
+            offsets[ow] = off
+        e = where[oh]
+        base = 2 * oh * width
+        for ow in range(dst.shape[1]):
+            e[ow] = base + 2 * ow + offsets[ow]
 
 
 @njit(**_PJIT)
@@ -176,13 +183,15 @@ def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, out, indices, n_chunks):
     out_h, out_w = out.shape[2], out.shape[3]
     j0, j1 = _offsets(kw, sw, pw, width, out_w)
     items = n * c
+    fast_2x2 = _is_2x2(kh, kw, sh, sw, ph, pw) and width < 2**31 - 1     # int32 offsets
     for chunk in prange(n_chunks):
+        offsets = np.empty(out_w, dtype=np.int32)
         for item in range(items * chunk // n_chunks, items * (chunk + 1) // n_chunks):
             img = item // c
             ch = item - img * c
             plane = x[img, ch]
-            if _is_2x2(kh, kw, sh, sw, ph, pw):
-                _max_2x2(plane, out[img, ch], indices[img, ch])
+            if fast_2x2:
+                _max_2x2(plane, out[img, ch], indices[img, ch], offsets)
                 continue
             for oh in range(out_h):
                 best = out[img, ch, oh]
