@@ -30,6 +30,7 @@ from fastconv.arguments import (  # noqa: F401  (the layers and conv modules use
     gradient_input_shape as _gradient_input_shape, input_shape as _input_shape, output_hw as _output_hw,
     padded_fits as _padded_fits, pair as _pair, pool_params as _pool_params, same_dtype as _same_dtype)
 from fastconv.backends import get_backend
+from fastconv.dense import linear, linear_backward  # noqa: F401
 
 
 

@@ -30,8 +30,8 @@ def ops_of(model) -> set[str] | None:
     # most specific class first: Conv2dReLUAvgPool is a Conv2d
     kernels_by_layer = ((nn.ConvTranspose2d, "conv_transpose2d"), (nn.Conv2dReLUAvgPool, "conv2d_relu_avgpool2"),
                         (nn.Conv2d, "conv2d"), (nn.AvgPool2d, "avg_pool2d"), (nn.MaxPool2d, "max_pool2d"),
-                        (_BatchNorm, "batch_norm"))
-    without_kernels = (nn.Linear, nn.ReLU, nn.Flatten, nn.Dropout, nn.Sequential, nn.Residual)
+                        (_BatchNorm, "batch_norm"), (nn.Linear, "linear"))
+    without_kernels = (nn.ReLU, nn.Flatten, nn.Dropout, nn.Sequential, nn.Residual)
     ops = {"softmax_cross_entropy"}
     for module in model.modules():
         op = next((name for layer, name in kernels_by_layer if isinstance(module, layer)), None)

@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # ------------------------------------------------------------------ which kernels
 def test_ops_of_the_report_models():
-    assert startup.ops_of(build_model("mlp1")) == {"softmax_cross_entropy"}
-    assert startup.ops_of(build_model("cnn")) == {"conv2d_relu_avgpool2", "softmax_cross_entropy"}
+    assert startup.ops_of(build_model("mlp1")) == {"linear", "softmax_cross_entropy"}
+    assert startup.ops_of(build_model("cnn")) == {"conv2d_relu_avgpool2", "linear", "softmax_cross_entropy"}
     letters = startup.ops_of(build_model("letters-cnn"))
     assert {"conv2d", "batch_norm", "max_pool2d"} <= letters
 
@@ -46,11 +46,11 @@ def test_groups_follow_the_ops_and_the_algorithm_registry(monkeypatch):
     warmup = importlib.import_module("fastconv.backends.numba_backend.warmup")
     assert warmup.groups_for({"softmax_cross_entropy"}) == ("loss",)
     cnn = warmup.groups_for(startup.ops_of(build_model("cnn")))      # 5x5 layers: no Winograd
-    assert set(cnn) == set(select.ALGORITHMS) - {"winograd"} | {"pool", "loss"}
+    assert set(cnn) == set(select.ALGORITHMS) - {"winograd"} | {"pool", "loss", "dense"}
     letters = warmup.groups_for(startup.ops_of(build_model("letters-cnn")))   # 3x3 stride 1 too
     assert set(select.ALGORITHMS) <= set(letters) and "norm" in letters
     assert warmup.groups_for(None) == warmup.groups() == tuple(select.ALGORITHMS) + (
-        "loss", "pool", "norm", "unfold", "general")
+        "loss", "pool", "norm", "dense", "unfold", "general")
     assert warmup.groups_for({"some_new_op"}) == warmup.groups()
     assert warmup.groups_for({"conv_transpose2d"}) == ("general",)
     # an algorithm added later joins the groups without any list here changing
@@ -86,7 +86,7 @@ def test_cold_cache_is_announced_before_compiling_with_a_bar(capsys):
     backend, messages = FakeBackend(cached=False), []
     seconds = startup.compile_kernels(backend, build_model("mlp1"), np.float32, messages.append)
     assert seconds == 1.5
-    assert backend.calls == [((np.dtype(np.float32),), 2, {"softmax_cross_entropy"})]
+    assert backend.calls == [((np.dtype(np.float32),), 2, {"linear", "softmax_cross_entropy"})]
     (notice,) = messages
     for words in ("First run", "the fake kernels this model needs", "float32", "roughly 25 s", "once",
                   "later runs load them"):
@@ -162,7 +162,7 @@ MLP_IN_A_COLD_CACHE = textwrap.dedent("""
 
 
 def test_a_model_without_convolutions_compiles_no_conv_kernels(tmp_path):
-    """mlp1 in an empty numba cache: only the loss kernel is compiled (a second or so),
+    """mlp1 in an empty numba cache: only the loss and fully connected kernels are compiled (seconds),
     not the ~25 s of every kernel; nothing to announce."""
     pytest.importorskip("numba")
     env = {k: v for k, v in os.environ.items() if not k.startswith("FASTCONV_")}
@@ -173,7 +173,7 @@ def test_a_model_without_convolutions_compiles_no_conv_kernels(tmp_path):
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     compiled = {name for name, count in result["signatures"].items() if count}
-    assert compiled == {"softmax_cross_entropy"}, compiled
+    assert compiled == {"softmax_cross_entropy", "linear_forward", "linear_backward"}, compiled
     assert not any("First run" in line for line in result["log"])
 
 

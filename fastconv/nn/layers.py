@@ -181,18 +181,16 @@ class Linear(Module):
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise ValueError(f"Linear expects input of shape (N, {self.in_features}), got {x.shape}")
         self._x = x
-        y = x @ self.weight.data.T              # BLAS reads the transposed view, no copy
-        if self.bias is not None:
-            y += self.bias.data
-        return y
+        return F.linear(x, self.weight.data, self.bias.data if self.bias is not None else None)
 
     def backward(self, grad_y: np.ndarray) -> np.ndarray:
         if self._x is None:
             raise _not_run(self)
-        self.weight.grad += grad_y.T @ self._x
+        grad_x, grad_w, grad_b = F.linear_backward(grad_y, self._x, self.weight.data)
+        self.weight.grad += grad_w
         if self.bias is not None:
-            self.bias.grad += grad_y.sum(axis=0)
-        return grad_y @ self.weight.data
+            self.bias.grad += grad_b
+        return grad_x
 
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}"

@@ -9,7 +9,8 @@ Layout (planning in Python, arithmetic in ``kernels/``):
 * ``conv``     -- the convolution entry points (plain, +ReLU, +ReLU+2x2 avg pool);
 * ``general``  -- dilated, grouped and transposed convolution entry points, on
   ``depthwise`` (direct kernels) and ``grouped`` (per-group GEMMs);
-* ``unfold``, ``pool``, ``norm`` -- im2col/col2im, pooling and loss, batch norm;
+* ``unfold``, ``pool``, ``norm``, ``dense`` -- im2col/col2im, pooling and loss, batch
+  norm, fully connected layers;
 * ``warmup``   -- compile everything up front.
 
 Kernels are ``@njit(cache=True)``: compiled on first use, once per dtype (float32,
@@ -41,6 +42,7 @@ from fastconv.backends.numba_backend import runtime as _runtime  # noqa: E402
 from fastconv.backends.numba_backend.conv import (  # noqa: E402,F401
     conv2d, conv2d_backward, conv2d_backward_weights, conv2d_relu, conv2d_relu_avgpool2,
     conv2d_relu_avgpool2_backward, conv2d_relu_backward)
+from fastconv.backends.numba_backend.dense import linear, linear_backward  # noqa: E402,F401
 from fastconv.backends.numba_backend.general import (  # noqa: E402,F401
     col2im_dilated, conv2d_general, conv2d_general_backward, conv_transpose2d, conv_transpose2d_backward,
     im2col_dilated)

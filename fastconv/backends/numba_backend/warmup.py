@@ -10,9 +10,10 @@ import time
 import numba
 import numpy as np
 
-from fastconv.backends.numba_backend import general, norm, pool, select, unfold
+from fastconv.backends.numba_backend import dense, general, norm, pool, select, unfold
 from fastconv.backends.numba_backend import kernels as _kernels_package
 from fastconv.backends.numba_backend.kernels import blocked as _blocked
+from fastconv.backends.numba_backend.kernels import dense as _dense
 from fastconv.backends.numba_backend.kernels import depthwise as _depthwise
 from fastconv.backends.numba_backend.kernels import direct as _conv
 from fastconv.backends.numba_backend.kernels import gemm as _gemm
@@ -25,8 +26,8 @@ from fastconv.backends.numba_backend.kernels import shifted as _shifted
 from fastconv.backends.numba_backend.kernels import unfold_dilated as _unfold_dilated
 from fastconv.backends.numba_backend.kernels import winograd as _winograd
 
-KERNEL_MODULES = (_conv, _gemm, _shifted, _winograd, _blocked, _cols, _pool, _norm, _depthwise, _grouped,
-                  _unfold_dilated, _phases)
+KERNEL_MODULES = (_conv, _gemm, _shifted, _winograd, _blocked, _cols, _pool, _norm, _dense, _depthwise,
+                  _grouped, _unfold_dilated, _phases)
 
 # Warm-up groups besides one per convolution algorithm (`select.ALGORITHMS`), each
 # with the jitted entry points it compiles (for `kernels_cached`); None: every public
@@ -36,6 +37,7 @@ _OTHER_GROUPS = {
     "pool": ((_pool,), ("avg_pool2d_forward", "avg_pool2d_backward", "max_pool2d_forward",
                         "max_pool2d_backward")),
     "norm": ((_norm,), ("batch_norm_forward", "batch_norm_backward")),
+    "dense": ((_dense,), None),                     # fully connected layers
     "unfold": ((_cols,), ("im2col_into", "col2im_from")),
     # dilated, grouped, depthwise and transposed convolution
     "general": ((_depthwise, _grouped, _unfold_dilated, _phases), None),
@@ -44,7 +46,7 @@ _OTHER_GROUPS = {
 # Rough first-compile seconds per group and dtype, measured once on a 2-core machine;
 # only for telling the user about how long the wait is.
 ROUGH_COMPILE_SECONDS = {"direct": 19.0, "gemm": 9.5, "shifted": 12.0, "shifted_rows": 0.5, "winograd": 8.0, "blocked": 10.0, "pool": 8.0,
-                         "unfold": 4.0, "norm": 3.5, "loss": 0.3, "general": 20.0}
+                         "unfold": 4.0, "norm": 3.5, "dense": 2.0, "loss": 0.3, "general": 20.0}
 _UNKNOWN_GROUP_SECONDS = 10.0
 
 
@@ -86,6 +88,8 @@ def groups_for(ops=None) -> tuple[str, ...]:
             needed.add("loss")
         elif op == "batch_norm":
             needed.add("norm")
+        elif op == "linear":
+            needed.add("dense")
         elif op in ("im2col", "col2im"):
             needed.add("unfold")
         elif op in ("conv2d_general", "conv_transpose2d"):
@@ -122,6 +126,11 @@ def _warm(dtype, group: str) -> None:
     elif group == "norm":
         y, mean, var = norm.batch_norm(x, b, b, 1e-5)
         norm.batch_norm_backward(y, x, mean, var, b, 1e-5)
+    elif group == "dense":
+        flat = np.tile(x.reshape(2, -1), (dense._GEMM_ROWS, 1))     # 90 features -> 16
+        y = dense.linear(flat, flat[::-1].copy(), np.tile(b, 6)[:len(flat)].copy())
+        dense.linear(flat, flat[::-1].copy(), None)
+        dense.linear_backward(y, flat, flat[::-1].copy())
     elif group == "general":
         general.warm(dtype)
     else:
