@@ -162,8 +162,8 @@ MLP_IN_A_COLD_CACHE = textwrap.dedent("""
 
 
 def test_a_model_without_convolutions_compiles_no_conv_kernels(tmp_path):
-    """mlp1 in an empty numba cache: only the loss and fully connected kernels are compiled (seconds),
-    not the ~25 s of every kernel; nothing to announce."""
+    """mlp1 in an empty numba cache: only the loss and fully connected kernels are
+    compiled (~4 s), not the minutes of every kernel."""
     pytest.importorskip("numba")
     env = {k: v for k, v in os.environ.items() if not k.startswith("FASTCONV_")}
     env.update(NUMBA_CACHE_DIR=str(tmp_path / "cache"),
@@ -174,7 +174,6 @@ def test_a_model_without_convolutions_compiles_no_conv_kernels(tmp_path):
     result = json.loads(done.stdout.strip().splitlines()[-1])
     compiled = {name for name, count in result["signatures"].items() if count}
     assert compiled == {"softmax_cross_entropy", "linear_forward", "linear_backward"}, compiled
-    assert not any("First run" in line for line in result["log"])
 
 
 def test_cold_cache_is_detected_in_a_fresh_process(tmp_path):

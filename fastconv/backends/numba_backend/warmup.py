@@ -46,7 +46,7 @@ _OTHER_GROUPS = {
 # Rough first-compile seconds per group and dtype, measured once on a 2-core machine;
 # only for telling the user about how long the wait is.
 ROUGH_COMPILE_SECONDS = {"direct": 19.0, "gemm": 9.5, "shifted": 12.0, "shifted_rows": 0.5, "winograd": 8.0, "blocked": 10.0, "pool": 8.0,
-                         "unfold": 4.0, "norm": 3.5, "dense": 2.0, "loss": 0.3, "general": 20.0}
+                         "unfold": 4.0, "norm": 3.5, "dense": 3.8, "loss": 0.3, "general": 20.0}
 _UNKNOWN_GROUP_SECONDS = 10.0
 
 

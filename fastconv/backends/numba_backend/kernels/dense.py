@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from numba import njit, prange
 
-from fastconv.backends.numba_backend.kernels.blas import gemm
+from fastconv.backends.numba_backend.kernels import blas
 
 _PJIT = dict(cache=True, nogil=True, parallel=True)
 
@@ -22,7 +22,7 @@ def linear_forward(x, w, b, use_bias, y, n_chunks):
     for chunk in prange(n_chunks):
         o0, o1 = n_out * chunk // n_chunks, n_out * (chunk + 1) // n_chunks
         out = y[:, o0:o1]
-        gemm(x, w[o0:o1].T, out)
+        blas.gemm(x, w[o0:o1].T, out)
         if use_bias:
             bias = b[o0:o1]
             for i in range(out.shape[0]):
@@ -41,10 +41,10 @@ def linear_backward(grad_y, x, w, grad_x, grad_w, grad_b, n_chunks):
         chunk = item % n_chunks
         if item < n_chunks:
             i0, i1 = n_in * chunk // n_chunks, n_in * (chunk + 1) // n_chunks
-            gemm(grad_y, w[:, i0:i1], grad_x[:, i0:i1])
+            blas.gemm(grad_y, w[:, i0:i1], grad_x[:, i0:i1])
             continue
         o0, o1 = n_out * chunk // n_chunks, n_out * (chunk + 1) // n_chunks
-        gemm(grad_y[:, o0:o1].T, x, grad_w[o0:o1])
+        blas.gemm(grad_y[:, o0:o1].T, x, grad_w[o0:o1])
         sums = grad_b[o0:o1]
         sums[:] = 0
         for i in range(grad_y.shape[0]):
