@@ -7,11 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastconv.arguments import expect_shape, float_array, same_dtype
-from fastconv.backends import get_backend
-
-
-def _kernel(op: str):
-    return getattr(get_backend(), op, None)
+from fastconv.backends import optional_kernel
 
 
 def _linear_args(x, w, what):
@@ -32,7 +28,7 @@ def linear(x, w, b=None) -> np.ndarray:
         b = float_array(b, "b", 1, "(out_features,)")
         same_dtype(x, "x", b=b)
         expect_shape(b, "b", (w.shape[0],))
-    kernel = _kernel("linear")
+    kernel = optional_kernel("linear")
     if kernel is not None:
         return kernel(x, w, b)
     y = x @ w.T                 # BLAS reads the transposed view, no copy
@@ -48,7 +44,7 @@ def linear_backward(grad_y, x, w):
     grad_y = float_array(grad_y, "grad_y", 2, "(N, out_features)")
     same_dtype(x, "x", grad_y=grad_y)
     expect_shape(grad_y, "grad_y", (x.shape[0], w.shape[0]))
-    kernel = _kernel("linear_backward")
+    kernel = optional_kernel("linear_backward")
     if kernel is not None:
         return kernel(grad_y, x, w)
     return grad_y @ w, grad_y.T @ x, grad_y.sum(axis=0)

@@ -29,7 +29,7 @@ from fastconv.arguments import (  # noqa: F401  (the layers and conv modules use
     expect_shape as _expect_shape, float_array as _float_array,
     gradient_input_shape as _gradient_input_shape, input_shape as _input_shape, output_hw as _output_hw,
     padded_fits as _padded_fits, pair as _pair, pool_params as _pool_params, same_dtype as _same_dtype)
-from fastconv.backends import get_backend
+from fastconv.backends import get_backend, optional_kernel as _fused_kernel
 from fastconv.dense import linear, linear_backward  # noqa: F401
 
 
@@ -242,10 +242,6 @@ def softmax_cross_entropy(logits, labels):
 # =========================================================================== fused ops
 # Optional in a backend: one that implements them (numba) runs them in one pass;
 # for any other the same result is composed here from the kernels above.
-def _fused_kernel(op: str):
-    return getattr(get_backend(), op, None)
-
-
 def conv2d_relu(x, w, b=None, stride=1, padding=0, dilation=1, groups=1) -> np.ndarray:
     """``max(conv2d(x, w, b, stride, padding), 0)``, fused into the convolution's
     write-out where the backend can.  Returns ``(N, C_out, out_h, out_w)``."""

@@ -153,6 +153,12 @@ def get_backend():
     return _current
 
 
+def optional_kernel(op: str):
+    """The current backend's kernel ``op`` of `OPTIONAL_KERNELS`, or None when it has
+    none (the caller then composes it)."""
+    return getattr(get_backend(), op, None)
+
+
 def _select_default() -> None:
     """``FASTCONV_BACKEND`` if set (an unknown name is an error, not a silent fallback);
     otherwise numba, falling back to numpy when numba cannot be imported.  Runs on
