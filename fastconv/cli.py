@@ -246,7 +246,9 @@ def _report_failure(exc: BaseException, debug: bool, rank: int = 0) -> None:
     if isinstance(exc, KeyboardInterrupt):
         print(f"fastconv: {where}interrupted", file=sys.stderr)
     elif debug or not isinstance(exc, USER_ERRORS):
-        print(f"fastconv: {where}failed:", file=sys.stderr)
+        # The error first: an MPI abort can cut a rank's output short, and the
+        # traceback is the part that may be lost.
+        print(f"fastconv: {where}failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         traceback.print_exception(exc)
     else:
         print(f"fastconv: error: {where}{exc}", file=sys.stderr)
