@@ -161,6 +161,28 @@ def test_vector_intrinsics(dtype):
     assert total == pytest.approx(a[:lanes].sum())
 
 
+@njit
+def _masked_copy(src, s0, dst, d0, count):
+    simd.vstore_first(dst, d0, simd.vload_first(src, s0, count), count)
+    return simd.vsum(simd.vadd(simd.vload_first(src, s0, count), simd.vload_first(src, s0, count)))
+
+
+@pytest.mark.parametrize("count", [0, 1, 5, "lanes - 1", "lanes"])
+def test_masked_vectors_touch_only_their_first_lanes(dtype, count):
+    """`vload_first` / `vstore_first` read and write ``count`` elements: a source that
+    ends there is not read past (NaN beyond it would show in the sum), a destination's
+    next element keeps its value."""
+    lanes = simd.lanes(np.dtype(dtype))
+    count = eval(count, {"lanes": lanes}) if isinstance(count, str) else count
+    src = np.full(3 + lanes + 2, np.nan, dtype=dtype)
+    src[3:3 + count] = np.arange(1, count + 1)
+    dst = np.full(lanes + 4, -7, dtype=dtype)
+    total = _masked_copy(src, 3, dst, 1, count)
+    assert dst[1:1 + count].tolist() == list(range(1, count + 1))
+    assert (dst[:1] == -7).all() and (dst[1 + count:] == -7).all()
+    assert total == 2 * sum(range(1, count + 1))
+
+
 def test_blocked_is_timed_only_with_32_vector_registers(monkeypatch):
     """Autotuning leaves it out where it would spill (no AVX-512), unless forced."""
     shapes = ((2, 8, 9, 9), (8, 8, 3, 3), (1, 1), (1, 1))

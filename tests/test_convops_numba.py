@@ -12,10 +12,13 @@ pytest.importorskip("numba")
 import fastconv  # noqa: E402
 import fastconv.functional as F  # noqa: E402
 from fastconv.backends import numba_backend as NB  # noqa: E402
+from fastconv.backends.numba_backend import depthwise as depthwise_plan  # noqa: E402
 from fastconv.backends.numba_backend import gemm  # noqa: E402
-from fastconv.backends.numba_backend.kernels import depthwise, grouped, phases, unfold_dilated  # noqa: E402
+from fastconv.backends.numba_backend.kernels import (  # noqa: E402
+    depthwise, depthwise_stacked, grouped, phases, unfold_dilated)
+from tests import loops  # noqa: E402
 
-GENERAL_KERNEL_MODULES = (depthwise, grouped, phases, unfold_dilated)
+GENERAL_KERNEL_MODULES = (depthwise, depthwise_stacked, grouped, phases, unfold_dilated)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -91,6 +94,39 @@ def test_conv_transpose_matches_numpy(dtype, case):
         close(got, wnt, dtype, name)
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_stacked_depthwise_blocks_against_loops(monkeypatch, seed, dtype):
+    """Stride-1 depthwise on stacks of a few planes (``_STACK_POSITIONS`` shrunk): many
+    channel blocks, a short last one, a thread's range of (block, image) items that
+    starts or ends inside a block, multipliers 1-3, any kernel, padding, dilation."""
+    rng = np.random.default_rng(300 + seed)
+    kh, kw = (int(v) for v in rng.integers(1, 6, size=2))
+    dh, dw = (int(v) for v in rng.integers(1, 3, size=2))
+    ph, pw = int(rng.integers(0, dh * (kh - 1) + 3)), int(rng.integers(0, dw * (kw - 1) + 3))
+    height = int(rng.integers(max(1, dh * (kh - 1) + 1 - 2 * ph), 11))
+    width = int(rng.integers(max(1, dw * (kw - 1) + 1 - 2 * pw), 11))
+    n, c_in, mult = int(rng.integers(1, 4)), int(rng.integers(3, 12)), int(rng.integers(1, 4))
+    layout = depthwise_plan._stack_layout((height, width), (kh, kw), (ph, pw), (dh, dw), np.dtype(dtype).itemsize)
+    monkeypatch.setattr(depthwise_plan, "_STACK_POSITIONS", layout[1] * mult * int(rng.integers(1, 3)))
+    # three ranges of items whatever the work: some start or end inside a block
+    monkeypatch.setattr(depthwise_plan.rt, "chunks", lambda items, work, min_work=0: min(items, 3))
+    x = rng.standard_normal((n, c_in, height, width)).astype(dtype)
+    w = rng.standard_normal((c_in * mult, 1, kh, kw)).astype(dtype)
+    b = rng.standard_normal(c_in * mult).astype(dtype)
+    args = (1, (ph, pw), (dh, dw), c_in)
+    x64, w64, b64 = (a.astype(np.float64) for a in (x, w, b))
+    with fastconv.use_backend("numba"):
+        y = F.conv2d(x, w, b, *args)
+        close(y, loops.conv2d_general(x64, w64, b64, (1, 1), (ph, pw), (dh, dw), c_in), dtype, "y")
+        grad_y = rng.standard_normal(y.shape).astype(dtype)
+        want = loops.conv2d_general_backward(grad_y.astype(np.float64), x64, w64, (1, 1), (ph, pw), (dh, dw), c_in)
+        for got, wnt, name in zip(F.conv2d_backward(grad_y, x, w, *args), want, ("grad_x", "grad_w", "grad_b")):
+            close(got, wnt, dtype, name)
+        if mult == 1:      # the transposed convolution of a depthwise kernel: its input gradient + bias
+            got = F.conv_transpose2d(grad_y, w, b, 1, (ph, pw), 0, (dh, dw), c_in)
+            close(got, want[0] + b64[:, None, None], dtype, "transposed")
+
+
 def test_without_blas_the_composition_runs(monkeypatch, dtype):
     """No BLAS: grouped/dilated/transposed fall back to `conv_compose` on numba's
     unfold kernels (depthwise keeps its direct kernels)."""
@@ -127,7 +163,7 @@ def test_one_specialisation_per_dtype():
                      w_shape[2:], stride, padding, dilation)
         after = NB.compiled_signatures()
     names = [name for module in GENERAL_KERNEL_MODULES for name in dir(module) if name in after]
-    assert {"depthwise_forward", "depthwise_backward", "grouped_forward", "grouped_backward",
+    assert {"depthwise_forward", "depthwise_backward", "stacked_forward", "stacked_backward", "grouped_forward", "grouped_backward",
             "grouped_transpose", "grouped_transpose_backward", "im2col_dilated_into",
             "col2im_dilated_from"} <= set(names)
     for name in names:

@@ -149,3 +149,66 @@ def vsum(typingctx, value):
         return builder.call(fn, [ir.Constant(vtype.element, 0.0), args[0]], fastmath=("reassoc",))
 
     return value.dtype(value), codegen
+
+
+def _first_lanes_mask(builder, count, lanes):
+    """<lanes x i1>: lane i is set where i < count."""
+    index = ir.Constant(ir.VectorType(ir.IntType(64), lanes), list(range(lanes)))
+    splat = builder.insert_element(ir.Constant(ir.VectorType(ir.IntType(64), lanes), ir.Undefined),
+                                   count, ir.Constant(ir.IntType(32), 0))
+    splat = builder.shuffle_vector(splat, ir.Constant(splat.type, ir.Undefined),
+                                   ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
+    return builder.icmp_signed("<", index, splat)
+
+
+def _masked_name(base, vtype):
+    bits = 32 if isinstance(vtype.element, ir.FloatType) else 64
+    return f"llvm.masked.{base}.v{vtype.count}f{bits}.p0"
+
+
+@intrinsic
+def vload_first(typingctx, array, index, count):
+    """``array[index:index + count]`` in the first ``count`` lanes (0 <= count <=
+    lanes), zeros in the others; nothing past ``count`` is read."""
+    vec = Vec(array.dtype)
+
+    def codegen(context, builder, sig, args):
+        vtype = context.get_value_type(vec)
+        pointer = _address(context, builder, sig.args[0], args[0], args[1])
+        pointer = builder.bitcast(pointer, vtype.as_pointer())
+        count64 = context.cast(builder, args[2], sig.args[2], types.int64)
+        mask = _first_lanes_mask(builder, count64, vec.lanes)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vtype, [vtype.as_pointer(), ir.IntType(32), mask.type, vtype]),
+            _masked_name("load", vtype))
+        return builder.call(fn, [pointer, ir.Constant(ir.IntType(32), array.dtype.bitwidth // 8), mask,
+                                 ir.Constant(vtype, None)])
+
+    return vec(array, index, count), codegen
+
+
+@intrinsic
+def vstore_first(typingctx, array, index, value, count):
+    """``array[index:index + count] = value[:count]``; nothing past ``count`` is written."""
+    def codegen(context, builder, sig, args):
+        vtype = args[2].type
+        pointer = _address(context, builder, sig.args[0], args[0], args[1])
+        pointer = builder.bitcast(pointer, vtype.as_pointer())
+        count64 = context.cast(builder, args[3], sig.args[3], types.int64)
+        mask = _first_lanes_mask(builder, count64, vtype.count)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [vtype, vtype.as_pointer(), ir.IntType(32), mask.type]),
+            _masked_name("store", vtype))
+        builder.call(fn, [args[2], pointer, ir.Constant(ir.IntType(32), array.dtype.bitwidth // 8), mask])
+        return context.get_dummy_value()
+
+    return types.void(array, index, value, count), codegen
+
+
+@intrinsic
+def vadd(typingctx, a, b):
+    """``a + b`` lane by lane."""
+    def codegen(context, builder, sig, args):
+        return builder.fadd(args[0], args[1])
+
+    return a(a, b), codegen
