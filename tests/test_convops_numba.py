@@ -14,11 +14,10 @@ import fastconv.functional as F  # noqa: E402
 from fastconv.backends import numba_backend as NB  # noqa: E402
 from fastconv.backends.numba_backend import depthwise as depthwise_plan  # noqa: E402
 from fastconv.backends.numba_backend import gemm  # noqa: E402
-from fastconv.backends.numba_backend.kernels import (  # noqa: E402
-    depthwise, depthwise_stacked, grouped, phases, unfold_dilated)
+from fastconv.backends.numba_backend.kernels import depthwise, grouped, phases, unfold_dilated  # noqa: E402
 from tests import loops  # noqa: E402
 
-GENERAL_KERNEL_MODULES = (depthwise, depthwise_stacked, grouped, phases, unfold_dilated)
+GENERAL_KERNEL_MODULES = (depthwise, grouped, phases, unfold_dilated)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -94,36 +93,43 @@ def test_conv_transpose_matches_numpy(dtype, case):
         close(got, wnt, dtype, name)
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_stacked_depthwise_blocks_against_loops(monkeypatch, seed, dtype):
-    """Stride-1 depthwise on stacks of a few planes (``_STACK_POSITIONS`` shrunk): many
-    channel blocks, a short last one, a thread's range of (block, image) items that
-    starts or ends inside a block, multipliers 1-3, any kernel, padding, dilation."""
+@pytest.mark.parametrize("seed", range(16))
+def test_depthwise_stacks_against_loops(monkeypatch, seed, dtype):
+    """Depthwise on stacks of a few planes (``_STACK_POSITIONS`` shrunk): many channel
+    blocks, a short last one, a thread's range of (block, image) items that starts or
+    ends inside a block, multipliers 1-3, any kernel, padding, dilation, stride 1
+    (shared padding) and 2-3 (stride phases, column stride 2 in vectors)."""
     rng = np.random.default_rng(300 + seed)
     kh, kw = (int(v) for v in rng.integers(1, 6, size=2))
     dh, dw = (int(v) for v in rng.integers(1, 3, size=2))
+    stride = (1, 1) if seed % 2 else tuple(int(v) for v in rng.integers(1, 4, size=2))
     ph, pw = int(rng.integers(0, dh * (kh - 1) + 3)), int(rng.integers(0, dw * (kw - 1) + 3))
     height = int(rng.integers(max(1, dh * (kh - 1) + 1 - 2 * ph), 11))
-    width = int(rng.integers(max(1, dw * (kw - 1) + 1 - 2 * pw), 11))
+    width = int(rng.integers(max(1, dw * (kw - 1) + 1 - 2 * pw), 40 if seed % 4 == 0 else 11))
     n, c_in, mult = int(rng.integers(1, 4)), int(rng.integers(3, 12)), int(rng.integers(1, 4))
-    layout = depthwise_plan._stack_layout((height, width), (kh, kw), (ph, pw), (dh, dw), np.dtype(dtype).itemsize)
-    monkeypatch.setattr(depthwise_plan, "_STACK_POSITIONS", layout[1] * mult * int(rng.integers(1, 3)))
+    layout = depthwise_plan._stack_layout((height, width), (kh, kw), stride, (ph, pw), (dh, dw),
+                                          np.dtype(dtype).itemsize)
+    entry = max(layout.in_stride, layout.out_stride * mult)
+    monkeypatch.setattr(depthwise_plan, "_STACK_POSITIONS", entry * int(rng.integers(1, 3)))
     # three ranges of items whatever the work: some start or end inside a block
     monkeypatch.setattr(depthwise_plan.rt, "chunks", lambda items, work, min_work=0: min(items, 3))
     x = rng.standard_normal((n, c_in, height, width)).astype(dtype)
     w = rng.standard_normal((c_in * mult, 1, kh, kw)).astype(dtype)
     b = rng.standard_normal(c_in * mult).astype(dtype)
-    args = (1, (ph, pw), (dh, dw), c_in)
+    args = (stride, (ph, pw), (dh, dw), c_in)
     x64, w64, b64 = (a.astype(np.float64) for a in (x, w, b))
     with fastconv.use_backend("numba"):
         y = F.conv2d(x, w, b, *args)
-        close(y, loops.conv2d_general(x64, w64, b64, (1, 1), (ph, pw), (dh, dw), c_in), dtype, "y")
+        close(y, loops.conv2d_general(x64, w64, b64, *args), dtype, "y")
         grad_y = rng.standard_normal(y.shape).astype(dtype)
-        want = loops.conv2d_general_backward(grad_y.astype(np.float64), x64, w64, (1, 1), (ph, pw), (dh, dw), c_in)
+        want = loops.conv2d_general_backward(grad_y.astype(np.float64), x64, w64, *args)
         for got, wnt, name in zip(F.conv2d_backward(grad_y, x, w, *args), want, ("grad_x", "grad_w", "grad_b")):
             close(got, wnt, dtype, name)
         if mult == 1:      # the transposed convolution of a depthwise kernel: its input gradient + bias
-            got = F.conv_transpose2d(grad_y, w, b, 1, (ph, pw), 0, (dh, dw), c_in)
+            # the output_padding that gives back x's size (always < stride)
+            output_padding = tuple((size + 2 * p - d * (k - 1) - 1) % s_ for size, k, s_, p, d in
+                                   zip((height, width), (kh, kw), stride, (ph, pw), (dh, dw)))
+            got = F.conv_transpose2d(grad_y, w, b, stride, (ph, pw), output_padding, (dh, dw), c_in)
             close(got, want[0] + b64[:, None, None], dtype, "transposed")
 
 
@@ -163,7 +169,7 @@ def test_one_specialisation_per_dtype():
                      w_shape[2:], stride, padding, dilation)
         after = NB.compiled_signatures()
     names = [name for module in GENERAL_KERNEL_MODULES for name in dir(module) if name in after]
-    assert {"depthwise_forward", "depthwise_backward", "stacked_forward", "stacked_backward", "grouped_forward", "grouped_backward",
+    assert {"depthwise_forward", "depthwise_backward", "grouped_forward", "grouped_backward",
             "grouped_transpose", "grouped_transpose_backward", "im2col_dilated_into",
             "col2im_dilated_from"} <= set(names)
     for name in names:

@@ -1,19 +1,18 @@
 """Depthwise convolution (``groups == C_in``, any channel multiplier): forward,
 backward, and the transposed convolution of a depthwise kernel (its input gradient
-plus a bias).  Stride 1 runs on stacks of planes in explicit vectors
-(``kernels/depthwise_stacked.py``), other strides on the per-plane stride-phase
-kernels of ``kernels/depthwise.py``."""
+plus a bias), on stacks of planes in explicit vectors (``kernels/depthwise.py``)."""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
 from fastconv.backends.numba_backend import runtime as rt
-from fastconv.backends.numba_backend.kernels import depthwise as _dw
-from fastconv.backends.numba_backend.kernels import depthwise_stacked as _stacked
+from fastconv.backends.numba_backend.kernels import depthwise as _kernels
 from fastconv.backends.numba_backend.kernels.simd import lanes as _lanes
 
-# A stack of planes (`kernels/depthwise_stacked.py`) holds about this many positions:
+# A stack of planes (`kernels/depthwise_kernels.py`) holds about this many positions:
 # 16 KB of float32 per buffer, so a thread's buffers stay in L1/L2.
 _STACK_POSITIONS = 4096
 
@@ -23,26 +22,58 @@ def supports(x_shape, w_shape, groups) -> bool:
     return groups == x_shape[1] and w_shape[1] == 1
 
 
-def _stack_layout(in_hw, kernel_hw, padding, dilation, itemsize):
-    """(pwid, plane stride, tap offsets, margin) of a stack of planes with shared
-    padding: rows ``pwid`` long, each plane's rows rounded up to whole vectors.
+class _StackLayout(NamedTuple):
+    """Where a plane's pixels, outputs and taps lie in a stack (``kernels/depthwise.py``)."""
 
-    A row's outputs must fit in it (``pwid >= out_w``) and its reads past the row end
-    must land in the next row's left padding (``pwid >= W + pw``); the same for a
-    plane's rows."""
-    (height, width), (kh, kw), (ph, pw), (dh, dw) = in_hw, kernel_hw, padding, dilation
-    out_h = height + 2 * ph - dh * (kh - 1)
-    out_w = width + 2 * pw - dw * (kw - 1)
-    pwid = max(width + pw, out_w)
-    rows = max(height + ph, out_h)
+    pwid: int              # row length of the grid
+    phase_size: int        # positions of one stride phase (stride 1: of a whole entry)
+    in_stride: int         # positions between consecutive planes' inputs
+    out_stride: int        # ... and outputs / output gradients (whole vectors)
+    offs: np.ndarray       # tap t of output position q reads input q + offs[t]
+    margin: int            # zeros before the output gradient: its largest shift
+    phase_ptr: np.ndarray  # input-gradient phase P: taps phase_taps[phase_ptr[P]:phase_ptr[P+1]]
+    phase_taps: np.ndarray
+    back_offs: np.ndarray  # ... reading the output gradient at q + back_offs[t] (<= 0)
+
+
+def _stack_layout(in_hw, kernel_hw, stride, padding, dilation, itemsize) -> _StackLayout:
+    """Stride 1: shared padding, rows ``pwid`` long, a row's right padding the next
+    row's left one, each entry's rows rounded up to whole vectors.  A row's outputs
+    must fit in it (``pwid >= out_w``) and its reads past the row end land in the next
+    row's left padding (``pwid >= W + pw``); the same for an entry's rows.
+
+    Other strides: each entry holds its plane's stride phases (`kernels.phases`), and
+    an output entry is long enough that the input gradient's reads of one plane
+    (back by at most ``margin``, forward by at most a phase) stay inside it."""
+    (height, width), (kh, kw), (sh, sw), (ph, pw), (dh, dw) = in_hw, kernel_hw, stride, padding, dilation
+    out_h = (height + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    out_w = (width + 2 * pw - dw * (kw - 1) - 1) // sw + 1
     lanes = _lanes(itemsize)
-    stride = -(-rows * pwid // lanes) * lanes
-    offs = np.array([i * dh * pwid + j * dw for i in range(kh) for j in range(kw)], dtype=np.int64)
-    return pwid, stride, offs, int(offs[-1])
+    whole = lambda positions: -(-positions // lanes) * lanes                     # noqa: E731
+    taps = [(i * dh, j * dw) for i in range(kh) for j in range(kw)]
+    if (sh, sw) == (1, 1):
+        pwid = max(width + pw, out_w)
+        phase_size = in_stride = out_stride = whole(max(height + ph, out_h) * pwid)
+        phases = [0] * len(taps)
+    else:
+        pwid = -(-(width + 2 * pw) // sw)
+        phase_size = -(-(height + 2 * ph) // sh) * pwid
+        phases = [(r % sh) * sw + c % sw for r, c in taps]
+    shifts = [(r // sh) * pwid + c // sw for r, c in taps]
+    margin = max(shifts)
+    if (sh, sw) != (1, 1):
+        in_stride = whole(sh * sw * phase_size)
+        out_stride = whole(max(out_h * pwid + margin, phase_size))
+    offs = np.array([p * phase_size + shift for p, shift in zip(phases, shifts)], dtype=np.int64)
+    order = sorted(range(len(taps)), key=lambda t: phases[t])
+    counts = np.bincount(phases, minlength=sh * sw)
+    return _StackLayout(pwid, phase_size, in_stride, out_stride, offs, margin,
+                        np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+                        np.array(order, dtype=np.int64), -np.array([shifts[t] for t in order], dtype=np.int64))
 
 
-def _stack_block(c_in, mult, stride):
-    return max(1, min(c_in, _STACK_POSITIONS // (stride * mult)))
+def _stack_block(c_in, mult, layout):
+    return max(1, min(c_in, _STACK_POSITIONS // (max(layout.in_stride, layout.out_stride * mult))))
 
 
 def forward(x, w, b, stride, padding, dilation):
@@ -50,18 +81,19 @@ def forward(x, w, b, stride, padding, dilation):
     c_out, _, kh, kw = w.shape
     out_h = (height + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
     out_w = (width + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    y = np.empty((n, c_out, out_h, out_w), dtype=x.dtype)
-    if tuple(stride) == (1, 1):
-        pwid, plane, offs, margin = _stack_layout((height, width), (kh, kw), padding, dilation, x.itemsize)
-        block = _stack_block(c_in, c_out // c_in, plane)
-        items = n * -(-c_in // block)
-        rt.launch(_stacked.stacked_forward, x, w.reshape(c_out, kh * kw), b, *padding, offs, pwid, plane,
-                  block, block * plane + margin + _lanes(x.itemsize), y,
-                  rt.chunks(items, 2.0 * y.size * kh * kw))
-        return y
-    chunks = rt.chunks(n * c_in, 2.0 * y.size * kh * kw)
-    rt.launch(_dw.depthwise_forward, x, w.reshape(c_out, kh, kw), b, *stride, *padding, *dilation,
-              y, chunks)
+    return _forward_into(x, w, b, stride, padding, dilation, np.empty((n, c_out, out_h, out_w), dtype=x.dtype))
+
+
+def _forward_into(x, w, b, stride, padding, dilation, y):
+    """The forward pass into ``y``, whose planes may be smaller than the full output
+    (the transposed convolution's backward keeps only the windows its input has)."""
+    n, c_in, height, width = x.shape
+    c_out, _, kh, kw = w.shape
+    layout = _stack_layout((height, width), (kh, kw), stride, padding, dilation, x.itemsize)
+    block = _stack_block(c_in, c_out // c_in, layout)
+    rt.launch(_kernels.depthwise_forward, x, w.reshape(c_out, kh * kw), b, *padding, *stride, layout.offs,
+              layout.pwid, layout.phase_size, layout.in_stride, layout.out_stride, block, y,
+              rt.chunks(n * -(-c_in // block), 2.0 * y.size * kh * kw))
     return y
 
 
@@ -70,23 +102,15 @@ def _input_grad_and_weights(grad_y, x, w, bias, c_in, in_hw, stride, padding, di
     """Run the backward kernel; returns the summed (grad_w, grad_b)."""
     n = grad_y.shape[0]
     c_out, _, kh, kw = w.shape
-    w3 = w.reshape(c_out, kh, kw)
-    if tuple(stride) == (1, 1):
-        pwid, plane, offs, margin = _stack_layout(in_hw, (kh, kw), padding, dilation, grad_y.itemsize)
-        block = _stack_block(c_in, c_out // c_in, plane)
-        chunks = rt.chunks(n * -(-c_in // block), 4.0 * grad_y.size * kh * kw)
-        gw_parts = np.zeros((chunks, c_out, kh * kw), dtype=grad_y.dtype)
-        gb_parts = np.zeros((chunks, c_out), dtype=grad_y.dtype)
-        rt.launch(_stacked.stacked_backward, grad_y, x, w.reshape(c_out, kh * kw), bias, c_in, *padding,
-                  offs, pwid, plane, block, margin, block * plane + margin + _lanes(grad_y.itemsize),
-                  bool(need_grad_x), bool(need_grad_w), grad_x, gw_parts, gb_parts, chunks)
-    else:
-        chunks = rt.chunks(n * c_in, 4.0 * grad_y.size * kh * kw)
-        gw_parts = np.zeros((chunks, c_out, kh, kw), dtype=grad_y.dtype)
-        gb_parts = np.zeros((chunks, c_out), dtype=grad_y.dtype)
-        rt.launch(_dw.depthwise_backward, grad_y, x, w3, np.ascontiguousarray(w3[:, ::-1, ::-1]), bias,
-                  c_in, *in_hw, *stride, *padding, *dilation, bool(need_grad_x),
-                  bool(need_grad_w), grad_x, gw_parts, gb_parts, chunks)
+    layout = _stack_layout(in_hw, (kh, kw), stride, padding, dilation, grad_y.itemsize)
+    block = _stack_block(c_in, c_out // c_in, layout)
+    chunks = rt.chunks(n * -(-c_in // block), 4.0 * grad_y.size * kh * kw)
+    gw_parts = np.zeros((chunks, c_out, kh * kw), dtype=grad_y.dtype)
+    gb_parts = np.zeros((chunks, c_out), dtype=grad_y.dtype)
+    rt.launch(_kernels.depthwise_backward, grad_y, x, w.reshape(c_out, kh * kw), bias, c_in, *padding, *stride,
+              layout.offs, layout.phase_ptr, layout.phase_taps, layout.back_offs, layout.pwid,
+              layout.phase_size, layout.in_stride, layout.out_stride, block, layout.margin,
+              bool(need_grad_x), bool(need_grad_w), grad_x, gw_parts, gb_parts, chunks)
     grad_w = (gw_parts.sum(axis=0) if chunks > 1 else gw_parts[0]).reshape(w.shape)
     return grad_w, (gb_parts.sum(axis=0) if chunks > 1 else gb_parts[0])
 
@@ -113,10 +137,7 @@ def transpose_backward(grad_y, x, w, stride, padding, dilation):
     """Gradients of `transpose`: the depthwise convolution of ``grad_y`` (only the
     windows ``x`` has), and its weight gradient with ``x`` as the output gradient."""
     bias = np.zeros(x.shape[1], dtype=x.dtype)
-    grad_x = np.empty_like(x)
-    chunks = rt.chunks(x.shape[0] * grad_y.shape[1], 2.0 * x.size * w.shape[2] * w.shape[3])
-    rt.launch(_dw.depthwise_forward, grad_y, w.reshape(w.shape[0], *w.shape[2:]), bias,
-              *stride, *padding, *dilation, grad_x, chunks)
+    grad_x = _forward_into(grad_y, w, bias, stride, padding, dilation, np.empty_like(x))
     grad_w, _ = _input_grad_and_weights(x, grad_y, w, bias, grad_y.shape[1], grad_y.shape[2:], stride,
                                         padding, dilation, False, True, rt.dummy(x.dtype, 4))
     return grad_x, grad_w, grad_y.sum(axis=(0, 2, 3))

@@ -15,7 +15,6 @@ from fastconv.backends.numba_backend import kernels as _kernels_package
 from fastconv.backends.numba_backend.kernels import blocked as _blocked
 from fastconv.backends.numba_backend.kernels import dense as _dense
 from fastconv.backends.numba_backend.kernels import depthwise as _depthwise
-from fastconv.backends.numba_backend.kernels import depthwise_stacked as _depthwise_stacked
 from fastconv.backends.numba_backend.kernels import direct as _conv
 from fastconv.backends.numba_backend.kernels import gemm as _gemm
 from fastconv.backends.numba_backend.kernels import grouped as _grouped
@@ -28,7 +27,7 @@ from fastconv.backends.numba_backend.kernels import unfold_dilated as _unfold_di
 from fastconv.backends.numba_backend.kernels import winograd as _winograd
 
 KERNEL_MODULES = (_conv, _gemm, _shifted, _winograd, _blocked, _cols, _pool, _norm, _dense, _depthwise,
-                  _depthwise_stacked, _grouped, _unfold_dilated, _phases)
+                  _grouped, _unfold_dilated, _phases)
 
 # Warm-up groups besides one per convolution algorithm (`select.ALGORITHMS`), each
 # with the jitted entry points it compiles (for `kernels_cached`); None: every public
@@ -41,7 +40,7 @@ _OTHER_GROUPS = {
     "dense": ((_dense,), None),                     # fully connected layers
     "unfold": ((_cols,), ("im2col_into", "col2im_from")),
     # dilated, grouped, depthwise and transposed convolution
-    "general": ((_depthwise, _depthwise_stacked, _grouped, _unfold_dilated, _phases), None),
+    "general": ((_depthwise, _grouped, _unfold_dilated, _phases), None),
 }
 
 # Rough first-compile seconds per group and dtype, measured once on a 2-core machine;

@@ -126,7 +126,7 @@ def _store3(row, start, lanes, v0, v1, v2):
 
 
 @njit(**_JIT)
-def _fill_group(buf, x, img0, count, ph, pw, sh, sw, phase_size, pwid, cstride, block, tmp, rows):
+def _fill_group(buf, x, img0, count, ph, pw, sh, sw, phase_size, pwid, cstride, block, tmp):
     """Images ``img0 .. img0+count-1`` of ``x`` into ``buf``'s phase layout (channel c
     at ``c*cstride``, phase p at ``+ p*block``, image g at ``+ g*phase_size``); the
     padding entries are never written (zero from the start)."""
@@ -136,9 +136,9 @@ def _fill_group(buf, x, img0, count, ph, pw, sh, sw, phase_size, pwid, cstride, 
         for c in range(c_in):
             start = c * cstride + g * phase_size
             if one_phase:
-                _fill_phases(buf[start:], x[img0 + g, c], ph, pw, 1, 1, phase_size, pwid, rows)
+                _fill_phases(buf[start:], x[img0 + g, c], ph, pw, 1, 1, phase_size, pwid)
                 continue
-            _fill_phases(tmp, x[img0 + g, c], ph, pw, sh, sw, phase_size, pwid, rows)
+            _fill_phases(tmp, x[img0 + g, c], ph, pw, sh, sw, phase_size, pwid)
             for p in range(sh * sw):
                 d = buf[start + p * block:start + p * block + phase_size]
                 s = tmp[p * phase_size:(p + 1) * phase_size]
@@ -166,7 +166,6 @@ def blocked_forward(x, w, b, offs, tmap, sh, sw, ph, pw, phase_size, pwid, group
     for chunk in prange(n_chunks):
         src = np.zeros(src_size, dtype=x.dtype)
         tmp = np.zeros(sh * sw * phase_size, dtype=x.dtype)
-        rows = np.zeros_like(tmp)
         out = np.empty((OUT_BLOCK, block + strip), dtype=x.dtype)
         packed = np.empty(OUT_BLOCK * c_in * taps, dtype=x.dtype)
         current = -1
@@ -178,7 +177,7 @@ def blocked_forward(x, w, b, offs, tmap, sh, sw, ph, pw, phase_size, pwid, group
             if grp != current:
                 current = grp
                 _fill_group(src, x, img0, count, ph, pw, sh, sw, phase_size, pwid, cstride, block,
-                            tmp, rows)
+                            tmp)
             _pack(wflat, o0, c_out, c_in * taps, taps, c_in, tmap, packed)
             length = (count - 1) * phase_size + span
             for q0 in range(0, length, strip):
@@ -242,7 +241,6 @@ def blocked_input_grad(gy, mask, use_mask, w, offs, tmap, tap_start, sh, sw, ph,
         gbuf = np.zeros(c_out * gstride, dtype=gy.dtype)
         out = np.empty((OUT_BLOCK, phases * block + strip), dtype=gy.dtype)
         tmp = np.empty(phases * phase_size, dtype=gy.dtype)
-        rows = np.empty_like(tmp)
         packed = np.empty(OUT_BLOCK * c_out * taps, dtype=gy.dtype)
         current = -1
         for item in range(items * chunk // n_chunks, items * (chunk + 1) // n_chunks):
@@ -266,13 +264,13 @@ def blocked_input_grad(gy, mask, use_mask, w, offs, tmap, tap_start, sh, sw, ph,
                 for g in range(count):
                     if phases == 1:
                         _read_phases(out[k, g * phase_size:], grad_x[img0 + g, o0 + k], ph, pw, 1, 1,
-                                     phase_size, pwid, bias[o0 + k], rows)
+                                     phase_size, pwid, bias[o0 + k])
                         continue
                     for p in range(phases):
                         s = out[k, p * block + g * phase_size:p * block + (g + 1) * phase_size]
                         tmp[p * phase_size:(p + 1) * phase_size] = s
                     _read_phases(tmp, grad_x[img0 + g, o0 + k], ph, pw, sh, sw, phase_size, pwid,
-                                 bias[o0 + k], rows)
+                                 bias[o0 + k])
 
 
 @njit(**_JIT)
@@ -353,7 +351,6 @@ def blocked_weight_grad(gy, mask, use_mask, x, offs, sh, sw, ph, pw, phase_size,
         src = np.zeros(src_size, dtype=x.dtype)
         gbuf = np.zeros(c_out * gstride, dtype=x.dtype)
         tmp = np.zeros(sh * sw * phase_size, dtype=x.dtype)
-        rows = np.zeros_like(tmp)
         sums = np.zeros((WG_BLOCK, WG_BLOCK), dtype=x.dtype)
         current = -1
         for item in range(items * chunk // n_chunks, items * (chunk + 1) // n_chunks):
@@ -365,7 +362,7 @@ def blocked_weight_grad(gy, mask, use_mask, x, offs, sh, sw, ph, pw, phase_size,
             if grp != current:
                 current = grp
                 _fill_group(src, x, img0, count, ph, pw, sh, sw, phase_size, pwid, cstride, block,
-                            tmp, rows)
+                            tmp)
                 _fill_grad(gbuf, gy, mask, use_mask, img0, count, group, phase_size, pwid, 0, gstride)
             length = (count - 1) * phase_size + span
             for k in range(n_k):

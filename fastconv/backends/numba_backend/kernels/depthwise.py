@@ -1,28 +1,34 @@
-"""Direct depthwise convolution (``groups == C_in``, any channel multiplier ``m``):
-output channel ``c*m + k`` correlates input channel ``c`` alone with its own kernel.
+"""Depthwise convolution (``groups == C_in``, any channel multiplier ``m``: output
+channel ``c*m + k`` correlates input channel ``c`` alone with its own kernel) on
+stacks of planes, in explicit SIMD vectors (``kernels/simd.py``).
 
-With so little arithmetic per value (kh*kw multiply-adds) this is memory-bound and
-an im2col would multiply the traffic by kh*kw; instead every (image, input channel)
-plane is copied once into a zero-bordered scratch plane and, at stride 1, handled in
-the "flat plane" form of ``kernels/direct.py``: the output is accumulated on the
-padded row length ``wp``, so each kernel tap ``(i, j)`` is one long contiguous loop
-``acc[q] += w[i, j] * xpad[q + i*dh*wp + j*dw]`` over the whole plane (the
-``wp - out_w`` columns per row are garbage, dropped on write-out).  3x3 kernels
-(MobileNet's) run all nine taps in one pass.
+Why stacks: with kh*kw multiply-adds per value this is memory-bound, so no im2col;
+but one flat loop per plane is shorter than LLVM's vector loop on the small planes of
+a MobileNet's later layers (7x7, 14x14) and ran scalar: 270 ns for a 7x7 plane, 10x
+PyTorch.  Here a plane is whole vectors, four in registers at a time.
 
-Other strides split the padded plane into its ``sh*sw`` stride phases (pixel (R, C)
-to phase (R % sh, C % sw) at (R // sh, C // sw)): in them each tap of every output
-is again one contiguous run, so the same flat loops apply, one pass per tap.
+Layout (`numba_backend.depthwise._stack_layout`).  ``block`` consecutive input
+planes of one image go into one zero buffer, plane ``p`` at ``p * in_stride``.
+Stride 1: the zero-padded plane with shared padding (rows ``pwid`` long, a row's
+right padding the next row's left one).  Other strides: the plane's stride phases
+(`kernels.phases`), in which every tap of every output is again one contiguous run.
+Output ``(oh, ow)`` of a plane is position ``oh*pwid + ow`` of its output entry (``out_stride``
+apart, whole vectors), and tap ``t`` reads input position ``offs[t]`` past it: per
+vector of outputs, ``taps`` weight broadcasts and loads (`_corr_plane`).  Positions
+past ``out_w`` / ``out_h`` are computed and dropped.  Rows are copied in and out in
+vectors with a masked tail.
 
-Backward, stride 1: the output gradient is laid out on the same padded grid (zero at
-the garbage positions) behind a zero ``margin``; the weight gradient is nine dot
-products in one pass, and the input gradient is the same correlation with the
-flipped kernel (taps reaching back into the margin read zeros).  Strided: per tap, a
-dot product and a contiguous scatter-add into the phase buffer.  The input gradient
-alone, plus a bias, is also the transposed convolution of a depthwise kernel.
+Backward.  The output gradient goes on its grid (zero elsewhere) behind a zero
+``margin``.  The weight gradient of tap ``t`` is a dot product of a plane's gradient
+with its input ``offs[t]`` on, kept as one vector per (plane, tap) over the chunk's
+images and summed once per block (`_dot_plane`).  The input gradient, phase by
+phase, gathers the gradient at the negative shifts of the taps that land in that
+phase (`_corr_plane` again), then is read back from the phases.  That input gradient
+plus a bias is also the transposed convolution of a depthwise kernel.
 
-Everything trusts its caller (`numba_backend.depthwise`): arrays C-contiguous,
-shapes consistent, no bounds checks.
+Work items are (channel block, image), block-major, one contiguous range per thread.
+Everything trusts its caller: arrays C-contiguous, buffers as `_stack_layout` sizes
+them.
 """
 
 from __future__ import annotations
@@ -30,230 +36,214 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from fastconv.backends.numba_backend.kernels.phases import _fill_phases, _geometry, _read_phases, _tap_offset
+from fastconv.backends.numba_backend.kernels.phases import _fill_phases, _read_phases
+from fastconv.backends.numba_backend.kernels.simd import (
+    vadd, vfma, vlanes, vload, vload_first, vsplat, vstore, vstore_first, vsum, vzero)
 
-# reassoc lets LLVM vectorise the dot-product reductions; contract allows FMAs.
-FASTMATH = {"reassoc", "contract"}
-_JIT = dict(cache=True, nogil=True, fastmath=FASTMATH)
-_PJIT = dict(cache=True, nogil=True, fastmath=FASTMATH, parallel=True)
+_JIT = dict(cache=True, nogil=True)
+_PJIT = dict(cache=True, nogil=True, parallel=True)
 
 
 @njit(**_JIT)
-def _corr_flat(acc, src, wk, row_off, col_off, n, assign, init):
-    """acc[q] (+)= sum_ij wk[i, j] * src[q + i*row_off + j*col_off] for q < n; with
-    ``assign`` acc[q] = init + the sum (no separate fill pass: ~20 % faster at 3x3).
+def _corr_plane(dst, d0, src, s0, weights, offs, n_vec, accumulate, init):
+    """dst[d0 + q] (+)= sum_t weights[t] * src[s0 + q + offs[t]] for ``n_vec`` vectors of
+    q, starting from ``init`` (unless accumulating): four vectors at a time in
+    registers, one weight broadcast per tap and group."""
+    lanes = vlanes(src)
+    taps = offs.shape[0]
+    v = 0
+    while v + 4 <= n_vec:
+        q = v * lanes
+        if accumulate:
+            a0 = vload(dst, d0 + q)
+            a1 = vload(dst, d0 + q + lanes)
+            a2 = vload(dst, d0 + q + 2 * lanes)
+            a3 = vload(dst, d0 + q + 3 * lanes)
+        else:
+            a0 = a1 = a2 = a3 = vsplat(src, init)
+        for t in range(taps):
+            c = vsplat(src, weights[t])
+            p = s0 + q + offs[t]
+            a0 = vfma(c, vload(src, p), a0)
+            a1 = vfma(c, vload(src, p + lanes), a1)
+            a2 = vfma(c, vload(src, p + 2 * lanes), a2)
+            a3 = vfma(c, vload(src, p + 3 * lanes), a3)
+        vstore(dst, d0 + q, a0)
+        vstore(dst, d0 + q + lanes, a1)
+        vstore(dst, d0 + q + 2 * lanes, a2)
+        vstore(dst, d0 + q + 3 * lanes, a3)
+        v += 4
+    while v < n_vec:
+        q = v * lanes
+        a0 = vload(dst, d0 + q) if accumulate else vsplat(src, init)
+        for t in range(taps):
+            a0 = vfma(vsplat(src, weights[t]), vload(src, s0 + q + offs[t]), a0)
+        vstore(dst, d0 + q, a0)
+        v += 1
 
-    Slices, not ``q + offset`` indices: they keep every index provably non-negative,
-    which is what lets LLVM drop the wraparound checks and vectorise."""
-    kh, kw = wk.shape
-    if assign and not (kh == 3 and kw == 3):
-        acc[:n] = init
-    if kh == 3 and kw == 3:
-        r1 = row_off
-        r2 = 2 * row_off
-        c1 = col_off
-        c2 = 2 * col_off
-        s00, s01, s02 = src[0:n], src[c1:c1 + n], src[c2:c2 + n]
-        s10, s11, s12 = src[r1:r1 + n], src[r1 + c1:r1 + c1 + n], src[r1 + c2:r1 + c2 + n]
-        s20, s21, s22 = src[r2:r2 + n], src[r2 + c1:r2 + c1 + n], src[r2 + c2:r2 + c2 + n]
-        w00, w01, w02 = wk[0, 0], wk[0, 1], wk[0, 2]
-        w10, w11, w12 = wk[1, 0], wk[1, 1], wk[1, 2]
-        w20, w21, w22 = wk[2, 0], wk[2, 1], wk[2, 2]
-        if assign:
-            for q in range(n):
-                acc[q] = init + (w00 * s00[q] + w01 * s01[q] + w02 * s02[q]
-                                 + w10 * s10[q] + w11 * s11[q] + w12 * s12[q]
-                                 + w20 * s20[q] + w21 * s21[q] + w22 * s22[q])
-            return
-        for q in range(n):
-            acc[q] += (w00 * s00[q] + w01 * s01[q] + w02 * s02[q]
-                       + w10 * s10[q] + w11 * s11[q] + w12 * s12[q]
-                       + w20 * s20[q] + w21 * s21[q] + w22 * s22[q])
+
+@njit(**_JIT)
+def _dot_plane(acc, g, g0, src, s0, offs, n_vec):
+    """acc[t] += (lane-wise) sum_q g[g0 + q] * src[s0 + q + offs[t]] over ``n_vec``
+    vectors of q; ``acc[taps]`` += the sum of g (the bias gradient)."""
+    lanes = vlanes(src)
+    taps = offs.shape[0]
+    for t in range(taps):
+        a = vzero(src)
+        b = vzero(src)
+        p = s0 + offs[t]
+        v = 0
+        while v + 2 <= n_vec:               # two chains: an FMA's latency is 4 cycles
+            q = v * lanes
+            a = vfma(vload(g, g0 + q), vload(src, p + q), a)
+            b = vfma(vload(g, g0 + q + lanes), vload(src, p + q + lanes), b)
+            v += 2
+        if v < n_vec:
+            a = vfma(vload(g, g0 + v * lanes), vload(src, p + v * lanes), a)
+        vstore(acc[t], 0, vadd(vload(acc[t], 0), vadd(a, b)))
+    total = vzero(src)
+    for v in range(n_vec):
+        total = vadd(total, vload(g, g0 + v * lanes))
+    vstore(acc[taps], 0, vadd(vload(acc[taps], 0), total))
+
+
+@njit(**_JIT)
+def _copy_row(dst, d0, src, s0, count):
+    """dst[d0:d0 + count] = src[s0:s0 + count] in whole vectors and one masked tail."""
+    lanes = vlanes(src)
+    k = 0
+    while k + lanes <= count:
+        vstore(dst, d0 + k, vload(src, s0 + k))
+        k += lanes
+    if k < count:
+        vstore_first(dst, d0 + k, vload_first(src, s0 + k, count - k), count - k)
+
+
+@njit(**_JIT)
+def _stack_in(buf, base, planes, stride, pwid, top, left):
+    """Rows of ``planes`` (P, H, W; C-contiguous) into ``buf``: plane p's pixel (r, c)
+    at ``base + p*stride + (r + top)*pwid + left + c``."""
+    n_planes, height, width = planes.shape
+    flat = planes.reshape(n_planes * height * width)
+    for p in range(n_planes):
+        for r in range(height):
+            _copy_row(buf, base + p * stride + (r + top) * pwid + left, flat, (p * height + r) * width, width)
+
+
+@njit(**_JIT)
+def _stack_out(buf, base, planes, stride, pwid, top, left):
+    """Inverse of `_stack_in`: ``planes`` (P, H, W; C-contiguous) from ``buf``."""
+    n_planes, height, width = planes.shape
+    flat = planes.reshape(n_planes * height * width)
+    for p in range(n_planes):
+        for r in range(height):
+            _copy_row(flat, (p * height + r) * width, buf, base + p * stride + (r + top) * pwid + left, width)
+
+
+@njit(**_JIT)
+def _items(n_items, chunk, n_chunks):
+    return n_items * chunk // n_chunks, n_items * (chunk + 1) // n_chunks
+
+
+@njit(**_JIT)
+def _load_planes(buf, planes, ph, pw, sh, sw, pwid, phase_size, in_stride):
+    """Input planes (P, H, W) into the stack: stride 1 with shared padding, else each
+    plane's stride phases (`kernels.phases`) at ``p * in_stride``."""
+    if sh == 1 and sw == 1:
+        _stack_in(buf, 0, planes, in_stride, pwid, ph, pw)
         return
-    for i in range(kh):
-        for j in range(kw):
-            start = i * row_off + j * col_off
-            s = src[start:start + n]
-            wv = wk[i, j]
-            for q in range(n):
-                acc[q] += wv * s[q]
-
-
-@njit(**_JIT)
-def _dots_flat(gw, g, src, row_off, col_off, n):
-    """gw[i, j] += sum_q g[q] * src[q + i*row_off + j*col_off] for q < n."""
-    kh, kw = gw.shape
-    z = src.dtype.type(0)    # float32 sums for float32 data: full-width vectors
-    if kh == 3 and kw == 3:
-        r1 = row_off
-        r2 = 2 * row_off
-        c1 = col_off
-        c2 = 2 * col_off
-        s00, s01, s02 = src[0:n], src[c1:c1 + n], src[c2:c2 + n]
-        s10, s11, s12 = src[r1:r1 + n], src[r1 + c1:r1 + c1 + n], src[r1 + c2:r1 + c2 + n]
-        s20, s21, s22 = src[r2:r2 + n], src[r2 + c1:r2 + c1 + n], src[r2 + c2:r2 + c2 + n]
-        a00 = a01 = a02 = a10 = a11 = a12 = a20 = a21 = a22 = z
-        for q in range(n):
-            v = g[q]
-            a00 += v * s00[q]
-            a01 += v * s01[q]
-            a02 += v * s02[q]
-            a10 += v * s10[q]
-            a11 += v * s11[q]
-            a12 += v * s12[q]
-            a20 += v * s20[q]
-            a21 += v * s21[q]
-            a22 += v * s22[q]
-        gw[0, 0] += a00
-        gw[0, 1] += a01
-        gw[0, 2] += a02
-        gw[1, 0] += a10
-        gw[1, 1] += a11
-        gw[1, 2] += a12
-        gw[2, 0] += a20
-        gw[2, 1] += a21
-        gw[2, 2] += a22
-        return
-    for i in range(kh):
-        for j in range(kw):
-            start = i * row_off + j * col_off
-            s = src[start:start + n]
-            total = z
-            for q in range(n):
-                total += g[q] * s[q]
-            gw[i, j] += total
-
-
-@njit(**_JIT)
-def _phased_corr(acc, buf, wk, sh, sw, dh, dw, phase_size, pwid, n):
-    """acc[q] += sum_ij wk[i, j] * buf[offset(i, j) + q]: one contiguous pass per tap."""
-    kh, kw = wk.shape
-    for i in range(kh):
-        for j in range(kw):
-            start = _tap_offset(i, j, sh, sw, dh, dw, phase_size, pwid)
-            s = buf[start:start + n]
-            wv = wk[i, j]
-            for q in range(n):
-                acc[q] += wv * s[q]
-
-
-@njit(**_JIT)
-def _phased_backward(gw, gacc, g, buf, wk, sh, sw, dh, dw, phase_size, pwid, n, need_grad_x, need_grad_w):
-    """Per tap: gw[i, j] += dot(g, buf[offset:]) and gacc[offset:] += wk[i, j] * g."""
-    kh, kw = wk.shape
-    z = buf.dtype.type(0)
-    for i in range(kh):
-        for j in range(kw):
-            start = _tap_offset(i, j, sh, sw, dh, dw, phase_size, pwid)
-            if need_grad_w:
-                s = buf[start:start + n]
-                total = z
-                for q in range(n):
-                    total += g[q] * s[q]
-                gw[i, j] += total
-            if need_grad_x:
-                d = gacc[start:start + n]
-                wv = wk[i, j]
-                for q in range(n):
-                    d[q] += wv * g[q]
+    n_phases = sh * sw
+    for p in range(planes.shape[0]):
+        _fill_phases(buf[p * in_stride:p * in_stride + n_phases * phase_size], planes[p], ph, pw, sh, sw,
+                     phase_size, pwid)
 
 
 @njit(**_PJIT)
-def depthwise_forward(x, w3, b, sh, sw, ph, pw, dh, dw, y, n_chunks):
-    """y[n, c*m + k] = corr(x[n, c], w3[c*m + k]) + b[c*m + k], parallel over
-    (image, input channel) items; each item's padded plane feeds its m outputs.
-
-    Strided: the padded plane is split into its ``sh*sw`` stride phases, in which
-    every tap of every output is again one flat contiguous run (`_tap_offset`)."""
-    n, c_in, height, width = x.shape
-    c_out = w3.shape[0]
+def depthwise_forward(x, w2, b, ph, pw, sh, sw, offs, pwid, phase_size, in_stride, out_stride, block,
+                    y, n_chunks):
+    """y[n, c*m + k] = corr(x[n, c], w2[c*m + k]) + b[c*m + k] (``w2`` is (C_out, taps),
+    ``offs`` the taps' offsets in a plane's stack entry)."""
+    n, c_in = x.shape[:2]
+    c_out = w2.shape[0]
     mult = c_out // c_in
-    out_h, out_w = y.shape[2], y.shape[3]
-    phase_size, pwid = _geometry(height, width, ph, pw, sh, sw)
-    unit = sh == 1 and sw == 1
-    span = (out_h - 1) * pwid + out_w
-    items = n * c_in
+    lanes = vlanes(x)
+    n_vec = out_stride // lanes
+    n_blocks = -(-c_in // block)
     for chunk in prange(n_chunks):
-        xs = np.zeros(sh * sw * phase_size, dtype=x.dtype)
-        rows = np.zeros_like(xs)
-        acc = np.empty(span, dtype=x.dtype)
-        for item in range(items * chunk // n_chunks, items * (chunk + 1) // n_chunks):
-            img = item // c_in
-            c = item - img * c_in
-            _fill_phases(xs, x[img, c], ph, pw, sh, sw, phase_size, pwid, rows)
-            for k in range(mult):
-                co = c * mult + k
-                if unit:
-                    _corr_flat(acc, xs, w3[co], dh * pwid, dw, span, True, b[co])
-                else:
-                    acc[:] = b[co]
-                    _phased_corr(acc, xs, w3[co], sh, sw, dh, dw, phase_size, pwid, span)
-                for oh in range(out_h):
-                    src = acc[oh * pwid:oh * pwid + out_w]
-                    dst = y[img, co, oh]
-                    for ow in range(out_w):
-                        dst[ow] = src[ow]
+        xs = np.zeros(block * in_stride + out_stride + offs[-1] + lanes, dtype=x.dtype)
+        acc = np.empty(block * mult * out_stride, dtype=x.dtype)
+        first, last = _items(n_blocks * n, chunk, n_chunks)
+        for item in range(first, last):
+            blk = item // n
+            img = item - blk * n
+            c0 = blk * block
+            c1 = min(c_in, c0 + block)
+            _load_planes(xs, x[img, c0:c1], ph, pw, sh, sw, pwid, phase_size, in_stride)
+            for p in range(c1 - c0):
+                for k in range(mult):
+                    o = (c0 + p) * mult + k
+                    _corr_plane(acc, (p * mult + k) * out_stride, xs, p * in_stride, w2[o], offs, n_vec,
+                                False, b[o])
+            _stack_out(acc, 0, y[img, c0 * mult:c1 * mult], out_stride, pwid, 0, 0)
 
 
 @njit(**_PJIT)
-def depthwise_backward(gy, x, w3, wflip3, bias, c_in, height, width, sh, sw, ph, pw, dh, dw,
-                       need_grad_x, need_grad_w, grad_x, gw_parts, gb_parts, n_chunks):
-    """Gradients of `depthwise_forward`, parallel over (image, input channel) items.
+def depthwise_backward(gy, x, w2, bias, c_in, ph, pw, sh, sw, offs, phase_ptr, phase_taps, back_offs,
+                     pwid, phase_size, in_stride, out_stride, block, margin, need_grad_x, need_grad_w,
+                     grad_x, gw_parts, gb_parts, n_chunks):
+    """Gradients of `depthwise_forward`: ``grad_x`` (with ``need_grad_x``; plus
+    ``bias[c]``, zero for a backward, the bias of a transposed convolution) and, with
+    ``need_grad_w``, chunk t's weight and bias gradients added into ``gw_parts[t]``
+    (C_out, taps) and ``gb_parts[t]``; without it ``x`` is not read.
 
-    ``grad_x[n, c]`` (when ``need_grad_x``) = sum over its m outputs of the flipped
-    correlation, plus ``bias[c]`` (zero for a backward; the bias of a transposed
-    convolution).  With ``need_grad_w`` chunk t adds its items' weight and bias
-    gradients into ``gw_parts[t]`` / ``gb_parts[t]`` (the caller sums the parts);
-    without it ``x`` is not read (a transposed convolution has none).
-
-    The output gradient goes onto the output grid (row length ``pwid``, zero at the
-    garbage columns).  Stride 1 puts it behind a zero ``margin`` and gathers (one
-    pass for 3x3); other strides scatter each tap into the phase buffer.
-    """
+    Input-gradient phase ``P`` (the whole stack entry at stride 1) gathers from the
+    taps ``phase_taps[phase_ptr[P]:phase_ptr[P + 1]]`` at ``back_offs`` (``margin``
+    minus their shifts on the output grid); a phase no tap reads gets the bias."""
     n = gy.shape[0]
-    c_out, kh, kw = w3.shape
+    c_out, taps = w2.shape
     mult = c_out // c_in
-    out_h, out_w = gy.shape[2], gy.shape[3]
-    phase_size, pwid = _geometry(height, width, ph, pw, sh, sw)
-    unit = sh == 1 and sw == 1
-    margin = (kh - 1) * dh * pwid + (kw - 1) * dw if unit else 0
-    span = (out_h - 1) * pwid + out_w
-    span_x = (height - 1) * pwid + width        # stride 1: input-gradient positions
-    first_x = ph * pwid + pw                    # stride 1: padded position of x[0, 0]
-    items = n * c_in
+    lanes = vlanes(gy)
+    n_vec = out_stride // lanes
+    n_phases = sh * sw
+    unit = n_phases == 1
+    phase_vec = -(-phase_size // lanes)
+    n_blocks = -(-c_in // block)
     for chunk in prange(n_chunks):
-        xs = np.zeros(sh * sw * phase_size, dtype=gy.dtype)
-        gbuf = np.zeros(margin + sh * sw * phase_size, dtype=gy.dtype)   # zero but the gy rows
-        gacc = np.empty(sh * sw * phase_size, dtype=gy.dtype)
-        rows = np.zeros_like(xs)            # staging: `_fill_phases` needs its padding zero,
-        rows_out = np.empty_like(xs)        # `_read_phases` writes all of its own
-        for item in range(items * chunk // n_chunks, items * (chunk + 1) // n_chunks):
-            img = item // c_in
-            c = item - img * c_in
+        xs = np.zeros(block * in_stride + out_stride + offs[-1] + lanes, dtype=gy.dtype)
+        gs = np.zeros(margin + block * mult * out_stride + phase_vec * lanes, dtype=gy.dtype)
+        gx = np.empty(block * in_stride + lanes, dtype=gy.dtype)
+        weights = np.empty(taps, dtype=gy.dtype)
+        sums = np.zeros((block * mult, taps + 1, lanes), dtype=gy.dtype)
+        first, last = _items(n_blocks * n, chunk, n_chunks)
+        for item in range(first, last):
+            blk = item // n
+            img = item - blk * n
+            c0 = blk * block
+            c1 = min(c_in, c0 + block)
+            planes = (c1 - c0) * mult
+            _stack_in(gs, margin, gy[img, c0 * mult:c1 * mult], out_stride, pwid, 0, 0)
             if need_grad_w:
-                _fill_phases(xs, x[img, c], ph, pw, sh, sw, phase_size, pwid, rows)
-            gacc[:] = 0
-            for k in range(mult):
-                co = c * mult + k
-                g_plane = gy[img, co]
-                total = 0.0
-                for oh in range(out_h):
-                    d = gbuf[margin + oh * pwid:margin + oh * pwid + out_w]
-                    s = g_plane[oh]
-                    for ow in range(out_w):
-                        d[ow] = s[ow]
-                        total += s[ow]
-                g = gbuf[margin:margin + span]
-                if need_grad_w:
-                    gb_parts[chunk, co] += total
-                if not unit:
-                    _phased_backward(gw_parts[chunk, co], gacc, g, xs, w3[co], sh, sw, dh, dw,
-                                     phase_size, pwid, span, need_grad_x, need_grad_w)
-                    continue
-                if need_grad_w:
-                    _dots_flat(gw_parts[chunk, co], g, xs, dh * pwid, dw, span)
-                if need_grad_x:
-                    _corr_flat(gacc[first_x:first_x + span_x], gbuf[first_x:], wflip3[co],
-                               dh * pwid, dw, span_x, False, gacc[0])
+                _load_planes(xs, x[img, c0:c1], ph, pw, sh, sw, pwid, phase_size, in_stride)
+                for o in range(planes):
+                    _dot_plane(sums[o], gs, margin + o * out_stride, xs, (o // mult) * in_stride, offs, n_vec)
             if need_grad_x:
-                _read_phases(gacc, grad_x[img, c], ph, pw, sh, sw, phase_size, pwid, bias[c], rows_out)
+                for p in range(c1 - c0):
+                    for phase in range(n_phases):
+                        t0, t1 = phase_ptr[phase], phase_ptr[phase + 1]
+                        for k in range(mult):
+                            o = p * mult + k
+                            for t in range(t0, t1):
+                                weights[t - t0] = w2[c0 * mult + o, phase_taps[t]]
+                            _corr_plane(gx, p * in_stride + phase * phase_size, gs, margin + o * out_stride,
+                                        weights[:t1 - t0], back_offs[t0:t1], phase_vec, k > 0, bias[c0 + p])
+                    if not unit:
+                        _read_phases(gx[p * in_stride:p * in_stride + n_phases * phase_size],
+                                     grad_x[img, c0 + p], ph, pw, sh, sw, phase_size, pwid, 0.0)
+                if unit:
+                    _stack_out(gx, 0, grad_x[img, c0:c1], in_stride, pwid, ph, pw)
+            if need_grad_w and (item == last - 1 or (item + 1) // n != blk):   # block done
+                for o in range(planes):
+                    for t in range(taps):
+                        gw_parts[chunk, c0 * mult + o, t] += vsum(vload(sums[o, t], 0))
+                    gb_parts[chunk, c0 * mult + o] += vsum(vload(sums[o, taps], 0))
+                sums[:] = 0

@@ -77,14 +77,14 @@ def _from_grid(src, dst, rows, width, pwid):
 
 
 @njit(cache=True, nogil=True)
-def _phased_unfold(planes, phases, rows, cols, kh, kw, sh, sw, ph, pw, dh, dw, phase_size, pwid, span, sums):
+def _phased_unfold(planes, phases, cols, kh, kw, sh, sw, ph, pw, dh, dw, phase_size, pwid, span, sums):
     """Columns of ``planes`` (C, H, W) on the output grid: each plane into its stride
     phases, then one contiguous copy per tap; ``sums[c]`` += the plane's total."""
     plane = sh * sw * phase_size
     taps = kh * kw
     for c in range(planes.shape[0]):
         ps = phases[c * plane:(c + 1) * plane]
-        _fill_phases(ps, planes[c], ph, pw, sh, sw, phase_size, pwid, rows)
+        _fill_phases(ps, planes[c], ph, pw, sh, sw, phase_size, pwid)
         total = 0.0
         for q in range(plane):                      # the padding is zero: one long loop
             total += ps[q]
@@ -182,7 +182,6 @@ def grouped_transpose(x3, w3t, b, kh, kw, sh, sw, ph, pw, dh, dw, in_h, in_w, y,
         cols = ws_cols[chunk][:depth * grid].reshape((depth, grid))
         xg = np.zeros((og, grid), dtype=y.dtype)            # zero columns stay zero
         acc = np.empty(sh * sw * phase_size, dtype=y.dtype)
-        rows = np.zeros_like(acc)                   # `_read_phases`' staging buffer
         for item in range(items * chunk // n_chunks, items * (chunk + 1) // n_chunks):
             img = item // groups
             g = item - img * groups
@@ -198,7 +197,7 @@ def grouped_transpose(x3, w3t, b, kh, kw, sh, sw, ph, pw, dh, dw, in_h, in_w, y,
                         for q in range(span):
                             d[q] += s[q]
                 channel = g * cg + co
-                _read_phases(acc, y[img, channel], ph, pw, sh, sw, phase_size, pwid, b[channel], rows)
+                _read_phases(acc, y[img, channel], ph, pw, sh, sw, phase_size, pwid, b[channel])
 
 
 @njit(**_PJIT)
@@ -225,13 +224,12 @@ def grouped_transpose_backward(gy, x3, w3, kh, kw, sh, sw, ph, pw, dh, dw, in_h,
         cols = ws_cols[chunk][:depth * grid].reshape((depth, grid))
         cols[:, span:] = 0
         phases = np.zeros(cg * sh * sw * phase_size, dtype=gy.dtype)
-        rows = np.zeros(sh * sw * phase_size, dtype=gy.dtype)     # `_fill_phases`' staging
         xg = np.zeros((og, grid), dtype=gy.dtype)
         out = np.empty((og, grid), dtype=gy.dtype)
         for item in range(items * chunk // n_chunks, items * (chunk + 1) // n_chunks):
             img = item // groups
             g = item - img * groups
-            _phased_unfold(gy[img, g * cg:(g + 1) * cg], phases, rows, cols, kh, kw, sh, sw, ph, pw, dh, dw,
+            _phased_unfold(gy[img, g * cg:(g + 1) * cg], phases, cols, kh, kw, sh, sw, ph, pw, dh, dw,
                            phase_size, pwid, span, gb_parts[chunk, g * cg:(g + 1) * cg])
             _to_grid(x3[img, g * og:(g + 1) * og], xg, in_h, in_w, pwid)
             blas.gemm(w3[g], cols, out)

@@ -212,3 +212,29 @@ def vadd(typingctx, a, b):
         return builder.fadd(args[0], args[1])
 
     return a(a, b), codegen
+
+
+def _shuffle(name, doc, lane_map):
+    """An intrinsic ``name(a, b)``: lanes of the concatenation ``a ++ b`` picked by
+    ``lane_map(lanes)`` (a shufflevector with a constant mask)."""
+    def impl(typingctx, a, b):
+        def codegen(context, builder, sig, args):
+            mask = lane_map(args[0].type.count)
+            return builder.shuffle_vector(args[0], args[1],
+                                          ir.Constant(ir.VectorType(ir.IntType(32), len(mask)), mask))
+
+        return a(a, b), codegen
+
+    impl.__name__ = impl.__qualname__ = name
+    impl.__doc__ = doc
+    return intrinsic(impl)
+
+
+veven = _shuffle("veven", "Lanes 0, 2, 4, ... of ``a ++ b``: the even elements of 2 vectors.",
+                 lambda n: list(range(0, 2 * n, 2)))
+vodd = _shuffle("vodd", "Lanes 1, 3, 5, ... of ``a ++ b``: the odd elements of 2 vectors.",
+                lambda n: list(range(1, 2 * n, 2)))
+vzip_lo = _shuffle("vzip_lo", "``a0, b0, a1, b1, ...``: the first half of ``a`` and ``b`` interleaved.",
+                   lambda n: [k // 2 + (k % 2) * n for k in range(n)])
+vzip_hi = _shuffle("vzip_hi", "The second half of ``a`` and ``b`` interleaved.",
+                   lambda n: [n // 2 + k // 2 + (k % 2) * n for k in range(n)])
