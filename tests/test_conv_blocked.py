@@ -74,6 +74,27 @@ def test_blocked_matches_loops(group_bytes, seed, dtype):
         np.testing.assert_array_equal(grad_b, got[2])
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_blocked_grouped_matches_loops(group_bytes, seed, dtype):
+    """Grouped convolution: every register block inside one convolution group, 1-12
+    channels per group on each side (short blocks, repeated last channels that must
+    not reach a neighbouring group), any stride, dilation and padding."""
+    rng = np.random.default_rng(100 + seed)
+    x, w, b, stride, padding, dilation = random_problem(rng, dtype)
+    groups, cg, og = int(rng.integers(2, 5)), int(rng.integers(1, 11)), int(rng.integers(1, 13))
+    x = rng.standard_normal((x.shape[0], groups * cg, *x.shape[2:])).astype(dtype)
+    w = rng.standard_normal((groups * og, cg, *w.shape[2:])).astype(dtype)
+    b = rng.standard_normal(groups * og).astype(dtype)
+    x64, w64, b64 = as64(x, w, b)
+    y = B.forward(x, w, b, stride, padding, False, dilation)
+    assert relative_error(y, loops.conv2d_general(x64, w64, b64, stride, padding, dilation, groups)) < bound(dtype)
+    grad_y = rng.standard_normal(y.shape).astype(dtype)
+    want = loops.conv2d_general_backward(grad_y.astype(np.float64), x64, w64, stride, padding, dilation, groups)
+    for name, g, e in zip(("grad_x", "grad_w", "grad_b"),
+                          B.backward(grad_y, x, w, None, stride, padding, True, dilation), want):
+        assert g.shape == e.shape and relative_error(g, e) < bound(dtype), name
+
+
 def test_several_groups_with_a_short_last_one(monkeypatch, dtype):
     """7 images in groups of 3 (3 + 3 + 1): the last group's empty slots must not
     leak the previous group's data into the weight gradient."""

@@ -4,6 +4,8 @@ the loop tests, plus specialisation counts, odd inputs and random bad arguments.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -14,6 +16,7 @@ import fastconv.functional as F  # noqa: E402
 from fastconv.backends import numba_backend as NB  # noqa: E402
 from fastconv.backends.numba_backend import depthwise as depthwise_plan  # noqa: E402
 from fastconv.backends.numba_backend import gemm  # noqa: E402
+from fastconv.backends.numba_backend import grouped as grouped_plan  # noqa: E402
 from fastconv.backends.numba_backend.kernels import depthwise, grouped, phases, unfold_dilated  # noqa: E402
 from tests import loops  # noqa: E402
 
@@ -131,6 +134,69 @@ def test_depthwise_stacks_against_loops(monkeypatch, seed, dtype):
                                    zip((height, width), (kh, kw), stride, (ph, pw), (dh, dw)))
             got = F.conv_transpose2d(grad_y, w, b, stride, (ph, pw), output_padding, (dh, dw), c_in)
             close(got, want[0] + b64[:, None, None], dtype, "transposed")
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_transposed_batches_and_channel_blocks_against_loops(monkeypatch, seed, dtype):
+    """The transposed convolution's work items: several images per GEMM (a short last
+    batch), the channels split into blocks (a short last one), three ranges of items
+    that start and end inside a batch, groups, strides, dilation, output_padding."""
+    rng = np.random.default_rng(400 + seed)
+    groups = int(rng.integers(1, 3))
+    n, c_in, c_out = int(rng.integers(1, 10)), groups * int(rng.integers(2, 6)), groups * int(rng.integers(2, 6))
+    kh, kw = (int(v) for v in rng.integers(1, 5, size=2))
+    stride = tuple(int(v) for v in rng.integers(1, 4, size=2))
+    dilation = tuple(int(v) for v in rng.integers(1, 3, size=2))
+    padding = tuple(int(rng.integers(0, d * (k - 1) + 1)) for k, d in zip((kh, kw), dilation))
+    output_padding = tuple(int(rng.integers(0, max(s_, d))) for s_, d in zip(stride, dilation))
+    x = rng.standard_normal((n, c_in, *(int(v) for v in rng.integers(1, 7, size=2)))).astype(dtype)
+    w = rng.standard_normal((c_in, c_out // groups, kh, kw)).astype(dtype)
+    b = rng.standard_normal(c_out).astype(dtype)
+
+    def random_plan(n, groups, channels, grid):
+        batch, block = int(rng.integers(1, n + 1)), int(rng.integers(1, channels + 1))
+        return batch, block, groups * -(-n // batch) * -(-channels // block)
+
+    monkeypatch.setattr(grouped_plan, "_transpose_plan", random_plan)
+    monkeypatch.setattr(grouped_plan, "_chunks", lambda items, flops: min(items, 3))
+    args = (stride, padding, output_padding, dilation, groups)
+    x64, w64, b64 = (a.astype(np.float64) for a in (x, w, b))
+    want = loops.conv_transpose2d(x64, w64, b64, *args)
+    if want.size == 0:
+        pytest.skip("empty output")
+    with fastconv.use_backend("numba"):
+        close(F.conv_transpose2d(x, w, b, *args), want, dtype, "y")
+        grad_y = rng.standard_normal(want.shape).astype(dtype)
+        wants = loops.conv_transpose2d_backward(grad_y.astype(np.float64), x64, w64, *args)
+        for got, wnt, name in zip(F.conv_transpose2d_backward(grad_y, x, w, *args), wants,
+                                  ("grad_x", "grad_w", "grad_b")):
+            close(got, wnt, dtype, name)
+
+
+def test_transpose_plan_widens_gemms_and_fills_threads(monkeypatch):
+    """Images batched just far enough for ``_MIN_GEMM_COLUMNS`` columns; channel blocks
+    only when (group, batch) pairs are fewer than threads, then enough for them all."""
+    monkeypatch.setattr(grouped_plan.rt, "get_num_threads", lambda: 4)
+    minimum = grouped_plan._MIN_GEMM_COLUMNS
+    for n, groups, channels, grid in itertools.product((1, 2, 7, 32), (1, 3), (1, 5, 64), (20, 72, 272, 900)):
+        batch, block, items = grouped_plan._transpose_plan(n, groups, channels, grid)
+        pairs = groups * -(-n // batch)
+        assert 1 <= batch <= n and (batch == n or batch * grid >= minimum > (batch - 1) * grid)
+        assert items == pairs * -(-channels // block) and 1 <= block <= channels
+        assert block == channels if pairs >= 4 else items >= min(4, pairs * channels)
+
+
+def test_grouped_layers_run_blocked_where_its_blocks_fill(monkeypatch):
+    from fastconv.backends.numba_backend import blocked, general
+
+    monkeypatch.setattr(blocked, "worth_timing", lambda: True)
+    assert general._blocked_runs((64, 64, 3, 3), 1)           # dilated, no groups
+    assert general._blocked_runs((32, 8, 3, 3), 4)            # 4 groups of 8 -> 8
+    assert not general._blocked_runs((8, 8, 3, 3), 4)         # 2 outputs per group
+    assert not general._blocked_runs((32, 2, 3, 3), 4)        # 2 inputs per group
+    assert not general._blocked_runs((32, 8, 1, 1), 4)        # grouped 1x1: GEMMs
+    monkeypatch.setattr(blocked, "worth_timing", lambda: False)
+    assert not general._blocked_runs((64, 64, 3, 3), 1)
 
 
 def test_without_blas_the_composition_runs(monkeypatch, dtype):

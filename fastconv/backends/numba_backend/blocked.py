@@ -46,7 +46,7 @@ def _plan(x_shape, w_shape, stride, padding, dilation, itemsize, backward):
     (sh, sw), (dh, dw) = stride, dilation
     phase_size, pwid = _layout(height, width, kh, kw, stride, padding, dilation)
     per_image = (c_in + (c_out if backward else 0)) * sh * sw * phase_size * itemsize
-    blocks = -(-c_out // (_k.WG_BLOCK if backward else _k.OUT_BLOCK))
+    blocks = _blocks(c_out, c_in // w_shape[1], _k.WG_BLOCK if backward else _k.OUT_BLOCK)
     threads = rt.get_num_threads()
     share = n if blocks >= threads else -(-n // threads)     # split images only if blocks cannot
     largest = max(1, min(share, _GROUP_BYTES // per_image))
@@ -74,6 +74,11 @@ def _layout(height, width, kh, kw, stride, padding, dilation):
     return -(-(height + 2 * ph) // sh) * pwid, pwid
 
 
+def _blocks(channels, groups, size):
+    """Channel blocks of ``size`` when no block may cross a convolution group."""
+    return groups * -(-(channels // groups) // size)
+
+
 def _chunks(n, group, blocks, work):
     return rt.chunks(-(-n // group) * blocks, work)
 
@@ -84,14 +89,16 @@ def _out_hw(x_shape, w_shape, stride, padding, dilation):
 
 
 def forward(x, w, b, stride, padding, relu, dilation=(1, 1)):
+    """Also grouped: ``w`` ``(C_out, C_in / groups, kh, kw)``."""
     n, c_in, height, width = x.shape
     c_out = w.shape[0]
+    groups = c_in // w.shape[1]
     y = np.empty((n, c_out, *_out_hw(x.shape, w.shape, stride, padding, dilation)), dtype=x.dtype)
     group, phase_size, pwid, offs, tmap, src_size = _plan(x.shape, w.shape, stride, padding, dilation,
                                                           x.itemsize, False)
-    chunks = _chunks(n, group, -(-c_out // _k.OUT_BLOCK), 2.0 * y.size * w[0].size)
+    chunks = _chunks(n, group, _blocks(c_out, groups, _k.OUT_BLOCK), 2.0 * y.size * w[0].size)
     rt.launch(_k.blocked_forward, x, w, b, offs, tmap, *stride, *padding, phase_size, pwid, group,
-              src_size, bool(relu), y, chunks)
+              src_size, bool(relu), y, groups, chunks)
     return y
 
 
@@ -116,15 +123,17 @@ def _input_grad_taps(w_shape, stride, dilation, pwid):
 def _weight_grad(grad_y, mask, x, w_shape, stride, padding, dilation):
     """(grad_w, grad_b) of the convolution of ``x`` giving ``grad_y`` (times ``mask > 0``)."""
     n, c_in = x.shape[:2]
-    c_out = w_shape[0]
+    c_out, cg = w_shape[:2]
+    groups = c_in // cg
     group, phase_size, pwid, offs, _, src_size = _plan(x.shape, w_shape, stride, padding, dilation,
                                                        x.itemsize, True)
     strip = _k.VECTORS * simd.lanes(x.itemsize)
-    chunks = _chunks(n, group, -(-c_out // _k.WG_BLOCK), 2.0 * grad_y.size * c_in * offs.size)
-    grad_w_parts = np.zeros((chunks, c_out, c_in, offs.size), dtype=x.dtype)
+    chunks = _chunks(n, group, _blocks(c_out, groups, _k.WG_BLOCK), 2.0 * grad_y.size * cg * offs.size)
+    grad_w_parts = np.zeros((chunks, c_out, cg, offs.size), dtype=x.dtype)
     grad_b_parts = np.zeros((chunks, c_out), dtype=x.dtype)
     rt.launch(_k.blocked_weight_grad, grad_y, *_mask(mask, x.dtype), x, offs, *stride, *padding,
-              phase_size, pwid, group, src_size, group * phase_size + strip, grad_w_parts, grad_b_parts, chunks)
+              phase_size, pwid, group, src_size, group * phase_size + strip, grad_w_parts, grad_b_parts,
+              groups, chunks)
     grad_w = grad_w_parts[0] if chunks == 1 else grad_w_parts.sum(axis=0)
     return grad_w.reshape(w_shape), (grad_b_parts[0] if chunks == 1 else grad_b_parts.sum(axis=0))
 
@@ -137,9 +146,11 @@ def _input_grad(grad_y, mask, w, x_shape, stride, padding, dilation, bias):
     offs, tmap, starts, margin = _input_grad_taps(w.shape, stride, dilation, pwid)
     strip = _k.VECTORS * simd.lanes(grad_y.itemsize)
     grad_x = np.empty(x_shape, dtype=grad_y.dtype)
-    chunks = _chunks(x_shape[0], group, -(-x_shape[1] // _k.OUT_BLOCK), 2.0 * grad_y.size * w[0].size)
+    groups = x_shape[1] // w.shape[1]
+    chunks = _chunks(x_shape[0], group, _blocks(x_shape[1], groups, _k.OUT_BLOCK), 2.0 * grad_y.size * w[0].size)
     rt.launch(_k.blocked_input_grad, grad_y, *_mask(mask, grad_y.dtype), w, offs, tmap, starts, *stride,
-              *padding, phase_size, pwid, group, margin, margin + group * phase_size + strip, bias, grad_x, chunks)
+              *padding, phase_size, pwid, group, margin, margin + group * phase_size + strip, bias, grad_x,
+              groups, chunks)
     return grad_x
 
 

@@ -63,6 +63,22 @@ def backward(grad_y, x, w, stride, padding, dilation, groups, input_grad):
     return (grad_x if input_grad else None), grad_w, grad_b
 
 
+# Transposed convolution: images side by side in one GEMM until it has this many
+# columns (a 4x4 input's grid is 20: alone, its GEMMs ran at a fifth of the peak).
+_MIN_GEMM_COLUMNS = 256
+
+
+def _transpose_plan(n, groups, channels, grid):
+    """(images per batch, channels per block, work items) of a transposed-convolution
+    kernel: batches of images whose grids make a GEMM wide enough, and with fewer
+    (group, batch) pairs than threads, the ``channels`` split into blocks."""
+    batch = min(n, -(-_MIN_GEMM_COLUMNS // grid))
+    pairs = groups * -(-n // batch)
+    threads = rt.get_num_threads() if rt.single_threaded_blas.available else 1
+    block = max(1, channels // -(-threads // pairs))
+    return batch, block, pairs * -(-channels // block)
+
+
 def transpose(x, w, b, stride, padding, dilation, groups, out_hw):
     """``conv_transpose2d``: ``w`` is ``(C_in, C_out/G, kh, kw)``, the weights of the
     convolution ``(N, C_out, *out_hw) -> x`` whose input gradient this is."""
@@ -71,13 +87,14 @@ def transpose(x, w, b, stride, padding, dilation, groups, out_hw):
     c_out = cg * groups
     og, depth = c_in // groups, cg * kh * kw
     y = np.empty((n, c_out, *out_hw), dtype=x.dtype)
-    chunks = _chunks(n * groups, 2.0 * x.size * cg * kh * kw)
     pwid = (out_hw[1] + 2 * padding[1] + stride[1] - 1) // stride[1]   # the kernel's grid row
-    ws_cols = rt.workspace("grouped_cols", chunks * depth * in_h * pwid, x.dtype).reshape(chunks, -1)
-    w3t = np.ascontiguousarray(w.reshape(groups, og, depth).transpose(0, 2, 1))
+    grid = in_h * pwid
+    batch, block, items = _transpose_plan(n, groups, cg, grid)
+    chunks = _chunks(items, 2.0 * x.size * cg * kh * kw)
+    ws_cols = rt.workspace("grouped_cols", chunks * block * kh * kw * batch * grid, x.dtype).reshape(chunks, -1)
     with rt.single_threaded_blas:
-        rt.launch(_grouped.grouped_transpose, x.reshape(n, c_in, in_h * in_w), w3t, b,
-                  kh, kw, *stride, *padding, *dilation, in_h, in_w, y, ws_cols, chunks)
+        rt.launch(_grouped.grouped_transpose, x.reshape(n, c_in, in_h * in_w), w.reshape(groups, og, depth), b,
+                  kh, kw, *stride, *padding, *dilation, in_h, in_w, y, batch, block, ws_cols, chunks)
     return y
 
 
@@ -86,16 +103,17 @@ def transpose_backward(grad_y, x, w, stride, padding, dilation, groups):
     n, c_in, in_h, in_w = x.shape
     _, cg, kh, kw = w.shape
     og, depth = c_in // groups, cg * kh * kw
-    chunks = _chunks(n * groups, 4.0 * x.size * cg * kh * kw)
     pwid = (grad_y.shape[3] + 2 * padding[1] + stride[1] - 1) // stride[1]
-    ws_cols = rt.workspace("grouped_cols", chunks * depth * in_h * pwid, x.dtype).reshape(chunks, -1)
+    grid = in_h * pwid
+    batch, block, items = _transpose_plan(n, groups, og, grid)
+    chunks = _chunks(items, 4.0 * x.size * cg * kh * kw)
+    ws_cols = rt.workspace("grouped_cols", chunks * depth * batch * grid, x.dtype).reshape(chunks, -1)
     grad_x = np.empty_like(x)
-    gw_parts = np.zeros((chunks, groups, depth, og), dtype=x.dtype)       # transposed grad_w
+    gw_parts = np.zeros((chunks, groups, og, depth), dtype=x.dtype)
     gb_parts = np.zeros((chunks, cg * groups), dtype=x.dtype)
     with rt.single_threaded_blas:
         rt.launch(_grouped.grouped_transpose_backward, grad_y, x.reshape(n, c_in, in_h * in_w),
                   w.reshape(groups, og, depth), kh, kw, *stride, *padding, *dilation, in_h, in_w,
-                  grad_x.reshape(n, c_in, in_h * in_w), gw_parts, gb_parts, ws_cols, chunks)
-    grad_wt = gw_parts.sum(axis=0) if chunks > 1 else gw_parts[0]
-    grad_w = np.ascontiguousarray(grad_wt.transpose(0, 2, 1)).reshape(w.shape)
+                  grad_x.reshape(n, c_in, in_h * in_w), gw_parts, gb_parts, batch, block, ws_cols, chunks)
+    grad_w = (gw_parts.sum(axis=0) if chunks > 1 else gw_parts[0]).reshape(w.shape)
     return grad_x, grad_w, (gb_parts.sum(axis=0) if chunks > 1 else gb_parts[0])

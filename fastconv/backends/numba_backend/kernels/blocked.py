@@ -148,41 +148,47 @@ def _fill_group(buf, x, img0, count, ph, pw, sh, sw, phase_size, pwid, cstride, 
 
 @njit(**_PJIT)
 def blocked_forward(x, w, b, offs, tmap, sh, sw, ph, pw, phase_size, pwid, group, src_size, relu, y,
-                    n_chunks):
+                    groups, n_chunks):
     """y = conv(x, w) + b (then max(., 0) if relu), parallel over (group of images,
     block of 8 output channels); ``offs`` / ``tmap``: each tap's offset in the phase
-    layout and index in a weight row; ``src_size``: one group's buffer with slack."""
+    layout and index in a weight row; ``src_size``: one group's buffer with slack.
+    With ``groups`` > 1 a block's channels lie in one convolution group and read that
+    group's input channels only."""
     n, c_in = x.shape[0], x.shape[1]
     c_out, out_h, out_w = y.shape[1], y.shape[2], y.shape[3]
+    cg, og = c_in // groups, c_out // groups
     taps = offs.shape[0]
     wflat = w.ravel()
     block = group * phase_size
     cstride = sh * sw * block
     strip = VECTORS * vlanes(x)
     span = (out_h - 1) * pwid + out_w
-    n_ob = (c_out + OUT_BLOCK - 1) // OUT_BLOCK
+    per_group = (og + OUT_BLOCK - 1) // OUT_BLOCK
+    n_ob = groups * per_group
     items = ((n + group - 1) // group) * n_ob
     zero = y.dtype.type(0)
     for chunk in prange(n_chunks):
         src = np.zeros(src_size, dtype=x.dtype)
         tmp = np.zeros(sh * sw * phase_size, dtype=x.dtype)
         out = np.empty((OUT_BLOCK, block + strip), dtype=x.dtype)
-        packed = np.empty(OUT_BLOCK * c_in * taps, dtype=x.dtype)
+        packed = np.empty(OUT_BLOCK * cg * taps, dtype=x.dtype)
         current = -1
         for item in range(items * chunk // n_chunks, items * (chunk + 1) // n_chunks):
             grp = item // n_ob
-            o0 = (item - grp * n_ob) * OUT_BLOCK
+            cgrp = (item - grp * n_ob) // per_group
+            o0 = cgrp * og + (item - grp * n_ob - cgrp * per_group) * OUT_BLOCK
             img0 = grp * group
             count = min(group, n - img0)
             if grp != current:
                 current = grp
                 _fill_group(src, x, img0, count, ph, pw, sh, sw, phase_size, pwid, cstride, block,
                             tmp)
-            _pack(wflat, o0, c_out, c_in * taps, taps, c_in, tmap, packed)
+            _pack(wflat, o0, (cgrp + 1) * og, cg * taps, taps, cg, tmap, packed)
             length = (count - 1) * phase_size + span
+            first = cgrp * cg * cstride                 # the group's first input channel
             for q0 in range(0, length, strip):
-                _block(src, cstride, c_in, offs, taps, 0, taps, packed, out, q0, q0)
-            for k in range(min(OUT_BLOCK, c_out - o0)):
+                _block(src, cstride, cg, offs, taps, 0, taps, packed, out, q0, first + q0)
+            for k in range(min(OUT_BLOCK, (cgrp + 1) * og - o0)):
                 co = o0 + k
                 bias = b[co]
                 for g in range(count):
@@ -224,43 +230,49 @@ def _fill_grad(buf, gy, mask, use_mask, img0, count, group, phase_size, pwid, ma
 
 @njit(**_PJIT)
 def blocked_input_grad(gy, mask, use_mask, w, offs, tmap, tap_start, sh, sw, ph, pw, phase_size, pwid,
-                       group, margin, gstride, bias, grad_x, n_chunks):
-    """grad_x of `blocked_forward` (plus ``bias[c]``),
-    parallel over (group of images, block of 8 input channels).  Phase P's taps are ``tap_start[P] .. tap_start[P+1]`` of ``offs``
-    (``margin - shift``) and ``tmap`` (their index in a weight row)."""
+                       group, margin, gstride, bias, grad_x, groups, n_chunks):
+    """grad_x of `blocked_forward` (plus ``bias[c]``), parallel over (group of images,
+    block of 8 input channels of one convolution group).  Phase P's taps are
+    ``tap_start[P] .. tap_start[P+1]`` of ``offs`` (``margin - shift``) and ``tmap``
+    (their index in a weight row)."""
     n, c_in = grad_x.shape[0], grad_x.shape[1]
     c_out = gy.shape[1]
+    cg, og = c_in // groups, c_out // groups
     taps = w.shape[2] * w.shape[3]
     wflat = w.ravel()
     phases = sh * sw
     block = group * phase_size
     strip = VECTORS * vlanes(gy)
-    n_ob = (c_in + OUT_BLOCK - 1) // OUT_BLOCK
+    per_group = (cg + OUT_BLOCK - 1) // OUT_BLOCK
+    n_ob = groups * per_group
     items = ((n + group - 1) // group) * n_ob
     for chunk in prange(n_chunks):
         gbuf = np.zeros(c_out * gstride, dtype=gy.dtype)
         out = np.empty((OUT_BLOCK, phases * block + strip), dtype=gy.dtype)
         tmp = np.empty(phases * phase_size, dtype=gy.dtype)
-        packed = np.empty(OUT_BLOCK * c_out * taps, dtype=gy.dtype)
+        packed = np.empty(OUT_BLOCK * og * taps, dtype=gy.dtype)
         current = -1
         for item in range(items * chunk // n_chunks, items * (chunk + 1) // n_chunks):
             grp = item // n_ob
-            o0 = (item - grp * n_ob) * OUT_BLOCK
+            cgrp = (item - grp * n_ob) // per_group
+            local = (item - grp * n_ob - cgrp * per_group) * OUT_BLOCK    # first channel in the group
+            o0 = cgrp * cg + local
             img0 = grp * group
             count = min(group, n - img0)
             if grp != current:
                 current = grp
                 _fill_grad(gbuf, gy, mask, use_mask, img0, count, group, phase_size, pwid, margin,
                            gstride)
-            _pack(wflat, o0, c_in, taps, c_in * taps, c_out, tmap, packed)
+            _pack(wflat[cgrp * og * cg * taps:], local, cg, taps, cg * taps, og, tmap, packed)
+            group_grad = gbuf[cgrp * og * gstride:]
             for p in range(phases):
                 if tap_start[p] == tap_start[p + 1]:      # no tap lands here: a zero phase
                     out[:, p * block:p * block + count * phase_size] = 0
                     continue
                 for q0 in range(0, count * phase_size, strip):
-                    _block(gbuf, gstride, c_out, offs, taps, tap_start[p], tap_start[p + 1], packed,
+                    _block(group_grad, gstride, og, offs, taps, tap_start[p], tap_start[p + 1], packed,
                            out, p * block + q0, q0)
-            for k in range(min(OUT_BLOCK, c_in - o0)):
+            for k in range(min(OUT_BLOCK, cg - local)):
                 for g in range(count):
                     if phases == 1:
                         _read_phases(out[k, g * phase_size:], grad_x[img0 + g, o0 + k], ph, pw, 1, 1,
@@ -334,18 +346,21 @@ def _wblock(g, g0, gs, n_g, xs, x0, xstride, n_x, length, sums):
 
 @njit(**_PJIT)
 def blocked_weight_grad(gy, mask, use_mask, x, offs, sh, sw, ph, pw, phase_size, pwid, group, src_size,
-                        gstride, gw_parts, gb_parts, n_chunks):
+                        gstride, gw_parts, gb_parts, groups, n_chunks):
     """Weight and bias gradients of `blocked_forward`, parallel over (group of images,
-    block of 4 output channels); chunk t adds into ``gw_parts[t]`` (C_out, C_in, taps)
-    and ``gb_parts[t]``, the caller sums the parts."""
+    block of 4 output channels of one convolution group); chunk t adds into
+    ``gw_parts[t]`` (C_out, C_in/groups, taps) and ``gb_parts[t]``, the caller sums
+    the parts."""
     n, c_in = x.shape[0], x.shape[1]
     c_out, out_h, out_w = gy.shape[1], gy.shape[2], gy.shape[3]
+    cg, og = c_in // groups, c_out // groups
     taps = offs.shape[0]
     block = group * phase_size
     cstride = sh * sw * block
     lanes = vlanes(x)
     span = (out_h - 1) * pwid + out_w
-    n_kb = (c_out + WG_BLOCK - 1) // WG_BLOCK
+    per_group = (og + WG_BLOCK - 1) // WG_BLOCK
+    n_kb = groups * per_group
     items = ((n + group - 1) // group) * n_kb
     for chunk in prange(n_chunks):
         src = np.zeros(src_size, dtype=x.dtype)
@@ -355,8 +370,9 @@ def blocked_weight_grad(gy, mask, use_mask, x, offs, sh, sw, ph, pw, phase_size,
         current = -1
         for item in range(items * chunk // n_chunks, items * (chunk + 1) // n_chunks):
             grp = item // n_kb
-            k0 = (item - grp * n_kb) * WG_BLOCK
-            n_k = min(WG_BLOCK, c_out - k0)
+            cgrp = (item - grp * n_kb) // per_group
+            k0 = cgrp * og + (item - grp * n_kb - cgrp * per_group) * WG_BLOCK
+            n_k = min(WG_BLOCK, (cgrp + 1) * og - k0)
             img0 = grp * group
             count = min(group, n - img0)
             if grp != current:
@@ -371,12 +387,12 @@ def blocked_weight_grad(gy, mask, use_mask, x, offs, sh, sw, ph, pw, phase_size,
             for qa in range(0, length, WG_CHUNK):
                 run = min(WG_CHUNK, length - qa)
                 run = (run + lanes - 1) // lanes * lanes
-                for c0 in range(0, c_in, WG_BLOCK):
-                    n_c = min(WG_BLOCK, c_in - c0)
+                for c0 in range(0, cg, WG_BLOCK):
+                    n_c = min(WG_BLOCK, cg - c0)
                     for t in range(taps):
                         sums[:] = 0
-                        _wblock(gbuf, k0 * gstride + qa, gstride, n_k, src, c0 * cstride + offs[t] + qa,
-                                cstride, n_c, run, sums)
+                        _wblock(gbuf, k0 * gstride + qa, gstride, n_k, src,
+                                (cgrp * cg + c0) * cstride + offs[t] + qa, cstride, n_c, run, sums)
                         for a in range(n_k):
                             for bb in range(n_c):
                                 gw_parts[chunk, k0 + a, c0 + bb, t] += sums[a, bb]

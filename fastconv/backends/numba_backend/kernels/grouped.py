@@ -159,59 +159,86 @@ def grouped_backward(gy3, x, w3t, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, 
                             out_h, out_w, gpad, grad_x[img], zero)
 
 
-@njit(**_PJIT)
-def grouped_transpose(x3, w3t, b, kh, kw, sh, sw, ph, pw, dh, dw, in_h, in_w, y, ws_cols, n_chunks):
-    """Transposed convolution: y[n, group g] = fold(w3t[g] @ x3[n, group g]) + b.
+@njit(cache=True, nogil=True)
+def _item_of(item, n_batches, n_blocks):
+    """(group, image batch, channel block) of a transposed-convolution work item."""
+    g = item // (n_batches * n_blocks)
+    rest = item - g * n_batches * n_blocks
+    return g, rest // n_blocks, rest % n_blocks
 
-    ``x3`` is the input ``(N, C_in, in_h*in_w)``; ``w3t[g]`` is ``(C_out/G*kh*kw, C_in/G)``;
+
+@njit(**_PJIT)
+def grouped_transpose(x3, w3, b, kh, kw, sh, sw, ph, pw, dh, dw, in_h, in_w, y, batch, block, ws_cols,
+                      n_chunks):
+    """Transposed convolution: y[n, group g] = fold(w3[g].T @ x3[n, group g]) + b.
+
+    ``x3`` is the input ``(N, C_in, in_h*in_w)``; ``w3[g]`` is ``(C_in/G, C_out/G*kh*kw)``
+    (the weights as given: BLAS reads them transposed, no copy);
     ``y`` ``(N, C_out, H_out, W_out)`` is the input of the convolution this transposes.
     The group's input is first laid on a grid of row length ``pwid`` (zero columns
     past ``in_w``), so every column row of the GEMM is the whole grid and the fold is
     one contiguous add per tap into the output plane's stride phases (`kernels.phases`)
     instead of one short strided add per tap and input row.
+
+    Work items are (group, batch of ``batch`` images, block of ``block`` output
+    channels): images side by side in one GEMM when their grids are small, channel
+    blocks on different threads when there are fewer images than threads.
     """
     n, c_out, height, width = y.shape
-    groups, depth, og = w3t.shape
+    groups, og, depth = w3.shape
     cg = c_out // groups
     taps = kh * kw
     phase_size, pwid = _geometry(height, width, ph, pw, sh, sw)
     grid = in_h * pwid
     span = (in_h - 1) * pwid + in_w
-    items = n * groups
+    n_batches = -(-n // batch)
+    n_blocks = -(-cg // block)
+    items = groups * n_batches * n_blocks
     for chunk in prange(n_chunks):
-        cols = ws_cols[chunk][:depth * grid].reshape((depth, grid))
-        xg = np.zeros((og, grid), dtype=y.dtype)            # zero columns stay zero
+        cols = ws_cols[chunk][:block * taps * batch * grid].reshape((block * taps, batch * grid))
+        xg = np.zeros((og, batch * grid), dtype=y.dtype)            # zero columns stay zero
         acc = np.empty(sh * sw * phase_size, dtype=y.dtype)
+        current = -1
         for item in range(items * chunk // n_chunks, items * (chunk + 1) // n_chunks):
-            img = item // groups
-            g = item - img * groups
-            _to_grid(x3[img, g * og:(g + 1) * og], xg, in_h, in_w, pwid)
-            blas.gemm(w3t[g], xg, cols)
-            for co in range(cg):
-                acc[:] = 0
-                for i in range(kh):
-                    for j in range(kw):
-                        start = _tap_offset(i, j, sh, sw, dh, dw, phase_size, pwid)
+            g, bt, blk = _item_of(item, n_batches, n_blocks)
+            img0 = bt * batch
+            count = min(batch, n - img0)
+            if g * n_batches + bt != current:
+                current = g * n_batches + bt
+                for i in range(count):
+                    _to_grid(x3[img0 + i, g * og:(g + 1) * og], xg[:, i * grid:(i + 1) * grid], in_h, in_w, pwid)
+            c0 = blk * block
+            c1 = min(cg, c0 + block)
+            blas.gemm(w3[g][:, c0 * taps:c1 * taps].T, xg[:, :count * grid], cols[:(c1 - c0) * taps, :count * grid])
+            for i in range(count):
+                for co in range(c0, c1):
+                    acc[:] = 0
+                    for t in range(taps):
+                        start = _tap_offset(t // kw, t % kw, sh, sw, dh, dw, phase_size, pwid)
                         d = acc[start:start + span]
-                        s = cols[co * taps + i * kw + j]
+                        s = cols[(co - c0) * taps + t, i * grid:i * grid + span]
                         for q in range(span):
                             d[q] += s[q]
-                channel = g * cg + co
-                _read_phases(acc, y[img, channel], ph, pw, sh, sw, phase_size, pwid, b[channel])
+                    channel = g * cg + co
+                    _read_phases(acc, y[img0 + i, channel], ph, pw, sh, sw, phase_size, pwid, b[channel])
 
 
 @njit(**_PJIT)
 def grouped_transpose_backward(gy, x3, w3, kh, kw, sh, sw, ph, pw, dh, dw, in_h, in_w,
-                               grad_x3, gw_parts, gb_parts, ws_cols, n_chunks):
-    """Gradients of `grouped_transpose`, one (image, group) item at a time.
+                               grad_x3, gw_parts, gb_parts, batch, block, ws_cols, n_chunks):
+    """Gradients of `grouped_transpose`.
 
     ``gy`` ``(N, C_out, H_out, W_out)`` is the output gradient, i.e. the input of the
-    convolution being transposed, whose output is ``x3``.  The item's ``gy`` planes go
+    convolution being transposed, whose output is ``x3``.  An item's ``gy`` planes go
     into their stride phases once, each column row is then one contiguous copy (on
     the grid of row length ``pwid``), and two GEMMs give ``grad_x = W[g] @ cols``
-    (valid columns kept) and ``grad_w[g].T += cols @ x.T`` (``x`` on the same grid,
+    (valid columns kept) and ``grad_w[g] += x @ cols.T`` (``x`` on the same grid,
     zero past ``in_w``, so the garbage columns add nothing).  Chunk t adds into
-    ``gw_parts[t, g]`` (K, C_in/G) and ``gb_parts[t]``.
+    ``gw_parts[t, g]`` (C_in/G, K) and ``gb_parts[t]``.
+
+    Work items are (group, batch of images, block of ``block`` input channels of
+    ``x``): a block's GEMMs take its rows of ``W[g]`` and of ``grad_w[g]``;
+    each block unfolds the batch again, and only block 0 adds the bias gradient.
     """
     n, c_out, height, width = gy.shape
     groups, og, depth = w3.shape
@@ -219,19 +246,35 @@ def grouped_transpose_backward(gy, x3, w3, kh, kw, sh, sw, ph, pw, dh, dw, in_h,
     phase_size, pwid = _geometry(height, width, ph, pw, sh, sw)
     grid = in_h * pwid
     span = (in_h - 1) * pwid + in_w
-    items = n * groups
+    n_batches = -(-n // batch)
+    n_blocks = -(-og // block)
+    items = groups * n_batches * n_blocks
     for chunk in prange(n_chunks):
-        cols = ws_cols[chunk][:depth * grid].reshape((depth, grid))
-        cols[:, span:] = 0
+        cols = ws_cols[chunk][:depth * batch * grid].reshape((depth, batch * grid))
+        for i in range(batch):
+            cols[:, i * grid + span:(i + 1) * grid] = 0
         phases = np.zeros(cg * sh * sw * phase_size, dtype=gy.dtype)
-        xg = np.zeros((og, grid), dtype=gy.dtype)
-        out = np.empty((og, grid), dtype=gy.dtype)
+        xg = np.zeros((block, batch * grid), dtype=gy.dtype)
+        out = np.empty((block, batch * grid), dtype=gy.dtype)
+        unused_sums = np.zeros(cg, dtype=gy.dtype)
+        current = -1
         for item in range(items * chunk // n_chunks, items * (chunk + 1) // n_chunks):
-            img = item // groups
-            g = item - img * groups
-            _phased_unfold(gy[img, g * cg:(g + 1) * cg], phases, cols, kh, kw, sh, sw, ph, pw, dh, dw,
-                           phase_size, pwid, span, gb_parts[chunk, g * cg:(g + 1) * cg])
-            _to_grid(x3[img, g * og:(g + 1) * og], xg, in_h, in_w, pwid)
-            blas.gemm(w3[g], cols, out)
-            _from_grid(out, grad_x3[img, g * og:(g + 1) * og], in_h, in_w, pwid)
-            blas.gemm(cols, xg.T, gw_parts[chunk, g], True)       # parts start zeroed
+            g, bt, blk = _item_of(item, n_batches, n_blocks)
+            img0 = bt * batch
+            count = min(batch, n - img0)
+            if g * n_batches + bt != current:
+                current = g * n_batches + bt
+                sums = gb_parts[chunk, g * cg:(g + 1) * cg] if blk == 0 else unused_sums
+                for i in range(count):
+                    _phased_unfold(gy[img0 + i, g * cg:(g + 1) * cg], phases, cols[:, i * grid:(i + 1) * grid],
+                                   kh, kw, sh, sw, ph, pw, dh, dw, phase_size, pwid, span, sums)
+            c0 = blk * block
+            c1 = min(og, c0 + block)
+            for i in range(count):
+                _to_grid(x3[img0 + i, g * og + c0:g * og + c1], xg[:c1 - c0, i * grid:(i + 1) * grid],
+                         in_h, in_w, pwid)
+            blas.gemm(w3[g][c0:c1], cols[:, :count * grid], out[:c1 - c0, :count * grid])
+            for i in range(count):
+                _from_grid(out[:c1 - c0, i * grid:(i + 1) * grid], grad_x3[img0 + i, g * og + c0:g * og + c1],
+                           in_h, in_w, pwid)
+            blas.gemm(xg[:c1 - c0, :count * grid], cols[:, :count * grid].T, gw_parts[chunk, g][c0:c1], True)
