@@ -42,9 +42,11 @@ def _stack_layout(in_hw, kernel_hw, stride, padding, dilation, itemsize) -> _Sta
     must fit in it (``pwid >= out_w``) and its reads past the row end land in the next
     row's left padding (``pwid >= W + pw``); the same for an entry's rows.
 
-    Other strides: each entry holds its plane's stride phases (`kernels.phases`), and
-    an output entry is long enough that the input gradient's reads of one plane
-    (back by at most ``margin``, forward by at most a phase) stay inside it."""
+    Stride (2, 2): the same grid, output ``q`` reading input ``2q + offs[t]``, so an
+    input entry is two output entries.  Other strides: each entry holds its plane's
+    stride phases (`kernels.phases`), and an output entry is long enough that the
+    input gradient's reads of one plane (back by at most ``margin``, forward by at
+    most a phase) stay inside it."""
     (height, width), (kh, kw), (sh, sw), (ph, pw), (dh, dw) = in_hw, kernel_hw, stride, padding, dilation
     out_h = (height + 2 * ph - dh * (kh - 1) - 1) // sh + 1
     out_w = (width + 2 * pw - dw * (kw - 1) - 1) // sw + 1
@@ -55,6 +57,17 @@ def _stack_layout(in_hw, kernel_hw, stride, padding, dilation, itemsize) -> _Sta
         pwid = max(width + pw, out_w)
         phase_size = in_stride = out_stride = whole(max(height + ph, out_h) * pwid)
         phases = [0] * len(taps)
+    elif (sh, sw) == (2, 2):
+        # Output q = oh*pwid + ow of the shared-padding grid reads input 2q + offs[t]
+        # (the even lanes of two loads): half of each output row is dropped, but no
+        # phase copies (on 14x14 planes those cost 3x the arithmetic).
+        pwid = max(width + pw, out_w)
+        out_stride = whole(max(out_h * pwid, -(-(height + ph) * pwid // 2)))
+        phase_size = in_stride = 2 * out_stride
+        offs = np.array([r * pwid + c for r, c in taps], dtype=np.int64)
+        return _StackLayout(pwid, phase_size, in_stride, out_stride, offs, int(offs[-1]) // 2 + 1,
+                            np.array([0, len(taps)], dtype=np.int64), np.arange(len(taps), dtype=np.int64),
+                            np.zeros(len(taps), dtype=np.int64))
     else:
         pwid = -(-(width + 2 * pw) // sw)
         phase_size = -(-(height + 2 * ph) // sh) * pwid

@@ -38,7 +38,8 @@ from numba import njit, prange
 
 from fastconv.backends.numba_backend.kernels.phases import _fill_phases, _read_phases
 from fastconv.backends.numba_backend.kernels.simd import (
-    vadd, vfma, vlanes, vload, vload_first, vsplat, vstore, vstore_first, vsum, vzero)
+    vadd, veven, vfma, vlanes, vload, vload_first, vodd, vsplat, vstore, vstore_first, vsum, vzero, vzip_hi,
+    vzip_lo)
 
 _JIT = dict(cache=True, nogil=True)
 _PJIT = dict(cache=True, nogil=True, parallel=True)
@@ -108,6 +109,78 @@ def _dot_plane(acc, g, g0, src, s0, offs, n_vec):
 
 
 @njit(**_JIT)
+def _corr_pairs(dst, d0, src, s0, weights, offs, n_vec, init):
+    """Stride (2, 2) on the flat grid: dst[d0 + q] = init + sum_t weights[t] *
+    src[s0 + 2q + offs[t]] for ``n_vec`` vectors of q, the even lanes of two loads."""
+    lanes = vlanes(src)
+    taps = offs.shape[0]
+    v = 0
+    while v + 2 <= n_vec:
+        q = v * lanes
+        a0 = a1 = vsplat(src, init)
+        for t in range(taps):
+            c = vsplat(src, weights[t])
+            p = s0 + 2 * q + offs[t]
+            a0 = vfma(c, veven(vload(src, p), vload(src, p + lanes)), a0)
+            a1 = vfma(c, veven(vload(src, p + 2 * lanes), vload(src, p + 3 * lanes)), a1)
+        vstore(dst, d0 + q, a0)
+        vstore(dst, d0 + q + lanes, a1)
+        v += 2
+    if v < n_vec:
+        q = v * lanes
+        a0 = vsplat(src, init)
+        for t in range(taps):
+            p = s0 + 2 * q + offs[t]
+            a0 = vfma(vsplat(src, weights[t]), veven(vload(src, p), vload(src, p + lanes)), a0)
+        vstore(dst, d0 + q, a0)
+
+
+@njit(**_JIT)
+def _dot_pairs(acc, g, g0, src, s0, offs, n_vec):
+    """`_dot_plane` at stride (2, 2): acc[t] += g[g0 + q] * src[s0 + 2q + offs[t]]."""
+    lanes = vlanes(src)
+    taps = offs.shape[0]
+    for t in range(taps):
+        a = vzero(src)
+        p = s0 + offs[t]
+        for v in range(n_vec):
+            q = v * lanes
+            a = vfma(vload(g, g0 + q), veven(vload(src, p + 2 * q), vload(src, p + 2 * q + lanes)), a)
+        vstore(acc[t], 0, vadd(vload(acc[t], 0), a))
+    total = vzero(src)
+    for v in range(n_vec):
+        total = vadd(total, vload(g, g0 + v * lanes))
+    vstore(acc[taps], 0, vadd(vload(acc[taps], 0), total))
+
+
+@njit(**_JIT)
+def _corr_pairs_back(dst, d0, g, g0, weights, offs, n_pairs, accumulate, init):
+    """The input gradient of `_corr_pairs`: dst[d0 + u] (+)= sum over taps with
+    ``2q + offs[t] = u`` of weights[t] * g[g0 + q].  Even u take the taps at even
+    offsets, odd u the others, both from ``g[g0 + u // 2 - offs[t] // 2]``; the two
+    halves are interleaved on the store."""
+    lanes = vlanes(g)
+    taps = offs.shape[0]
+    for m in range(n_pairs):
+        q = m * lanes
+        if accumulate:
+            lo = vload(dst, d0 + 2 * q)
+            hi = vload(dst, d0 + 2 * q + lanes)
+            even = veven(lo, hi)
+            odd = vodd(lo, hi)
+        else:
+            even = odd = vsplat(g, init)
+        for t in range(taps):
+            v = vload(g, g0 + q - offs[t] // 2)
+            if offs[t] % 2 == 0:
+                even = vfma(vsplat(g, weights[t]), v, even)
+            else:
+                odd = vfma(vsplat(g, weights[t]), v, odd)
+        vstore(dst, d0 + 2 * q, vzip_lo(even, odd))
+        vstore(dst, d0 + 2 * q + lanes, vzip_hi(even, odd))
+
+
+@njit(**_JIT)
 def _copy_row(dst, d0, src, s0, count):
     """dst[d0:d0 + count] = src[s0:s0 + count] in whole vectors and one masked tail."""
     lanes = vlanes(src)
@@ -146,10 +219,16 @@ def _items(n_items, chunk, n_chunks):
 
 
 @njit(**_JIT)
+def _pairs(sh, sw):
+    """Stride (2, 2) runs on the flat grid: output q reads input 2q + offs[t]."""
+    return sh == 2 and sw == 2
+
+
+@njit(**_JIT)
 def _load_planes(buf, planes, ph, pw, sh, sw, pwid, phase_size, in_stride):
-    """Input planes (P, H, W) into the stack: stride 1 with shared padding, else each
-    plane's stride phases (`kernels.phases`) at ``p * in_stride``."""
-    if sh == 1 and sw == 1:
+    """Input planes (P, H, W) into the stack: strides 1 and (2, 2) with shared
+    padding, else each plane's stride phases (`kernels.phases`) at ``p * in_stride``."""
+    if (sh == 1 and sw == 1) or _pairs(sh, sw):
         _stack_in(buf, 0, planes, in_stride, pwid, ph, pw)
         return
     n_phases = sh * sw
@@ -170,7 +249,7 @@ def depthwise_forward(x, w2, b, ph, pw, sh, sw, offs, pwid, phase_size, in_strid
     n_vec = out_stride // lanes
     n_blocks = -(-c_in // block)
     for chunk in prange(n_chunks):
-        xs = np.zeros(block * in_stride + out_stride + offs[-1] + lanes, dtype=x.dtype)
+        xs = np.zeros(block * in_stride + 2 * out_stride + offs[-1] + 2 * lanes, dtype=x.dtype)
         acc = np.empty(block * mult * out_stride, dtype=x.dtype)
         first, last = _items(n_blocks * n, chunk, n_chunks)
         for item in range(first, last):
@@ -182,8 +261,11 @@ def depthwise_forward(x, w2, b, ph, pw, sh, sw, offs, pwid, phase_size, in_strid
             for p in range(c1 - c0):
                 for k in range(mult):
                     o = (c0 + p) * mult + k
-                    _corr_plane(acc, (p * mult + k) * out_stride, xs, p * in_stride, w2[o], offs, n_vec,
-                                False, b[o])
+                    if _pairs(sh, sw):
+                        _corr_pairs(acc, (p * mult + k) * out_stride, xs, p * in_stride, w2[o], offs, n_vec, b[o])
+                    else:
+                        _corr_plane(acc, (p * mult + k) * out_stride, xs, p * in_stride, w2[o], offs, n_vec,
+                                    False, b[o])
             _stack_out(acc, 0, y[img, c0 * mult:c1 * mult], out_stride, pwid, 0, 0)
 
 
@@ -209,7 +291,7 @@ def depthwise_backward(gy, x, w2, bias, c_in, ph, pw, sh, sw, offs, phase_ptr, p
     phase_vec = -(-phase_size // lanes)
     n_blocks = -(-c_in // block)
     for chunk in prange(n_chunks):
-        xs = np.zeros(block * in_stride + out_stride + offs[-1] + lanes, dtype=gy.dtype)
+        xs = np.zeros(block * in_stride + 2 * out_stride + offs[-1] + 2 * lanes, dtype=gy.dtype)
         gs = np.zeros(margin + block * mult * out_stride + phase_vec * lanes, dtype=gy.dtype)
         gx = np.empty(block * in_stride + lanes, dtype=gy.dtype)
         weights = np.empty(taps, dtype=gy.dtype)
@@ -225,8 +307,18 @@ def depthwise_backward(gy, x, w2, bias, c_in, ph, pw, sh, sw, offs, phase_ptr, p
             if need_grad_w:
                 _load_planes(xs, x[img, c0:c1], ph, pw, sh, sw, pwid, phase_size, in_stride)
                 for o in range(planes):
-                    _dot_plane(sums[o], gs, margin + o * out_stride, xs, (o // mult) * in_stride, offs, n_vec)
-            if need_grad_x:
+                    if _pairs(sh, sw):
+                        _dot_pairs(sums[o], gs, margin + o * out_stride, xs, (o // mult) * in_stride, offs, n_vec)
+                    else:
+                        _dot_plane(sums[o], gs, margin + o * out_stride, xs, (o // mult) * in_stride, offs, n_vec)
+            if need_grad_x and _pairs(sh, sw):
+                for p in range(c1 - c0):
+                    for k in range(mult):
+                        o = p * mult + k
+                        _corr_pairs_back(gx, p * in_stride, gs, margin + o * out_stride, w2[c0 * mult + o], offs,
+                                         in_stride // (2 * lanes), k > 0, bias[c0 + p])
+                _stack_out(gx, 0, grad_x[img, c0:c1], in_stride, pwid, ph, pw)
+            elif need_grad_x:
                 for p in range(c1 - c0):
                     for phase in range(n_phases):
                         t0, t1 = phase_ptr[phase], phase_ptr[phase + 1]
