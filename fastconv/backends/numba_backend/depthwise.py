@@ -12,7 +12,7 @@ from fastconv.backends.numba_backend import runtime as rt
 from fastconv.backends.numba_backend.kernels import depthwise as _kernels
 from fastconv.backends.numba_backend.kernels.simd import lanes as _lanes
 
-# A stack of planes (`kernels/depthwise_kernels.py`) holds about this many positions:
+# A stack of planes (`kernels/depthwise.py`) holds about this many positions:
 # 16 KB of float32 per buffer, so a thread's buffers stay in L1/L2.
 _STACK_POSITIONS = 4096
 
@@ -26,7 +26,7 @@ class _StackLayout(NamedTuple):
     """Where a plane's pixels, outputs and taps lie in a stack (``kernels/depthwise.py``)."""
 
     pwid: int              # row length of the grid
-    phase_size: int        # positions of one stride phase (stride 1: of a whole entry)
+    phase_size: int        # positions of one stride phase (strides 1 and (2, 2): a whole entry)
     in_stride: int         # positions between consecutive planes' inputs
     out_stride: int        # ... and outputs / output gradients (whole vectors)
     offs: np.ndarray       # tap t of output position q reads input q + offs[t]

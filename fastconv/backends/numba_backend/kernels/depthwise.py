@@ -12,10 +12,12 @@ planes of one image go into one zero buffer, plane ``p`` at ``p * in_stride``.
 Stride 1: the zero-padded plane with shared padding (rows ``pwid`` long, a row's
 right padding the next row's left one).  Other strides: the plane's stride phases
 (`kernels.phases`), in which every tap of every output is again one contiguous run.
-Output ``(oh, ow)`` of a plane is position ``oh*pwid + ow`` of its output entry (``out_stride``
-apart, whole vectors), and tap ``t`` reads input position ``offs[t]`` past it: per
-vector of outputs, ``taps`` weight broadcasts and loads (`_corr_plane`).  Positions
-past ``out_w`` / ``out_h`` are computed and dropped.  Rows are copied in and out in
+Output ``(oh, ow)`` of a plane is position ``oh*pwid + ow`` of its output entry
+(``out_stride`` apart, whole vectors), and tap ``t`` reads input position ``offs[t]``
+past it: per vector of outputs, ``taps`` weight broadcasts and loads (`_corr_plane`).
+Stride (2, 2) keeps the stride-1 grid and reads ``2q + offs[t]``, the even lanes of
+two loads (`_corr_pairs`, `_dot_pairs`, `_corr_pairs_back`).  Positions past
+``out_w`` / ``out_h`` are computed and dropped.  Rows are copied in and out in
 vectors with a masked tail.
 
 Backward.  The output gradient goes on its grid (zero elsewhere) behind a zero
