@@ -174,6 +174,106 @@ def test_transposed_batches_and_channel_blocks_against_loops(monkeypatch, seed, 
             close(got, wnt, dtype, name)
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_transposed_backward_plans_against_loops(seed, dtype):
+    """Both plans of the transposed backward (`select.PLANS`): the fused kernel and
+    the composition of a convolution and a weight gradient, grouped and dilated ones
+    included, wherever the composition applies (output_padding < stride)."""
+    from fastconv.backends.numba_backend import general
+
+    rng = np.random.default_rng(500 + seed)
+    groups = int(rng.integers(1, 3))
+    n, c_in, c_out = int(rng.integers(1, 5)), groups * int(rng.integers(1, 5)), groups * int(rng.integers(2, 5))
+    kh, kw = (int(v) for v in rng.integers(1, 5, size=2))
+    stride = tuple(int(v) for v in rng.integers(1, 4, size=2))
+    dilation = (1, 1) if seed % 2 else tuple(int(v) for v in rng.integers(1, 3, size=2))
+    padding = tuple(int(rng.integers(0, d * (k - 1) + 1)) for k, d in zip((kh, kw), dilation))
+    output_padding = tuple(int(rng.integers(0, s_)) for s_ in stride)
+    x = rng.standard_normal((n, c_in, *(int(v) for v in rng.integers(2, 9, size=2)))).astype(dtype)
+    w = rng.standard_normal((c_in, c_out // groups, kh, kw)).astype(dtype)
+    args = (stride, padding, output_padding, dilation, groups)
+    out_shape = loops.conv_transpose2d(x.astype(np.float64), w.astype(np.float64), None, *args).shape
+    grad_y = rng.standard_normal(out_shape).astype(dtype)
+    wants = loops.conv_transpose2d_backward(grad_y.astype(np.float64), x.astype(np.float64),
+                                            w.astype(np.float64), *args)
+    with fastconv.use_backend("numba"):
+        plans = {"fused": grouped_plan.transpose_backward(grad_y, x, w, stride, padding, dilation, groups),
+                 "composed": general._composed_transpose_backward(grad_y, x, w, stride, padding,
+                                                                  dilation, groups)}
+    for plan, grads in plans.items():
+        for got, wnt, name in zip(grads, wants, ("grad_x", "grad_w", "grad_b")):
+            assert got.dtype == dtype
+            close(got, wnt, dtype, f"{plan} {name}")
+
+
+def test_transposed_backward_plan_is_tuned_once_and_cached(monkeypatch, tmp_path):
+    """In ``auto`` mode the first call of a problem times both plans and keeps the
+    winner in the cache file; ``heuristic`` mode runs the fused kernel; an
+    output_padding the composition cannot give runs it without any timing."""
+    from fastconv.backends.numba_backend import select
+
+    monkeypatch.setenv("FASTCONV_CACHE_DIR", str(tmp_path))
+    select.clear_autotune_cache(memory_only=True)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((4, 32, 8, 8)).astype(np.float32)       # 4 MFLOP: worth timing
+    w = rng.standard_normal((32, 16, 4, 4)).astype(np.float32)
+    grad_y = rng.standard_normal((4, 16, 16, 16)).astype(np.float32)
+    k = select.key("transpose_backward", grad_y.shape, w.shape, (2, 2), (1, 1), np.float32)
+    calls = []
+    real = select._time_candidates
+
+    def timed(names, run):             # the plans' timings (not their convolutions' own)
+        if set(names) <= set(select.PLANS):
+            calls.append(names)
+        return real(names, run)
+
+    monkeypatch.setattr(select, "_time_candidates", timed)
+    with fastconv.use_backend("numba"):
+        for _ in range(2):
+            F.conv_transpose2d_backward(grad_y, x, w, 2, 1)
+        assert calls == [["fused", "composed"]]
+        winner = select.last_conv_algorithms[k]
+        assert winner in select.PLANS
+        assert winner in select._read_cache(select.autotune_cache()).values()
+        select.set_conv_algorithm("heuristic")
+        try:
+            F.conv_transpose2d_backward(grad_y, x, w, 2, 1)
+            assert select.last_conv_algorithms[k] == "fused"
+        finally:
+            select.set_conv_algorithm(None)
+        grad_y = rng.standard_normal((4, 16, 15, 15)).astype(np.float32)
+        grads = F.conv_transpose2d_backward(grad_y, x, w, 1, 0, 1, 2)     # output_padding 1 >= stride 1
+        assert len(calls) == 1 and grads[0].shape == x.shape
+    select.clear_autotune_cache(memory_only=True)
+
+
+def test_large_multipliers_leave_the_depthwise_kernels(monkeypatch):
+    """Depthwise layers with many outputs per input channel run the GEMMs per group
+    (and the numpy backend's results): forward and transposed, with and without BLAS."""
+    from fastconv.backends.numba_backend import general
+
+    assert general._depthwise_runs((1, 4, 9, 9), (32, 1, 3, 3), 4)          # multiplier 8
+    assert not general._depthwise_runs((1, 4, 9, 9), (36, 1, 3, 3), 4)      # 9
+    assert general._depthwise_transpose_runs((8, 1, 4, 4), 4)                # 2
+    assert not general._depthwise_transpose_runs((12, 1, 4, 4), 4)           # 3
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 9, 10))
+    w = rng.standard_normal((36, 1, 3, 3))
+    y, want = both(F.conv2d, x, w, None, 1, 1, 1, 3)
+    close(y, want, np.float64, "y")
+    for got, wnt in zip(*both(F.conv2d_backward, y, x, w, 1, 1, 1, 3)):
+        close(got, wnt, np.float64)
+    xt = rng.standard_normal((2, 12, 5, 6))
+    wt = rng.standard_normal((12, 1, 4, 4))
+    yt, want = both(F.conv_transpose2d, xt, wt, None, 2, 1, 0, 1, 4)
+    close(yt, want, np.float64, "transposed")
+    for got, wnt in zip(*both(F.conv_transpose2d_backward, yt, xt, wt, 2, 1, 0, 1, 4)):
+        close(got, wnt, np.float64)
+    monkeypatch.setattr(gemm, "available", lambda: False)
+    assert general._depthwise_runs((1, 4, 9, 9), (36, 1, 3, 3), 4)
+    assert general._depthwise_transpose_runs((12, 1, 4, 4), 4)
+
+
 def test_transpose_plan_widens_gemms_and_fills_threads(monkeypatch):
     """Images batched just far enough for ``_MIN_GEMM_COLUMNS`` columns; channel blocks
     only when (group, batch) pairs are fewer than threads, then enough for them all."""

@@ -1,7 +1,8 @@
 """Entry points of the numba backend's general convolution kernels (issue 13):
 dilated im2col/col2im, grouped / dilated convolution and transposed convolution.
 
-Depthwise problems (``groups == C_in``) run the direct kernels of `depthwise`.
+Depthwise problems (``groups == C_in``) with a small channel multiplier run the direct
+kernels of `depthwise`.
 Dilated and grouped ones run the register blocks of `blocked` where the CPU has
 AVX-512 (`_blocked_runs`; DeepLab's 64->64 3x3 dilation 2: 1.3x forward, 1.1x
 backward over `shifted` here; 4 groups of 32 channels, 3x3 at 28x28: 1.6 ms forward
@@ -19,13 +20,21 @@ import sys
 
 import numpy as np
 
-from fastconv.backends.numba_backend import blocked, depthwise, gemm, grouped, shifted
+from fastconv.backends.numba_backend import blocked, conv, depthwise, gemm, grouped, select, shifted
 from fastconv.backends.numba_backend import runtime as rt
 from fastconv.backends.numba_backend.kernels import unfold_dilated as _unfold
 
 # `blocked` takes a grouped convolution when each group has this many input and
 # output channels (its blocks are 8 channels: fewer repeat the last one).
 _BLOCKED_MIN_GROUP = 4
+
+# Depthwise kernels while each group has at most this many output channels (forward
+# + backward, 16 images, 3x3 @28: multiplier 8 1.4 ms against 2.6 for the GEMMs per
+# group, 16 a tie, 64 16 ms against 8.7); for transposed convolution, at most this
+# many input channels (4x4 stride 2 @14: multiplier 2 0.58 ms against 0.67, 4 1.0
+# against 0.82).
+_DEPTHWISE_MAX_MULTIPLIER = 8
+_DEPTHWISE_MAX_MULTIPLIER_TRANSPOSED = 2
 
 
 def _conv_out_hw(in_hw, kernel_size, stride, padding, dilation):
@@ -67,6 +76,18 @@ def _spec(x_shape, w_shape, stride, padding, dilation, groups):
     return ConvSpec(stride, padding, dilation, groups, tuple(x_shape[2:]), out_hw)
 
 
+def _depthwise_runs(x_shape, w_shape, groups) -> bool:
+    """Depthwise, with a small multiplier or no BLAS for the GEMMs."""
+    return depthwise.supports(x_shape, w_shape, groups) and (
+        w_shape[0] // groups <= _DEPTHWISE_MAX_MULTIPLIER or not gemm.available())
+
+
+def _depthwise_transpose_runs(w_shape, groups) -> bool:
+    """The convolution it transposes is depthwise, ... as `_depthwise_runs`."""
+    return w_shape[1] == 1 and (
+        w_shape[0] // groups <= _DEPTHWISE_MAX_MULTIPLIER_TRANSPOSED or not gemm.available())
+
+
 def _blocked_runs(w_shape, groups) -> bool:
     """Dilated and grouped convolutions run `blocked` on CPUs with 32 vector registers
     (AVX-512); grouped ones where each group has channels enough for its register
@@ -81,7 +102,7 @@ def _blocked_runs(w_shape, groups) -> bool:
 def conv2d_general(x, w, b, stride, padding, dilation, groups):
     x, w = rt.kernel_array(x), rt.kernel_array(w)
     b = np.zeros(w.shape[0], dtype=x.dtype) if b is None else rt.kernel_array(b)
-    if depthwise.supports(x.shape, w.shape, groups):
+    if _depthwise_runs(x.shape, w.shape, groups):
         return depthwise.forward(x, w, b, stride, padding, dilation)
     if _blocked_runs(w.shape, groups):
         return blocked.forward(x, w, b, stride, padding, False, dilation)
@@ -95,7 +116,7 @@ def conv2d_general(x, w, b, stride, padding, dilation, groups):
 
 def conv2d_general_backward(grad_y, x, w, stride, padding, dilation, groups, input_grad):
     grad_y, x, w = rt.kernel_array(grad_y), rt.kernel_array(x), rt.kernel_array(w)
-    if depthwise.supports(x.shape, w.shape, groups):
+    if _depthwise_runs(x.shape, w.shape, groups):
         return depthwise.backward(grad_y, x, w, stride, padding, dilation, input_grad)
     if _blocked_runs(w.shape, groups):
         return blocked.backward(grad_y, x, w, None, stride, padding, input_grad, dilation)
@@ -114,7 +135,7 @@ def conv_transpose2d(x, w, b, stride, padding, output_padding, dilation, groups)
     b = np.zeros(c_out, dtype=x.dtype) if b is None else rt.kernel_array(b)
     out_hw = tuple((size - 1) * s - 2 * p + d * (k - 1) + op + 1 for size, k, s, p, op, d in zip(
         x.shape[2:], w.shape[2:], stride, padding, output_padding, dilation))
-    if w.shape[1] == 1:          # the convolution it transposes is depthwise
+    if _depthwise_transpose_runs(w.shape, groups):
         return depthwise.transpose(x, w, b, stride, padding, dilation, groups, out_hw)
     if not gemm.available():
         compose, backend = _composed()
@@ -125,13 +146,37 @@ def conv_transpose2d(x, w, b, stride, padding, output_padding, dilation, groups)
 
 def conv_transpose2d_backward(grad_y, x, w, stride, padding, output_padding, dilation, groups):
     grad_y, x, w = rt.kernel_array(grad_y), rt.kernel_array(x), rt.kernel_array(w)
-    if w.shape[1] == 1:
+    if _depthwise_transpose_runs(w.shape, groups):
         return depthwise.transpose_backward(grad_y, x, w, stride, padding, dilation)
     if not gemm.available():
         from fastconv import conv_general   # the composition over this backend's kernels
 
         return conv_general.compose_transpose_backward(grad_y, x, w, stride, padding, dilation, groups)
-    return grouped.transpose_backward(grad_y, x, w, stride, padding, dilation, groups)
+
+    def run(plan):
+        if plan == "composed":
+            return _composed_transpose_backward(grad_y, x, w, stride, padding, dilation, groups)
+        return grouped.transpose_backward(grad_y, x, w, stride, padding, dilation, groups)
+
+    if any(op >= s for op, s in zip(output_padding, stride)):
+        return run("fused")       # the convolution of grad_y would have an extra row or column
+    # Timed per problem: the fused kernel won on DCGAN's 4x4 stride-2 layers here,
+    # the composition (Winograd, `blocked`) on stride-1 and 4x4-input ones.
+    pass_ = "transpose_backward" if dilation == (1, 1) else f"transpose_backward/dilation{dilation}"
+    return select.run_chosen(pass_, grad_y, w, stride, padding, run, plans=select.PLANS)
+
+
+def _composed_transpose_backward(grad_y, x, w, stride, padding, dilation, groups):
+    """``grad_x`` is the convolution of ``grad_y`` by ``w``, ``grad_w`` the weight
+    gradient of that convolution with ``x`` as its output gradient: both on the
+    convolution entry points, with their own algorithm choice."""
+    if dilation == (1, 1) and groups == 1:
+        grad_x = conv.conv2d(grad_y, w, None, stride, padding)
+        grad_w, _ = conv.conv2d_backward_weights(x, grad_y, w, stride, padding)
+    else:
+        grad_x = conv2d_general(grad_y, w, None, stride, padding, dilation, groups)
+        _, grad_w, _ = conv2d_general_backward(x, grad_y, w, stride, padding, dilation, groups, False)
+    return grad_x, grad_w, grad_y.sum(axis=(0, 2, 3))
 
 
 def warm(dtype) -> None:

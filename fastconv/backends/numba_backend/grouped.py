@@ -103,11 +103,10 @@ def transpose_backward(grad_y, x, w, stride, padding, dilation, groups):
     n, c_in, in_h, in_w = x.shape
     _, cg, kh, kw = w.shape
     og, depth = c_in // groups, cg * kh * kw
-    pwid = (grad_y.shape[3] + 2 * padding[1] + stride[1] - 1) // stride[1]
-    grid = in_h * pwid
-    batch, block, items = _transpose_plan(n, groups, og, grid)
+    windows = in_h * in_w
+    batch, block, items = _transpose_plan(n, groups, og, windows)
     chunks = _chunks(items, 4.0 * x.size * cg * kh * kw)
-    ws_cols = rt.workspace("grouped_cols", chunks * depth * batch * grid, x.dtype).reshape(chunks, -1)
+    ws_cols = rt.workspace("grouped_cols", chunks * depth * batch * windows, x.dtype).reshape(chunks, -1)
     grad_x = np.empty_like(x)
     gw_parts = np.zeros((chunks, groups, og, depth), dtype=x.dtype)
     gb_parts = np.zeros((chunks, cg * groups), dtype=x.dtype)

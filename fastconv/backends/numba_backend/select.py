@@ -50,6 +50,11 @@ last_conv_algorithms: dict = {}
 convolution run so far (the latest choice per key), for benchmark tables."""
 _stats = {"problems": 0, "seconds": 0.0}
 
+# Ways to run a whole pass, chosen like algorithms (`run_chosen`'s ``plans``): a
+# transposed convolution's backward as one fused kernel or composed of a convolution
+# and a weight gradient (each then choosing its own algorithm).
+PLANS = ("fused", "composed")
+
 
 def set_conv_algorithm(algorithm: str | None) -> None:
     """Force an algorithm, autotune (``"auto"``), use the rule (``"heuristic"``), or
@@ -281,7 +286,7 @@ def _split(variant: str):
 
 
 def _valid_variant(variant: str) -> bool:
-    return _split(variant)[0] in ALGORITHMS
+    return _split(variant)[0] in ALGORITHMS or _split(variant)[0] in PLANS
 
 
 def _variants(names, batch) -> list:
@@ -354,9 +359,10 @@ def _burst(name, run, seconds_per_call) -> float:
     return (time.perf_counter() - start) / repeats
 
 
-def choose(pass_, x, w, stride, padding, run):
+def choose(pass_, x, w, stride, padding, run, plans=None):
     """Pick (and record) the algorithm for this call: ``(name, threads)``, threads
-    None for all (`rt.thread_limit` applies it); ``run(name)`` executes one.
+    None for all (`rt.thread_limit` applies it); ``run(name)`` executes one.  With
+    ``plans`` (names from `PLANS`), the choice is among those, the first by default.
 
     In ``auto``/``benchmark`` mode a problem seen for the first time (in this process
     and in the cache file) with more than one candidate is timed here, once.  A
@@ -366,31 +372,44 @@ def choose(pass_, x, w, stride, padding, run):
     """
     memo = (pass_, x.shape, w.shape, stride, padding, x.dtype, _forced, _exact_only,
             rt.get_num_threads(), _environ.get(env.CONV_ALGO), _environ.get(env.CONV_EXACT),
-            _environ.get(env.CACHE_DIR))
+            _environ.get(env.CACHE_DIR), plans)
     decided = _decided.get(memo)
     if decided is None:
         k = key(pass_, x.shape, w.shape, stride, padding, x.dtype)
         mode = get_conv_algorithm_mode()
         if mode in ("auto", "benchmark"):
-            _tune(k, exact_only(), x, w, stride, padding, run)
-        allowed = candidates(x.shape, w.shape, stride, padding)
-        decided = _decided[memo] = (*_variant(x.shape, w.shape, stride, padding, x.dtype, pass_,
-                                              mode, allowed), k)
+            _tune(k, exact_only(), x, w, stride, padding, run, plans)
+        if plans:
+            variant = _plan_variant(k, plans, mode)
+        else:
+            allowed = candidates(x.shape, w.shape, stride, padding)
+            variant = _variant(x.shape, w.shape, stride, padding, x.dtype, pass_, mode, allowed)
+        decided = _decided[memo] = (*variant, k)
     algo, threads, k = decided
     last_conv_algorithms[k] = algo
     return algo, threads
 
 
-def run_chosen(pass_, x, w, stride, padding, run):
-    """``run(name)`` with the algorithm `choose` picks, on the threads it picked."""
-    algorithm, threads = choose(pass_, x, w, stride, padding, run)
+def _plan_variant(k, plans, mode):
+    """(plan, threads) of a problem: tuned in ``auto``/``benchmark`` mode, else the first."""
+    if mode in ("auto", "benchmark"):
+        tuned = _load_winners().get(_tuned_key(k, exact_only(), plans))
+        if tuned is not None and _split(tuned)[0] in plans:
+            return _split(tuned)
+    return plans[0], None
+
+
+def run_chosen(pass_, x, w, stride, padding, run, plans=None):
+    """``run(name)`` with the algorithm (or plan) `choose` picks, on the threads it picked."""
+    algorithm, threads = choose(pass_, x, w, stride, padding, run, plans)
     with rt.thread_limit(threads):
         return run(algorithm)
 
 
-def _tune(k, exact, x, w, stride, padding, run) -> None:
-    """Time the candidates of a problem not tuned yet (unless too small to time)."""
-    names = candidates(x.shape, w.shape, stride, padding)
+def _tune(k, exact, x, w, stride, padding, run, plans=None) -> None:
+    """Time the candidates (or ``plans``) of a problem not tuned yet (unless too small
+    to time)."""
+    names = list(plans) if plans else candidates(x.shape, w.shape, stride, padding)
     tuned_key = _tuned_key(k, exact, names)
     variants = _variants(names, x.shape[0])
     if (len(variants) > 1 and tuned_key not in _load_winners()

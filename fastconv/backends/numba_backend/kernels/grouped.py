@@ -28,6 +28,7 @@ from numba import njit, prange
 from fastconv.backends.numba_backend.kernels import blas
 from fastconv.backends.numba_backend.kernels.phases import _fill_phases, _geometry, _read_phases, _tap_offset
 from fastconv.backends.numba_backend.kernels.unfold_dilated import _col2im_plane_d, _im2col_plane_d
+from fastconv.backends.numba_backend.kernels.vectors import copy_rows, total
 
 _PJIT = dict(cache=True, nogil=True, parallel=True)
 
@@ -64,38 +65,18 @@ def _to_grid(src, dst, rows, width, pwid):
 
 
 @njit(cache=True, nogil=True)
-def _from_grid(src, dst, rows, width, pwid):
-    """Inverse of `_to_grid`: the valid columns of ``src`` into ``dst`` (C, rows*width)."""
-    for o in range(src.shape[0]):
-        s_plane = src[o]
-        d_plane = dst[o]
-        for r in range(rows):
-            d = d_plane[r * width:(r + 1) * width]
-            s = s_plane[r * pwid:r * pwid + width]
-            for c in range(width):
-                d[c] = s[c]
-
-
-@njit(cache=True, nogil=True)
-def _phased_unfold(planes, phases, cols, kh, kw, sh, sw, ph, pw, dh, dw, phase_size, pwid, span, sums):
-    """Columns of ``planes`` (C, H, W) on the output grid: each plane into its stride
-    phases, then one contiguous copy per tap; ``sums[c]`` += the plane's total."""
-    plane = sh * sw * phase_size
+def _phased_unfold(planes, phases, cols, at, kh, kw, sh, sw, dh, dw, ph, pw, phase_size, pwid,
+                   in_h, in_w, sums):
+    """Columns of ``planes`` (C, H, W) for an ``in_h x in_w`` output from column ``at``
+    of ``cols``: each plane into its stride phases (``phases``: one plane's, zero
+    padding), then ``in_h`` row copies per tap; ``sums[c]`` += the plane's total."""
     taps = kh * kw
     for c in range(planes.shape[0]):
-        ps = phases[c * plane:(c + 1) * plane]
-        _fill_phases(ps, planes[c], ph, pw, sh, sw, phase_size, pwid)
-        total = 0.0
-        for q in range(plane):                      # the padding is zero: one long loop
-            total += ps[q]
-        sums[c] += total
-        for i in range(kh):
-            for j in range(kw):
-                start = c * plane + _tap_offset(i, j, sh, sw, dh, dw, phase_size, pwid)
-                d = cols[c * taps + i * kw + j]
-                s = phases[start:start + span]
-                for q in range(span):
-                    d[q] = s[q]
+        _fill_phases(phases, planes[c], ph, pw, sh, sw, phase_size, pwid)
+        sums[c] += total(phases)                    # the padding is zero
+        for t in range(taps):
+            start = _tap_offset(t // kw, t % kw, sh, sw, dh, dw, phase_size, pwid)
+            copy_rows(phases, start, pwid, in_h, in_w, cols[c * taps + t], at)
 
 
 @njit(**_PJIT)
@@ -145,11 +126,7 @@ def grouped_backward(gy3, x, w3t, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, 
             g = item - img * groups
             grad = gy3[img, g * og:(g + 1) * og]
             for o in range(og):
-                total = 0.0
-                row = grad[o]
-                for l in range(windows):
-                    total += row[l]
-                gb_parts[chunk, g * og + o] += total
+                gb_parts[chunk, g * og + o] += total(grad[o])
             _unfold_group(x[img], g * cg, (g + 1) * cg, kh, kw, sh, sw, ph, pw, dh, dw,
                           out_h, out_w, pad, cols_flat)
             blas.gemm(cols, grad.T, gw_parts[chunk, g], True)     # parts start zeroed
@@ -229,12 +206,12 @@ def grouped_transpose_backward(gy, x3, w3, kh, kw, sh, sw, ph, pw, dh, dw, in_h,
     """Gradients of `grouped_transpose`.
 
     ``gy`` ``(N, C_out, H_out, W_out)`` is the output gradient, i.e. the input of the
-    convolution being transposed, whose output is ``x3``.  An item's ``gy`` planes go
-    into their stride phases once, each column row is then one contiguous copy (on
-    the grid of row length ``pwid``), and two GEMMs give ``grad_x = W[g] @ cols``
-    (valid columns kept) and ``grad_w[g] += x @ cols.T`` (``x`` on the same grid,
-    zero past ``in_w``, so the garbage columns add nothing).  Chunk t adds into
-    ``gw_parts[t, g]`` (C_in/G, K) and ``gb_parts[t]``.
+    convolution being transposed, whose output is ``x3`` ``(N, C_in, in_h*in_w)``.
+    An item unfolds its ``gy`` planes once through their stride phases
+    (`_phased_unfold`: exactly the ``in_h*in_w`` windows, no garbage columns), and two
+    GEMMs give ``grad_x = W[g] @ cols`` and ``grad_w[g] += x @ cols.T``, straight
+    on ``x3`` and ``grad_x3`` for one image, through side-by-side copies for a batch.
+    Chunk t adds into ``gw_parts[t, g]`` (C_in/G, K) and ``gb_parts[t]``.
 
     Work items are (group, batch of images, block of ``block`` input channels of
     ``x``): a block's GEMMs take its rows of ``W[g]`` and of ``grad_w[g]``;
@@ -244,18 +221,16 @@ def grouped_transpose_backward(gy, x3, w3, kh, kw, sh, sw, ph, pw, dh, dw, in_h,
     groups, og, depth = w3.shape
     cg = c_out // groups
     phase_size, pwid = _geometry(height, width, ph, pw, sh, sw)
-    grid = in_h * pwid
-    span = (in_h - 1) * pwid + in_w
+    win = in_h * in_w
     n_batches = -(-n // batch)
     n_blocks = -(-og // block)
     items = groups * n_batches * n_blocks
     for chunk in prange(n_chunks):
-        cols = ws_cols[chunk][:depth * batch * grid].reshape((depth, batch * grid))
-        for i in range(batch):
-            cols[:, i * grid + span:(i + 1) * grid] = 0
-        phases = np.zeros(cg * sh * sw * phase_size, dtype=gy.dtype)
-        xg = np.zeros((block, batch * grid), dtype=gy.dtype)
-        out = np.empty((block, batch * grid), dtype=gy.dtype)
+        cols = ws_cols[chunk][:depth * batch * win].reshape((depth, batch * win))
+        phases = np.zeros(sh * sw * phase_size, dtype=gy.dtype)
+        staged = block if batch > 1 else 0          # side-by-side x and grad_x of a batch
+        xs = np.empty((staged, batch * win), dtype=gy.dtype)
+        out = np.empty((staged, batch * win), dtype=gy.dtype)
         unused_sums = np.zeros(cg, dtype=gy.dtype)
         current = -1
         for item in range(items * chunk // n_chunks, items * (chunk + 1) // n_chunks):
@@ -266,15 +241,20 @@ def grouped_transpose_backward(gy, x3, w3, kh, kw, sh, sw, ph, pw, dh, dw, in_h,
                 current = g * n_batches + bt
                 sums = gb_parts[chunk, g * cg:(g + 1) * cg] if blk == 0 else unused_sums
                 for i in range(count):
-                    _phased_unfold(gy[img0 + i, g * cg:(g + 1) * cg], phases, cols[:, i * grid:(i + 1) * grid],
-                                   kh, kw, sh, sw, ph, pw, dh, dw, phase_size, pwid, span, sums)
-            c0 = blk * block
-            c1 = min(og, c0 + block)
+                    _phased_unfold(gy[img0 + i, g * cg:(g + 1) * cg], phases, cols, i * win, kh, kw,
+                                   sh, sw, dh, dw, ph, pw, phase_size, pwid, in_h, in_w, sums)
+            r0 = g * og + blk * block
+            r1 = min((g + 1) * og, r0 + block)
+            w_rows = w3[g][r0 - g * og:r1 - g * og]
+            gw_rows = gw_parts[chunk, g][r0 - g * og:r1 - g * og]
+            used = cols[:, :count * win]
+            if count == 1:
+                blas.gemm(w_rows, used, grad_x3[img0, r0:r1])
+                blas.gemm(x3[img0, r0:r1], used.T, gw_rows, True)
+                continue
             for i in range(count):
-                _to_grid(x3[img0 + i, g * og + c0:g * og + c1], xg[:c1 - c0, i * grid:(i + 1) * grid],
-                         in_h, in_w, pwid)
-            blas.gemm(w3[g][c0:c1], cols[:, :count * grid], out[:c1 - c0, :count * grid])
+                xs[:r1 - r0, i * win:(i + 1) * win] = x3[img0 + i, r0:r1]
+            blas.gemm(w_rows, used, out[:r1 - r0, :count * win])
+            blas.gemm(xs[:r1 - r0, :count * win], used.T, gw_rows, True)
             for i in range(count):
-                _from_grid(out[:c1 - c0, i * grid:(i + 1) * grid], grad_x3[img0 + i, g * og + c0:g * og + c1],
-                           in_h, in_w, pwid)
-            blas.gemm(xg[:c1 - c0, :count * grid], cols[:, :count * grid].T, gw_parts[chunk, g][c0:c1], True)
+                grad_x3[img0 + i, r0:r1] = out[:r1 - r0, i * win:(i + 1) * win]
