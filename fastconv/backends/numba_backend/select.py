@@ -327,7 +327,8 @@ def _time_candidates(names, run) -> str:
     short problems); one 3x slower than the best after a round is not timed again.
     For short problems the two fastest, unless the first leads by `_TUNE_CLEAR_LEAD`,
     then run `_TUNE_CONFIRM_PAIRS` alternating pairs of bursts and the median of
-    their ratios picks the winner."""
+    their ratios picks the winner.  The rounds after the first go backwards and
+    forwards in turn."""
     best: dict = {}
     for name in names:
         _run_variant(name, run)
@@ -337,9 +338,12 @@ def _time_candidates(names, run) -> str:
     short = min(best.values()) < _TUNE_BURST_SECONDS
     if short:           # bursts only: a single run of a short problem is too noisy to count
         best = {name: _burst(name, run, best[name]) for name in names}
-    for _ in range(_TUNE_ROUNDS - 1 if short else 1):
+    for round_index in range(_TUNE_ROUNDS - 1 if short else 1):
         fastest = min(best.values())
-        for name in [n for n in names if best[n] < 3 * fastest]:
+        # every other round backwards: a slow spell at the start (another library's
+        # BLAS threads still spinning after its call) must not hit the first ones twice
+        order = names[::-1] if round_index % 2 == 0 else names
+        for name in [n for n in order if best[n] < 3 * fastest]:
             best[name] = min(best[name], _burst(name, run, best[name]))
     ranked = sorted(best, key=best.get)
     if not short or len(ranked) == 1 or best[ranked[1]] > _TUNE_CLEAR_LEAD * best[ranked[0]]:
