@@ -204,6 +204,36 @@ def test_masked_vectors_touch_only_their_first_lanes(dtype, count):
     assert total == 2 * sum(range(1, count + 1))
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_vector_array_helpers_against_numpy(dtype, seed):
+    """`kernels.vectors`: sums, row copies and row adds of any length (whole vectors,
+    a tail, shorter than one vector), touching nothing outside their rows."""
+    from fastconv.backends.numba_backend.kernels import vectors
+
+    rng = np.random.default_rng(seed)
+    lanes = simd.lanes(np.dtype(dtype))
+    for size in (0, 1, lanes - 1, lanes, lanes + 1, int(rng.integers(2, 5 * lanes))):
+        values = rng.standard_normal(size).astype(dtype)
+        np.testing.assert_allclose(vectors.total(values), values.astype(np.float64).sum(), rtol=1e-5, atol=1e-5)
+    rows = int(rng.integers(1, 6))
+    width = (1, lanes, lanes + 1, 2 * lanes - 1, int(rng.integers(1, 3 * lanes)), 3 * lanes + 2)[seed]
+    pitch, at, to = width + int(rng.integers(0, 5)), int(rng.integers(0, 7)), int(rng.integers(0, 7))
+    grid = rng.standard_normal(at + rows * pitch + 3).astype(dtype)
+    flat = rng.standard_normal(to + rows * width + 3).astype(dtype)
+    picked = np.stack([grid[at + r * pitch:at + r * pitch + width] for r in range(rows)]).ravel()
+    copied = flat.copy()
+    vectors.copy_rows(grid, at, pitch, rows, width, copied, to)
+    want = flat.copy()
+    want[to:to + rows * width] = picked
+    np.testing.assert_array_equal(copied, want)
+    added = grid.copy()
+    vectors.add_rows(flat, to, rows, width, added, at, pitch)
+    want = grid.copy()
+    for r in range(rows):
+        want[at + r * pitch:at + r * pitch + width] += flat[to + r * width:to + (r + 1) * width]
+    np.testing.assert_array_equal(added, want)
+
+
 def test_blocked_is_timed_only_with_32_vector_registers(monkeypatch):
     """Autotuning leaves it out where it would spill (no AVX-512), unless forced."""
     shapes = ((2, 8, 9, 9), (8, 8, 3, 3), (1, 1), (1, 1))

@@ -87,11 +87,10 @@ def transpose(x, w, b, stride, padding, dilation, groups, out_hw):
     c_out = cg * groups
     og, depth = c_in // groups, cg * kh * kw
     y = np.empty((n, c_out, *out_hw), dtype=x.dtype)
-    pwid = (out_hw[1] + 2 * padding[1] + stride[1] - 1) // stride[1]   # the kernel's grid row
-    grid = in_h * pwid
-    batch, block, items = _transpose_plan(n, groups, cg, grid)
+    windows = in_h * in_w
+    batch, block, items = _transpose_plan(n, groups, cg, windows)
     chunks = _chunks(items, 2.0 * x.size * cg * kh * kw)
-    ws_cols = rt.workspace("grouped_cols", chunks * block * kh * kw * batch * grid, x.dtype).reshape(chunks, -1)
+    ws_cols = rt.workspace("grouped_cols", chunks * block * kh * kw * batch * windows, x.dtype).reshape(chunks, -1)
     with rt.single_threaded_blas:
         rt.launch(_grouped.grouped_transpose, x.reshape(n, c_in, in_h * in_w), w.reshape(groups, og, depth), b,
                   kh, kw, *stride, *padding, *dilation, in_h, in_w, y, batch, block, ws_cols, chunks)

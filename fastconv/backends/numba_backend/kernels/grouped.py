@@ -28,7 +28,7 @@ from numba import njit, prange
 from fastconv.backends.numba_backend.kernels import blas
 from fastconv.backends.numba_backend.kernels.phases import _fill_phases, _geometry, _read_phases, _tap_offset
 from fastconv.backends.numba_backend.kernels.unfold_dilated import _col2im_plane_d, _im2col_plane_d
-from fastconv.backends.numba_backend.kernels.vectors import copy_rows, total
+from fastconv.backends.numba_backend.kernels.vectors import add_rows, copy_rows, total
 
 _PJIT = dict(cache=True, nogil=True, parallel=True)
 
@@ -49,19 +49,6 @@ def _fold_group(cols_flat, c0, c1, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w,
     for ci in range(c0, c1):
         _col2im_plane_d(cols_flat, (ci - c0) * kh * kw * windows, windows, kh, kw, sh, sw, ph, pw,
                         dh, dw, out_h, out_w, pad, out_img[ci], bias[ci])
-
-
-@njit(cache=True, nogil=True)
-def _to_grid(src, dst, rows, width, pwid):
-    """Rows of ``src`` (C, rows*width) onto ``dst`` (C, rows*pwid); other columns untouched."""
-    for o in range(src.shape[0]):
-        s_plane = src[o]
-        d_plane = dst[o]
-        for r in range(rows):
-            d = d_plane[r * pwid:r * pwid + width]
-            s = s_plane[r * width:(r + 1) * width]
-            for c in range(width):
-                d[c] = s[c]
 
 
 @njit(cache=True, nogil=True)
@@ -152,13 +139,12 @@ def grouped_transpose(x3, w3, b, kh, kw, sh, sw, ph, pw, dh, dw, in_h, in_w, y, 
     ``x3`` is the input ``(N, C_in, in_h*in_w)``; ``w3[g]`` is ``(C_in/G, C_out/G*kh*kw)``
     (the weights as given: BLAS reads them transposed, no copy);
     ``y`` ``(N, C_out, H_out, W_out)`` is the input of the convolution this transposes.
-    The group's input is first laid on a grid of row length ``pwid`` (zero columns
-    past ``in_w``), so every column row of the GEMM is the whole grid and the fold is
-    one contiguous add per tap into the output plane's stride phases (`kernels.phases`)
-    instead of one short strided add per tap and input row.
+    The GEMM reads one image's group of ``x3`` in place (a batch: side by side in a
+    copy); the fold adds each tap's column row, ``in_h`` rows of ``in_w``, into the
+    output plane's stride phases (`kernels.phases`), where each lands contiguously.
 
     Work items are (group, batch of ``batch`` images, block of ``block`` output
-    channels): images side by side in one GEMM when their grids are small, channel
+    channels): images side by side in one GEMM when their planes are small, channel
     blocks on different threads when there are fewer images than threads.
     """
     n, c_out, height, width = y.shape
@@ -166,36 +152,36 @@ def grouped_transpose(x3, w3, b, kh, kw, sh, sw, ph, pw, dh, dw, in_h, in_w, y, 
     cg = c_out // groups
     taps = kh * kw
     phase_size, pwid = _geometry(height, width, ph, pw, sh, sw)
-    grid = in_h * pwid
-    span = (in_h - 1) * pwid + in_w
+    win = in_h * in_w
     n_batches = -(-n // batch)
     n_blocks = -(-cg // block)
     items = groups * n_batches * n_blocks
     for chunk in prange(n_chunks):
-        cols = ws_cols[chunk][:block * taps * batch * grid].reshape((block * taps, batch * grid))
-        xg = np.zeros((og, batch * grid), dtype=y.dtype)            # zero columns stay zero
+        cols = ws_cols[chunk][:block * taps * batch * win].reshape((block * taps, batch * win))
+        xs = np.empty((og if batch > 1 else 0, batch * win), dtype=y.dtype)   # a batch side by side
         acc = np.empty(sh * sw * phase_size, dtype=y.dtype)
         current = -1
         for item in range(items * chunk // n_chunks, items * (chunk + 1) // n_chunks):
             g, bt, blk = _item_of(item, n_batches, n_blocks)
             img0 = bt * batch
             count = min(batch, n - img0)
-            if g * n_batches + bt != current:
+            if count > 1 and g * n_batches + bt != current:
                 current = g * n_batches + bt
                 for i in range(count):
-                    _to_grid(x3[img0 + i, g * og:(g + 1) * og], xg[:, i * grid:(i + 1) * grid], in_h, in_w, pwid)
+                    xs[:, i * win:(i + 1) * win] = x3[img0 + i, g * og:(g + 1) * og]
             c0 = blk * block
             c1 = min(cg, c0 + block)
-            blas.gemm(w3[g][:, c0 * taps:c1 * taps].T, xg[:, :count * grid], cols[:(c1 - c0) * taps, :count * grid])
+            w_cols = w3[g][:, c0 * taps:c1 * taps].T
+            if count == 1:
+                blas.gemm(w_cols, x3[img0, g * og:(g + 1) * og], cols[:(c1 - c0) * taps, :win])
+            else:
+                blas.gemm(w_cols, xs[:, :count * win], cols[:(c1 - c0) * taps, :count * win])
             for i in range(count):
                 for co in range(c0, c1):
                     acc[:] = 0
                     for t in range(taps):
-                        start = _tap_offset(t // kw, t % kw, sh, sw, dh, dw, phase_size, pwid)
-                        d = acc[start:start + span]
-                        s = cols[(co - c0) * taps + t, i * grid:i * grid + span]
-                        for q in range(span):
-                            d[q] += s[q]
+                        add_rows(cols[(co - c0) * taps + t], i * win, in_h, in_w, acc,
+                                 _tap_offset(t // kw, t % kw, sh, sw, dh, dw, phase_size, pwid), pwid)
                     channel = g * cg + co
                     _read_phases(acc, y[img0 + i, channel], ph, pw, sh, sw, phase_size, pwid, b[channel])
 

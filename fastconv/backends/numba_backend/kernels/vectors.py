@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from numba import njit
 
-from fastconv.backends.numba_backend.kernels.simd import vadd, vlanes, vload, vload_first, vstore_first, vsum, vzero
+from fastconv.backends.numba_backend.kernels.simd import (
+    vadd, vlanes, vload, vload_first, vstore, vstore_first, vsum, vzero)
 
 
 @njit(cache=True, nogil=True)
@@ -35,3 +36,19 @@ def copy_rows(src, at, pitch, rows, width, dst, to):
         for k in range(0, width, lanes):
             count = min(lanes, width - k)
             vstore_first(dst, d + k, vload_first(src, s + k, count), count)
+
+
+@njit(cache=True, nogil=True)
+def add_rows(src, at, rows, width, dst, to, pitch):
+    """The inverse walk of `copy_rows`, adding: ``rows`` rows of ``width`` elements,
+    back to back in ``src`` from ``at``, onto ``dst`` from ``to``, ``pitch`` apart."""
+    lanes = vlanes(dst)
+    full = width - width % lanes
+    for r in range(rows):
+        s, d = at + r * width, to + r * pitch
+        for k in range(0, full, lanes):
+            vstore(dst, d + k, vadd(vload(dst, d + k), vload(src, s + k)))
+        if full < width:
+            count = width - full
+            vstore_first(dst, d + full, vadd(vload_first(dst, d + full, count), vload_first(src, s + full, count)),
+                         count)
