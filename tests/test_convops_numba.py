@@ -274,6 +274,19 @@ def test_large_multipliers_leave_the_depthwise_kernels(monkeypatch):
     assert general._depthwise_transpose_runs((12, 1, 4, 4), 4)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_weight_gradient_parts_sum_back_transposed(seed, dtype):
+    """`sum_parts_transposed`: the threads' (K, Og) parts summed into (Og, K), for
+    sizes across and inside its 32 x 32 tiles, split over 1-3 chunks."""
+    rng = np.random.default_rng(seed)
+    chunks, groups = int(rng.integers(1, 4)), int(rng.integers(1, 3))
+    depth, og = int(rng.integers(1, 100)), int(rng.integers(1, 70))
+    parts = rng.standard_normal((chunks, groups, depth, og)).astype(dtype)
+    out = np.full((groups, og, depth), np.nan, dtype=dtype)
+    grouped.sum_parts_transposed(parts, out, int(rng.integers(1, 4)))
+    np.testing.assert_allclose(out, parts.sum(axis=0).transpose(0, 2, 1), rtol=1e-6)
+
+
 def test_transpose_plan_widens_gemms_and_fills_threads(monkeypatch):
     """Images batched just far enough for ``_MIN_GEMM_COLUMNS`` columns; channel blocks
     only when (group, batch) pairs are fewer than threads, then enough for them all."""

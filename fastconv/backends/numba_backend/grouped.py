@@ -26,6 +26,14 @@ def _out_hw(in_hw, kernel_size, stride, padding, dilation):
                  for size, k, s, p, d in zip(in_hw, kernel_size, stride, padding, dilation))
 
 
+def _weight_grad(gw_parts, w_shape):
+    """grad_w of shape ``w_shape`` from the threads' transposed parts (T, G, K, Og)."""
+    _, groups, depth, og = gw_parts.shape
+    grad_w = np.empty((groups, og, depth), dtype=gw_parts.dtype)
+    rt.launch(_grouped.sum_parts_transposed, gw_parts, grad_w, rt.chunks(groups * -(-depth // 32), gw_parts.size))
+    return grad_w.reshape(w_shape)
+
+
 def forward(x, w, b, stride, padding, dilation, groups):
     n, c_in = x.shape[:2]
     c_out, cg, kh, kw = w.shape
@@ -52,13 +60,11 @@ def backward(grad_y, x, w, stride, padding, dilation, groups, input_grad):
     gw_parts = np.zeros((chunks, groups, depth, og), dtype=x.dtype)      # transposed grad_w
     gb_parts = np.zeros((chunks, c_out), dtype=x.dtype)
     grad_x = np.empty_like(x) if input_grad else rt.dummy(x.dtype, 4)
-    w3t = np.ascontiguousarray(w.reshape(groups, og, depth).transpose(0, 2, 1))
     with rt.single_threaded_blas:
-        rt.launch(_grouped.grouped_backward, grad_y.reshape(n, c_out, windows), x, w3t,
-                  kh, kw, *stride, *padding, *dilation, out_h, out_w, bool(input_grad),
-                  grad_x, gw_parts, gb_parts, ws_cols, chunks)
-    grad_wt = gw_parts.sum(axis=0) if chunks > 1 else gw_parts[0]
-    grad_w = np.ascontiguousarray(grad_wt.transpose(0, 2, 1)).reshape(w.shape)
+        rt.launch(_grouped.grouped_backward, grad_y.reshape(n, c_out, windows), x,
+                  w.reshape(groups, og, depth), kh, kw, *stride, *padding, *dilation, out_h, out_w,
+                  bool(input_grad), grad_x, gw_parts, gb_parts, ws_cols, chunks)
+    grad_w = _weight_grad(gw_parts, w.shape)
     grad_b = gb_parts.sum(axis=0) if chunks > 1 else gb_parts[0]
     return (grad_x if input_grad else None), grad_w, grad_b
 
@@ -107,11 +113,10 @@ def transpose_backward(grad_y, x, w, stride, padding, dilation, groups):
     chunks = _chunks(items, 4.0 * x.size * cg * kh * kw)
     ws_cols = rt.workspace("grouped_cols", chunks * depth * batch * windows, x.dtype).reshape(chunks, -1)
     grad_x = np.empty_like(x)
-    gw_parts = np.zeros((chunks, groups, og, depth), dtype=x.dtype)
+    gw_parts = np.zeros((chunks, groups, depth, og), dtype=x.dtype)      # transposed grad_w
     gb_parts = np.zeros((chunks, cg * groups), dtype=x.dtype)
     with rt.single_threaded_blas:
         rt.launch(_grouped.grouped_transpose_backward, grad_y, x.reshape(n, c_in, in_h * in_w),
                   w.reshape(groups, og, depth), kh, kw, *stride, *padding, *dilation, in_h, in_w,
                   grad_x.reshape(n, c_in, in_h * in_w), gw_parts, gb_parts, batch, block, ws_cols, chunks)
-    grad_w = (gw_parts.sum(axis=0) if chunks > 1 else gw_parts[0]).reshape(w.shape)
-    return grad_x, grad_w, (gb_parts.sum(axis=0) if chunks > 1 else gb_parts[0])
+    return grad_x, _weight_grad(gw_parts, w.shape), (gb_parts.sum(axis=0) if chunks > 1 else gb_parts[0])
