@@ -26,6 +26,11 @@ def _out_hw(in_hw, kernel_size, stride, padding, dilation):
                  for size, k, s, p, d in zip(in_hw, kernel_size, stride, padding, dilation))
 
 
+def _pointwise(w_shape, stride, padding) -> bool:
+    """1x1, stride 1, no padding: every plane is its own column row, nothing to unfold."""
+    return tuple(w_shape[2:]) == (1, 1) and tuple(stride) == (1, 1) and tuple(padding) == (0, 0)
+
+
 def _weight_grad(gw_parts, w_shape):
     """grad_w of shape ``w_shape`` from the threads' transposed parts (T, G, K, Og)."""
     _, groups, depth, og = gw_parts.shape
@@ -44,7 +49,7 @@ def forward(x, w, b, stride, padding, dilation, groups):
     ws_cols = rt.workspace("grouped_cols", chunks * depth * windows, x.dtype).reshape(chunks, -1)
     with rt.single_threaded_blas:
         rt.launch(_grouped.grouped_forward, x, w.reshape(groups, c_out // groups, depth), b,
-                  kh, kw, *stride, *padding, *dilation, out_h, out_w,
+                  kh, kw, *stride, *padding, *dilation, out_h, out_w, _pointwise(w.shape, stride, padding),
                   y.reshape(n, c_out, windows), ws_cols, chunks)
     return y
 
@@ -63,7 +68,8 @@ def backward(grad_y, x, w, stride, padding, dilation, groups, input_grad):
     with rt.single_threaded_blas:
         rt.launch(_grouped.grouped_backward, grad_y.reshape(n, c_out, windows), x,
                   w.reshape(groups, og, depth), kh, kw, *stride, *padding, *dilation, out_h, out_w,
-                  bool(input_grad), grad_x, gw_parts, gb_parts, ws_cols, chunks)
+                  bool(input_grad), _pointwise(w.shape, stride, padding), grad_x, gw_parts, gb_parts,
+                  ws_cols, chunks)
     grad_w = _weight_grad(gw_parts, w.shape)
     grad_b = gb_parts.sum(axis=0) if chunks > 1 else gb_parts[0]
     return (grad_x if input_grad else None), grad_w, grad_b

@@ -67,8 +67,9 @@ def _phased_unfold(planes, phases, cols, at, kh, kw, sh, sw, dh, dw, ph, pw, pha
 
 
 @njit(**_PJIT)
-def grouped_forward(x, w3, b, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, y3, ws_cols, n_chunks):
-    """y3[n, g*Og:(g+1)*Og] = w3[g] @ cols(x[n, group g]) + b, items (image, group)."""
+def grouped_forward(x, w3, b, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, pointwise, y3, ws_cols, n_chunks):
+    """y3[n, g*Og:(g+1)*Og] = w3[g] @ cols(x[n, group g]) + b, items (image, group);
+    ``pointwise`` (1x1, stride 1, no padding): the columns are the planes themselves."""
     n, c_in, height, width = x.shape
     groups, og, depth = w3.shape
     cg = c_in // groups
@@ -81,10 +82,13 @@ def grouped_forward(x, w3, b, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, y3, 
         for item in range(items * chunk // n_chunks, items * (chunk + 1) // n_chunks):
             img = item // groups
             g = item - img * groups
-            _unfold_group(x[img], g * cg, (g + 1) * cg, kh, kw, sh, sw, ph, pw, dh, dw,
-                          out_h, out_w, pad, cols_flat)
             out = y3[img, g * og:(g + 1) * og]
-            blas.gemm(w3[g], cols, out)
+            if pointwise:
+                blas.gemm(w3[g], x[img, g * cg:(g + 1) * cg].reshape((cg, windows)), out)
+            else:
+                _unfold_group(x[img], g * cg, (g + 1) * cg, kh, kw, sh, sw, ph, pw, dh, dw,
+                              out_h, out_w, pad, cols_flat)
+                blas.gemm(w3[g], cols, out)
             for o in range(og):
                 row = out[o]
                 bias = b[g * og + o]
@@ -93,7 +97,7 @@ def grouped_forward(x, w3, b, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, y3, 
 
 
 @njit(**_PJIT)
-def grouped_backward(gy3, x, w3, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, need_grad_x,
+def grouped_backward(gy3, x, w3, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, need_grad_x, pointwise,
                      grad_x, gw_parts, gb_parts, ws_cols, n_chunks):
     """Chunk t adds its items' grad_w[g].T (K, Og) into ``gw_parts[t, g]`` and grad_b
     into ``gb_parts[t]``; ``grad_x`` planes of each item's group are overwritten.
@@ -115,6 +119,11 @@ def grouped_backward(gy3, x, w3, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, n
             grad = gy3[img, g * og:(g + 1) * og]
             for o in range(og):
                 gb_parts[chunk, g * og + o] += total(grad[o])
+            if pointwise:                              # the planes are the columns
+                blas.gemm(x[img, g * cg:(g + 1) * cg].reshape((cg, windows)), grad.T, gw_parts[chunk, g], True)
+                if need_grad_x:
+                    blas.gemm(w3[g].T, grad, grad_x[img, g * cg:(g + 1) * cg].reshape((cg, windows)))
+                continue
             _unfold_group(x[img], g * cg, (g + 1) * cg, kh, kw, sh, sw, ph, pw, dh, dw,
                           out_h, out_w, pad, cols_flat)
             blas.gemm(cols, grad.T, gw_parts[chunk, g], True)     # parts start zeroed
