@@ -143,7 +143,8 @@ def test_depthwise_stacks_against_loops(monkeypatch, seed, dtype):
 def test_transposed_batches_and_channel_blocks_against_loops(monkeypatch, seed, dtype):
     """The transposed convolution's work items: several images per GEMM (a short last
     batch), the channels split into blocks (a short last one), three ranges of items
-    that start and end inside a batch, groups, strides, dilation, output_padding."""
+    that start and end inside a batch, groups, strides, dilation, output_padding, and
+    both orientations of the weight gradient."""
     rng = np.random.default_rng(400 + seed)
     groups = int(rng.integers(1, 3))
     n, c_in, c_out = int(rng.integers(1, 10)), groups * int(rng.integers(2, 6)), groups * int(rng.integers(2, 6))
@@ -162,6 +163,8 @@ def test_transposed_batches_and_channel_blocks_against_loops(monkeypatch, seed, 
 
     monkeypatch.setattr(grouped_plan, "_transpose_plan", random_plan)
     monkeypatch.setattr(grouped_plan, "_chunks", lambda items, flops: min(items, 3))
+    # the weight gradient's two orientations (as cols @ x.T, then summed back transposed)
+    monkeypatch.setattr(grouped_plan, "_TRANSPOSED_WEIGHT_GRAD_COLUMNS", (0, 10 ** 9)[seed % 2])
     args = (stride, padding, output_padding, dilation, groups)
     x64, w64, b64 = (a.astype(np.float64) for a in (x, w, b))
     want = loops.conv_transpose2d(x64, w64, b64, *args)

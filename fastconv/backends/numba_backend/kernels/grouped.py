@@ -196,19 +196,29 @@ def grouped_transpose(x3, w3, b, kh, kw, sh, sw, ph, pw, dh, dw, in_h, in_w, y, 
                     _read_phases(acc, y[img0 + i, channel], ph, pw, sh, sw, phase_size, pwid, b[channel])
 
 
+@njit(cache=True, nogil=True)
+def _add_weight_grad(cols, x_rows, gw_group, c0, c1, transposed):
+    """Rows [c0, c1) of a group's grad_w += x_rows @ cols.T; or, kept transposed as
+    (K, C_in/G), its columns += cols @ x_rows.T."""
+    if transposed:
+        blas.gemm(cols, x_rows.T, gw_group[:, c0:c1], True)
+    else:
+        blas.gemm(x_rows, cols.T, gw_group[c0:c1], True)
+
+
 @njit(**_PJIT)
-def grouped_transpose_backward(gy, x3, w3, kh, kw, sh, sw, ph, pw, dh, dw, in_h, in_w,
-                               grad_x3, gw_parts, gb_parts, batch, block, ws_cols, n_chunks):
+def grouped_transpose_backward(gy, x3, w3, kh, kw, sh, sw, ph, pw, dh, dw, in_h, in_w, grad_x3,
+                               gw_parts, w_transposed, gb_parts, batch, block, ws_cols, n_chunks):
     """Gradients of `grouped_transpose`.
 
     ``gy`` ``(N, C_out, H_out, W_out)`` is the output gradient, i.e. the input of the
     convolution being transposed, whose output is ``x3`` ``(N, C_in, in_h*in_w)``.
     An item unfolds its ``gy`` planes once through their stride phases
     (`_phased_unfold`: exactly the ``in_h*in_w`` windows, no garbage columns), and two
-    GEMMs give ``grad_x = W[g] @ cols`` and ``grad_w[g].T += cols @ x.T`` (the
-    orientation OpenBLAS runs 5-35 % faster here than ``x @ cols.T``), straight on
+    GEMMs give ``grad_x = W[g] @ cols`` and ``grad_w[g] += x @ cols.T``, straight on
     ``x3`` and ``grad_x3`` for one image, through side-by-side copies for a batch.
-    Chunk t adds into ``gw_parts[t, g]`` (K, C_in/G) and ``gb_parts[t]``.
+    Chunk t adds into ``gw_parts[t, g]`` (C_in/G, K), or with ``w_transposed`` its
+    transpose (K, C_in/G) as ``cols @ x.T`` (`_add_weight_grad`), and into ``gb_parts[t]``.
 
     Work items are (group, batch of images, block of ``block`` input channels of
     ``x``): a block's GEMMs take its rows of ``W[g]`` and of ``grad_w[g]``;
@@ -243,16 +253,16 @@ def grouped_transpose_backward(gy, x3, w3, kh, kw, sh, sw, ph, pw, dh, dw, in_h,
             r0 = g * og + blk * block
             r1 = min((g + 1) * og, r0 + block)
             w_rows = w3[g][r0 - g * og:r1 - g * og]
-            gw_cols = gw_parts[chunk, g][:, r0 - g * og:r1 - g * og]
             used = cols[:, :count * win]
             if count == 1:
                 blas.gemm(w_rows, used, grad_x3[img0, r0:r1])
-                blas.gemm(used, x3[img0, r0:r1].T, gw_cols, True)
+                _add_weight_grad(used, x3[img0, r0:r1], gw_parts[chunk, g], r0 - g * og, r1 - g * og, w_transposed)
                 continue
             for i in range(count):
                 xs[:r1 - r0, i * win:(i + 1) * win] = x3[img0 + i, r0:r1]
             blas.gemm(w_rows, used, out[:r1 - r0, :count * win])
-            blas.gemm(used, xs[:r1 - r0, :count * win].T, gw_cols, True)
+            _add_weight_grad(used, xs[:r1 - r0, :count * win], gw_parts[chunk, g], r0 - g * og, r1 - g * og,
+                             w_transposed)
             for i in range(count):
                 grad_x3[img0 + i, r0:r1] = out[:r1 - r0, i * win:(i + 1) * win]
 
