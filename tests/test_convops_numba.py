@@ -139,6 +139,34 @@ def test_depthwise_stacks_against_loops(monkeypatch, seed, dtype):
             close(got, want[0] + b64[:, None, None], dtype, "transposed")
 
 
+@pytest.mark.parametrize("height, width", [(9, 37), (6, 70), (5, 12)])
+def test_stride2_depthwise_by_rows_against_loops(height, width, dtype):
+    """Stride (2, 2) runs over each output row's vectors where they fit in a grid row
+    (an odd or even number per row: the backward's two dot chains), else over the
+    flat grid; both against loops."""
+    lanes = depthwise_plan._lanes(np.dtype(dtype).itemsize)
+    layout = depthwise_plan._stack_layout((height, width), (3, 3), (2, 2), (1, 1), (1, 1),
+                                          np.dtype(dtype).itemsize)
+    out_h, out_w = (height - 1) // 2 + 1, (width - 1) // 2 + 1
+    row_vec = -(-out_w // lanes)
+    by_rows = row_vec * lanes <= layout.pwid and out_h * row_vec < -(-((out_h - 1) * layout.pwid + out_w) // lanes)
+    assert (layout.row_vec, layout.pair_vec) == ((row_vec, out_h * row_vec) if by_rows else
+                                                 (layout.pair_vec, layout.pair_vec))
+    rng = np.random.default_rng(height * width)
+    x = rng.standard_normal((2, 3, height, width)).astype(dtype)
+    w = rng.standard_normal((6, 1, 3, 3)).astype(dtype)
+    b = rng.standard_normal(6).astype(dtype)
+    args = ((2, 2), (1, 1), (1, 1), 3)
+    x64, w64, b64 = (a.astype(np.float64) for a in (x, w, b))
+    with fastconv.use_backend("numba"):
+        y = F.conv2d(x, w, b, *args)
+        close(y, loops.conv2d_general(x64, w64, b64, *args), dtype, "y")
+        grad_y = rng.standard_normal(y.shape).astype(dtype)
+        want = loops.conv2d_general_backward(grad_y.astype(np.float64), x64, w64, *args)
+        for got, wnt, name in zip(F.conv2d_backward(grad_y, x, w, *args), want, ("grad_x", "grad_w", "grad_b")):
+            close(got, wnt, dtype, name)
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_transposed_batches_and_channel_blocks_against_loops(monkeypatch, seed, dtype):
     """The transposed convolution's work items: several images per GEMM (a short last

@@ -16,9 +16,10 @@ Output ``(oh, ow)`` of a plane is position ``oh*pwid + ow`` of its output entry
 (``out_stride`` apart, whole vectors), and tap ``t`` reads input position ``offs[t]``
 past it: per vector of outputs, ``taps`` weight broadcasts and loads (`_corr_plane`).
 Stride (2, 2) keeps the stride-1 grid and reads ``2q + offs[t]``, the even lanes of
-two loads (`_corr_pairs`, `_dot_pairs`, `_corr_pairs_back`).  Positions past
-``out_w`` / ``out_h`` are computed and dropped.  Rows are copied in and out in
-vectors with a masked tail.
+two loads (`_corr_pairs`, `_dot_pairs`, `_corr_pairs_back`); half of each grid row
+is then past ``out_w``, so where an output row's vectors fit in a grid row only
+those are computed (`_pair_start`).  Other positions past ``out_w`` / ``out_h`` are
+computed and dropped.  Rows are copied in and out in vectors with a masked tail.
 
 Backward.  The output gradient goes on its grid (zero elsewhere) behind a zero
 ``margin``.  The weight gradient of tap ``t`` is a dot product of a plane's gradient
@@ -111,25 +112,36 @@ def _dot_plane(acc, g, g0, src, s0, offs, n_vec):
 
 
 @njit(**_JIT)
-def _corr_pairs(dst, d0, src, s0, weights, offs, n_vec, init):
+def _pair_start(i, row_vec, pwid, lanes):
+    """Where vector ``i`` of a stride-(2, 2) plane starts on its output grid:
+    ``row_vec`` vectors per output row, rows ``pwid`` apart (``row_vec`` = all the
+    plane's vectors: one run)."""
+    return (i // row_vec) * pwid + (i % row_vec) * lanes
+
+
+@njit(**_JIT)
+def _corr_pairs(dst, d0, src, s0, weights, offs, n_vec, row_vec, pwid, init):
     """Stride (2, 2) on the flat grid: dst[d0 + q] = init + sum_t weights[t] *
-    src[s0 + 2q + offs[t]] for ``n_vec`` vectors of q, the even lanes of two loads."""
+    src[s0 + 2q + offs[t]] for ``n_vec`` vectors of q (``row_vec`` per output row,
+    see `_pair_start`), the even lanes of two loads."""
     lanes = vlanes(src)
     taps = offs.shape[0]
     v = 0
     while v + 2 <= n_vec:
-        q = v * lanes
+        q = _pair_start(v, row_vec, pwid, lanes)
+        r = _pair_start(v + 1, row_vec, pwid, lanes)
         a0 = a1 = vsplat(src, init)
         for t in range(taps):
             c = vsplat(src, weights[t])
             p = s0 + 2 * q + offs[t]
+            u = s0 + 2 * r + offs[t]
             a0 = vfma(c, veven(vload(src, p), vload(src, p + lanes)), a0)
-            a1 = vfma(c, veven(vload(src, p + 2 * lanes), vload(src, p + 3 * lanes)), a1)
+            a1 = vfma(c, veven(vload(src, u), vload(src, u + lanes)), a1)
         vstore(dst, d0 + q, a0)
-        vstore(dst, d0 + q + lanes, a1)
+        vstore(dst, d0 + r, a1)
         v += 2
     if v < n_vec:
-        q = v * lanes
+        q = _pair_start(v, row_vec, pwid, lanes)
         a0 = vsplat(src, init)
         for t in range(taps):
             p = s0 + 2 * q + offs[t]
@@ -138,20 +150,34 @@ def _corr_pairs(dst, d0, src, s0, weights, offs, n_vec, init):
 
 
 @njit(**_JIT)
-def _dot_pairs(acc, g, g0, src, s0, offs, n_vec):
-    """`_dot_plane` at stride (2, 2): acc[t] += g[g0 + q] * src[s0 + 2q + offs[t]]."""
+def _dot_pairs(acc, g, g0, src, s0, offs, n_vec, row_vec, pwid):
+    """`_dot_plane` at stride (2, 2): acc[t] += g[g0 + q] * src[s0 + 2q + offs[t]]
+    over the vectors `_corr_pairs` computes (the grid's other positions hold zeros)."""
     lanes = vlanes(src)
     taps = offs.shape[0]
+    n_rows = n_vec // row_vec
     for t in range(taps):
         a = vzero(src)
-        p = s0 + offs[t]
-        for v in range(n_vec):
-            q = v * lanes
-            a = vfma(vload(g, g0 + q), veven(vload(src, p + 2 * q), vload(src, p + 2 * q + lanes)), a)
-        vstore(acc[t], 0, vadd(vload(acc[t], 0), a))
+        b = vzero(src)
+        for row in range(n_rows):
+            p = s0 + offs[t] + 2 * row * pwid
+            q0 = g0 + row * pwid
+            v = 0
+            while v + 2 <= row_vec:         # two chains: an FMA's latency is 4 cycles
+                q = v * lanes
+                a = vfma(vload(g, q0 + q), veven(vload(src, p + 2 * q), vload(src, p + 2 * q + lanes)), a)
+                b = vfma(vload(g, q0 + q + lanes),
+                         veven(vload(src, p + 2 * q + 2 * lanes), vload(src, p + 2 * q + 3 * lanes)), b)
+                v += 2
+            if v < row_vec:
+                q = v * lanes
+                b = vfma(vload(g, q0 + q), veven(vload(src, p + 2 * q), vload(src, p + 2 * q + lanes)), b)
+                a, b = b, a
+        vstore(acc[t], 0, vadd(vload(acc[t], 0), vadd(a, b)))
     total = vzero(src)
-    for v in range(n_vec):
-        total = vadd(total, vload(g, g0 + v * lanes))
+    for row in range(n_rows):
+        for v in range(row_vec):
+            total = vadd(total, vload(g, g0 + row * pwid + v * lanes))
     vstore(acc[taps], 0, vadd(vload(acc[taps], 0), total))
 
 
@@ -240,8 +266,8 @@ def _load_planes(buf, planes, ph, pw, sh, sw, pwid, phase_size, in_stride):
 
 
 @njit(**_PJIT)
-def depthwise_forward(x, w2, b, ph, pw, sh, sw, offs, pwid, phase_size, in_stride, out_stride, block,
-                    y, n_chunks):
+def depthwise_forward(x, w2, b, ph, pw, sh, sw, offs, pwid, phase_size, in_stride, out_stride, pair_vec,
+                      row_vec, block, y, n_chunks):
     """y[n, c*m + k] = corr(x[n, c], w2[c*m + k]) + b[c*m + k] (``w2`` is (C_out, taps),
     ``offs`` the taps' offsets in a plane's stack entry)."""
     n, c_in = x.shape[:2]
@@ -264,7 +290,8 @@ def depthwise_forward(x, w2, b, ph, pw, sh, sw, offs, pwid, phase_size, in_strid
                 for k in range(mult):
                     o = (c0 + p) * mult + k
                     if _pairs(sh, sw):
-                        _corr_pairs(acc, (p * mult + k) * out_stride, xs, p * in_stride, w2[o], offs, n_vec, b[o])
+                        _corr_pairs(acc, (p * mult + k) * out_stride, xs, p * in_stride, w2[o], offs, pair_vec,
+                                    row_vec, pwid, b[o])
                     else:
                         _corr_plane(acc, (p * mult + k) * out_stride, xs, p * in_stride, w2[o], offs, n_vec,
                                     False, b[o])
@@ -273,8 +300,8 @@ def depthwise_forward(x, w2, b, ph, pw, sh, sw, offs, pwid, phase_size, in_strid
 
 @njit(**_PJIT)
 def depthwise_backward(gy, x, w2, bias, c_in, ph, pw, sh, sw, offs, phase_ptr, phase_taps, back_offs,
-                     pwid, phase_size, in_stride, out_stride, block, margin, need_grad_x, need_grad_w,
-                     grad_x, gw_parts, gb_parts, n_chunks):
+                       pwid, phase_size, in_stride, out_stride, pair_vec, row_vec, block, margin, need_grad_x,
+                       need_grad_w, grad_x, gw_parts, gb_parts, n_chunks):
     """Gradients of `depthwise_forward`: ``grad_x`` (with ``need_grad_x``; plus
     ``bias[c]``, zero for a backward, the bias of a transposed convolution) and, with
     ``need_grad_w``, chunk t's weight and bias gradients added into ``gw_parts[t]``
@@ -310,7 +337,8 @@ def depthwise_backward(gy, x, w2, bias, c_in, ph, pw, sh, sw, offs, phase_ptr, p
                 _load_planes(xs, x[img, c0:c1], ph, pw, sh, sw, pwid, phase_size, in_stride)
                 for o in range(planes):
                     if _pairs(sh, sw):
-                        _dot_pairs(sums[o], gs, margin + o * out_stride, xs, (o // mult) * in_stride, offs, n_vec)
+                        _dot_pairs(sums[o], gs, margin + o * out_stride, xs, (o // mult) * in_stride, offs,
+                                   pair_vec, row_vec, pwid)
                     else:
                         _dot_plane(sums[o], gs, margin + o * out_stride, xs, (o // mult) * in_stride, offs, n_vec)
             if need_grad_x and _pairs(sh, sw):
