@@ -235,10 +235,45 @@ def test_transposed_backward_plans_against_loops(seed, dtype):
             close(got, wnt, dtype, f"{plan} {name}")
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_stride1_transposed_forward_plans_against_loops(seed, dtype):
+    """Both plans of a stride-1 transposed convolution: the fused kernel and the
+    convolution by the flipped, per-group transposed kernel with padding d*(k-1) - p
+    (on the convolution engine; grouped and dilated ones on the general kernels)."""
+    from fastconv.backends.numba_backend import general
+
+    rng = np.random.default_rng(600 + seed)
+    groups = int(rng.integers(1, 4))
+    n, c_in, c_out = int(rng.integers(1, 4)), groups * int(rng.integers(1, 5)), groups * int(rng.integers(1, 5))
+    kh, kw = (int(v) for v in rng.integers(1, 6, size=2))
+    dilation = (1, 1) if seed % 2 else tuple(int(v) for v in rng.integers(1, 3, size=2))
+    padding = tuple(int(rng.integers(0, d * (k - 1) + 1)) for k, d in zip((kh, kw), dilation))
+    x = rng.standard_normal((n, c_in, *(int(v) for v in rng.integers(1, 12, size=2)))).astype(dtype)
+    w = rng.standard_normal((c_in, c_out // groups, kh, kw)).astype(dtype)
+    b = rng.standard_normal(c_out).astype(dtype)
+    args = ((1, 1), padding, (0, 0), dilation, groups)
+    want = loops.conv_transpose2d(*(a.astype(np.float64) for a in (x, w, b)), *args)
+    conv_padding = general._stride1_conv_padding(w.shape, *args[:4])
+    assert conv_padding == tuple(d * (k - 1) - p for k, p, d in zip((kh, kw), padding, dilation))
+    with fastconv.use_backend("numba"):
+        composed = general._composed_transpose(x, general._as_conv_weights(w, groups), b, conv_padding,
+                                               dilation, groups)
+        fused = grouped_plan.transpose(x, w, b, (1, 1), padding, dilation, groups, want.shape[2:])
+    for name, got in (("composed", composed), ("fused", fused)):
+        assert got.dtype == dtype
+        close(got, want, dtype, name)
+    # no convolution to compose: a stride, an output_padding, a padding past the kernel
+    assert general._stride1_conv_padding(w.shape, (2, 1), padding, (0, 0), dilation) is None
+    assert general._stride1_conv_padding(w.shape, (1, 1), padding, (0, 1), (2, 2)) is None
+    assert general._stride1_conv_padding(w.shape, (1, 1), (dilation[0] * (kh - 1) + 1, 0), (0, 0),
+                                         dilation) is None
+
+
 def test_transposed_backward_plan_is_tuned_once_and_cached(monkeypatch, tmp_path):
     """In ``auto`` mode the first call of a problem times both plans and keeps the
     winner in the cache file; ``heuristic`` mode runs the fused kernel; an
-    output_padding the composition cannot give runs it without any timing."""
+    output_padding the composition cannot give runs it without any timing.  The
+    same for the forward at stride 1; at stride 2 it has one plan."""
     from fastconv.backends.numba_backend import select
 
     monkeypatch.setenv("FASTCONV_CACHE_DIR", str(tmp_path))
@@ -273,6 +308,13 @@ def test_transposed_backward_plan_is_tuned_once_and_cached(monkeypatch, tmp_path
         grad_y = rng.standard_normal((4, 16, 15, 15)).astype(np.float32)
         grads = F.conv_transpose2d_backward(grad_y, x, w, 1, 0, 1, 2)     # output_padding 1 >= stride 1
         assert len(calls) == 1 and grads[0].shape == x.shape
+        F.conv_transpose2d(x, w, None, 2, 1)        # stride 2: the fused kernel, untimed
+        assert len(calls) == 1
+        for _ in range(2):                          # stride 1: both plans timed, once
+            F.conv_transpose2d(x, w, None, 1, 1)
+        assert calls[1:] == [["fused", "composed"]]
+        k = select.key("transpose_forward", x.shape, (16, 32, 4, 4), (1, 1), (2, 2), np.float32)
+        assert select.last_conv_algorithms[k] in select.PLANS
     select.clear_autotune_cache(memory_only=True)
 
 

@@ -254,8 +254,17 @@ def interrupt_at(iteration: int, how: str):
     return on_batch_end
 
 
+@pytest.fixture
+def default_sigint():
+    """Python's own Ctrl-C handler for the test, whatever the runner's (a runner started
+    in the background or under nohup has SIGINT ignored), restored afterwards."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 @pytest.mark.parametrize("how", ["signal", "exception"])
-def test_interrupt_mid_epoch_saves_and_resumes_exactly(how, tiny_model, digits, tmp_path):
+def test_interrupt_mid_epoch_saves_and_resumes_exactly(how, tiny_model, digits, tmp_path, default_sigint):
     straight = train(tiny_model, digits, epochs=2, out_dir=tmp_path / "straight", progress=False, log=quiet)
     messages = []
     stopped = train(tiny_model, digits, epochs=2, out_dir=tmp_path / "run", progress=False,
@@ -273,6 +282,19 @@ def test_interrupt_mid_epoch_saves_and_resumes_exactly(how, tiny_model, digits, 
     assert not resumed.interrupted
     assert_same_state(resumed.model.state_dict(), straight.model.state_dict())
     assert [r["train_loss"] for r in resumed.history] == pytest.approx([r["train_loss"] for r in straight.history])
+
+
+def test_ignored_sigint_stays_ignored(tiny_model, digits, tmp_path):
+    """Started with SIGINT ignored (nohup, a background job), training installs no
+    handler of its own: a SIGINT neither stops it nor survives as a handler."""
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        run = train(tiny_model, digits, epochs=1, out_dir=tmp_path / "run", progress=False, log=quiet,
+                    on_batch_end=interrupt_at(2, "signal"))
+        assert not run.interrupted and load_checkpoint(tmp_path / "run").complete
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_interrupt_inside_an_update_keeps_the_last_complete_epoch(digits, tmp_path, monkeypatch):

@@ -19,11 +19,15 @@ class StopFlag:
 @contextlib.contextmanager
 def stop_on_sigint(flag: StopFlag, log: Callable[[str], None]):
     """First Ctrl-C: set ``flag`` (stop after this batch).  Second: the usual
-    `KeyboardInterrupt`.  Only the main thread can own signal handlers."""
+    `KeyboardInterrupt`.  Only the main thread can own signal handlers; a process
+    started with SIGINT ignored (``nohup``, a background job) keeps ignoring it."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        yield
+        return
 
     def handler(signum, frame):
         if flag.requested:

@@ -133,8 +133,7 @@ def _input_grad_and_weights(grad_y, x, w, bias, c_in, in_hw, stride, padding, di
     rt.launch(_kernels.depthwise_backward, grad_y, x, w.reshape(c_out, kh * kw), bias, c_in, *padding, *stride,
               layout.offs, layout.phase_ptr, layout.phase_taps, layout.back_offs, layout.pwid,
               layout.phase_size, layout.in_stride, layout.out_stride, layout.pair_vec, layout.row_vec, block,
-              layout.margin,
-              bool(need_grad_x), bool(need_grad_w), grad_x, gw_parts, gb_parts, chunks)
+              layout.margin, bool(need_grad_x), bool(need_grad_w), grad_x, gw_parts, gb_parts, chunks)
     grad_w = (gw_parts.sum(axis=0) if chunks > 1 else gw_parts[0]).reshape(w.shape)
     return grad_w, (gb_parts.sum(axis=0) if chunks > 1 else gb_parts[0])
 

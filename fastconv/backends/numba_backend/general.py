@@ -141,7 +141,46 @@ def conv_transpose2d(x, w, b, stride, padding, output_padding, dilation, groups)
         compose, backend = _composed()
         spec = _spec((x.shape[0], c_out, *out_hw), w.shape, stride, padding, dilation, groups)
         return compose.conv_transpose2d(backend, x, w, b, spec)
-    return grouped.transpose(x, w, b, stride, padding, dilation, groups, out_hw)
+    conv_padding = _stride1_conv_padding(w.shape, stride, padding, output_padding, dilation)
+    if conv_padding is None:
+        return grouped.transpose(x, w, b, stride, padding, dilation, groups, out_hw)
+    w_conv = _as_conv_weights(w, groups)
+
+    def run(plan):
+        if plan == "composed":
+            return _composed_transpose(x, w_conv, b, conv_padding, dilation, groups)
+        return grouped.transpose(x, w, b, stride, padding, dilation, groups, out_hw)
+
+    # Timed per problem as the backward's plans are: at stride 1 the convolution
+    # engine (Winograd, `blocked`, shifted GEMMs) may beat the fused kernel.
+    pass_ = "transpose_forward" if dilation == (1, 1) else f"transpose_forward/dilation{dilation}"
+    return select.run_chosen(pass_, x, w_conv, stride, conv_padding, run, plans=select.PLANS)
+
+
+def _stride1_conv_padding(w_shape, stride, padding, output_padding, dilation):
+    """The padding of the convolution a stride-1 transposed convolution is (of ``x``
+    by the flipped, transposed kernel: ``d*(k - 1) - p``), or None where there is
+    none (stride > 1, an output_padding, a padding wider than the dilated kernel)."""
+    if stride != (1, 1) or output_padding != (0, 0):
+        return None
+    conv_padding = tuple(d * (k - 1) - p for k, p, d in zip(w_shape[2:], padding, dilation))
+    return conv_padding if min(conv_padding) >= 0 else None
+
+
+def _as_conv_weights(w, groups):
+    """(C_in, C_out/G, kh, kw) transposed-convolution weights as the (C_out, C_in/G,
+    kh, kw) weights of the convolution it is at stride 1: each group's channel axes
+    swapped, the kernel flipped."""
+    c_in, cg, kh, kw = w.shape
+    per_group = w.reshape(groups, c_in // groups, cg, kh, kw).transpose(0, 2, 1, 3, 4)
+    return np.ascontiguousarray(per_group[..., ::-1, ::-1]).reshape(groups * cg, c_in // groups, kh, kw)
+
+
+def _composed_transpose(x, w_conv, b, conv_padding, dilation, groups):
+    """A stride-1 transposed convolution on the convolution entry points."""
+    if dilation == (1, 1) and groups == 1:
+        return conv.conv2d(x, w_conv, b, (1, 1), conv_padding)
+    return conv2d_general(x, w_conv, b, (1, 1), conv_padding, dilation, groups)
 
 
 def conv_transpose2d_backward(grad_y, x, w, stride, padding, output_padding, dilation, groups):

@@ -172,7 +172,6 @@ def _dot_pairs(acc, g, g0, src, s0, offs, n_vec, row_vec, pwid):
             if v < row_vec:
                 q = v * lanes
                 b = vfma(vload(g, q0 + q), veven(vload(src, p + 2 * q), vload(src, p + 2 * q + lanes)), b)
-                a, b = b, a
         vstore(acc[t], 0, vadd(vload(acc[t], 0), vadd(a, b)))
     total = vzero(src)
     for row in range(n_rows):
