@@ -129,13 +129,12 @@ def _weight_grad(grad_y, mask, x, w_shape, stride, padding, dilation):
                                                        x.itemsize, True)
     strip = _k.VECTORS * simd.lanes(x.itemsize)
     chunks = _chunks(n, group, _blocks(c_out, groups, _k.WG_BLOCK), 2.0 * grad_y.size * cg * offs.size)
-    grad_w_parts = np.zeros((chunks, c_out, cg, offs.size), dtype=x.dtype)
+    grad_w_parts = rt.parts_workspace("grad_w_parts", (chunks, c_out, cg, offs.size), x.dtype, zero=True)
     grad_b_parts = np.zeros((chunks, c_out), dtype=x.dtype)
     rt.launch(_k.blocked_weight_grad, grad_y, *_mask(mask, x.dtype), x, offs, *stride, *padding,
               phase_size, pwid, group, src_size, group * phase_size + strip, grad_w_parts, grad_b_parts,
               groups, chunks)
-    grad_w = grad_w_parts[0] if chunks == 1 else grad_w_parts.sum(axis=0)
-    return grad_w.reshape(w_shape), (grad_b_parts[0] if chunks == 1 else grad_b_parts.sum(axis=0))
+    return rt.summed(grad_w_parts).reshape(w_shape), (grad_b_parts[0] if chunks == 1 else grad_b_parts.sum(axis=0))
 
 
 def _input_grad(grad_y, mask, w, x_shape, stride, padding, dilation, bias):

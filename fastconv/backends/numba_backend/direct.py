@@ -66,13 +66,13 @@ def backward(grad_y, x, w, mask, stride, padding, need_grad_x, pooled=False):
     chunks = rt.chunks(n, work)
     plane = (height + 2 * padding[0]) * (width + 2 * padding[1])
     group = _group(-(-n // chunks), c_in + c_out + 2, plane, x.itemsize)
-    grad_w_parts = np.zeros((chunks,) + w.shape, dtype=x.dtype)
+    grad_w_parts = rt.parts_workspace("grad_w_parts", (chunks,) + w.shape, x.dtype, zero=True)
     grad_b_parts = np.zeros((chunks, c_out), dtype=x.dtype)
     grad_x = np.empty_like(x) if need_grad_x else rt.dummy(x.dtype, 4)
     use_mask = mask is not None
     rt.launch(_conv.conv2d_direct_backward, grad_y, x, w, mask if use_mask else rt.dummy(x.dtype, 4),
               use_mask, bool(pooled), stride[0], stride[1], padding[0], padding[1],
               bool(need_grad_x), group, grad_x, grad_w_parts, grad_b_parts, chunks)
-    grad_w = grad_w_parts[0] if chunks == 1 else grad_w_parts.sum(axis=0)
+    grad_w = rt.summed(grad_w_parts)
     grad_b = grad_b_parts[0] if chunks == 1 else grad_b_parts.sum(axis=0)
     return (grad_x if need_grad_x else None), grad_w, grad_b

@@ -154,7 +154,7 @@ def backward(grad_y, x, w, mask, stride, padding, need_grad_x):
     ws_rows = rt.workspace("rows", chunks * c_out * span, x.dtype).reshape(chunks, c_out * span)
     w_layout = c_out >= _W_LAYOUT_MIN_C_OUT
     part_shape = (chunks, c_out, depth) if w_layout else (chunks, depth, c_out)
-    grad_w_parts = np.empty(part_shape, dtype=x.dtype)
+    grad_w_parts = rt.parts_workspace("grad_w_parts", part_shape, x.dtype)
     grad_b_parts = np.empty((chunks, c_out), dtype=x.dtype)
     grad_x = np.empty_like(x) if need_grad_x else rt.dummy(x.dtype, 4)
     use_mask = mask is not None
@@ -165,7 +165,7 @@ def backward(grad_y, x, w, mask, stride, padding, need_grad_x):
                   bool(need_grad_x), grad_x, w_layout, grad_w_parts, grad_b_parts,
                   ws_cols, ws_rows, chunks)
     if w_layout:
-        grad_w = grad_w_parts[0] if chunks == 1 else grad_w_parts.sum(axis=0)
+        grad_w = rt.summed(grad_w_parts)
     else:     # reduced and transposed in one parallel pass
         grad_w = np.empty((c_out, depth), dtype=x.dtype)
         rt.launch(_gemm.sum_transposed, grad_w_parts, grad_w, rt.chunks((c_out + 15) // 16, grad_w_parts.size))

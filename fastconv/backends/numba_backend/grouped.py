@@ -62,7 +62,7 @@ def backward(grad_y, x, w, stride, padding, dilation, groups, input_grad):
     depth, windows = cg * kh * kw, out_h * out_w
     chunks = _chunks(n * groups, 4.0 * grad_y.size * depth)
     ws_cols = rt.workspace("grouped_cols", chunks * depth * windows, x.dtype).reshape(chunks, -1)
-    gw_parts = np.zeros((chunks, groups, depth, og), dtype=x.dtype)      # transposed grad_w
+    gw_parts = rt.parts_workspace("grad_w_parts", (chunks, groups, depth, og), x.dtype, zero=True)  # transposed
     gb_parts = np.zeros((chunks, c_out), dtype=x.dtype)
     grad_x = np.empty_like(x) if input_grad else rt.dummy(x.dtype, 4)
     with rt.single_threaded_blas:
@@ -127,7 +127,8 @@ def transpose_backward(grad_y, x, w, stride, padding, dilation, groups):
     ws_cols = rt.workspace("grouped_cols", chunks * depth * batch * windows, x.dtype).reshape(chunks, -1)
     grad_x = np.empty_like(x)
     w_transposed = n * windows >= _TRANSPOSED_WEIGHT_GRAD_COLUMNS
-    gw_parts = np.zeros((chunks, groups, *((depth, og) if w_transposed else (og, depth))), dtype=x.dtype)
+    gw_parts = rt.parts_workspace("grad_w_parts", (chunks, groups, *((depth, og) if w_transposed else (og, depth))),
+                                  x.dtype, zero=True)
     gb_parts = np.zeros((chunks, cg * groups), dtype=x.dtype)
     with rt.single_threaded_blas:
         rt.launch(_grouped.grouped_transpose_backward, grad_y, x.reshape(n, c_in, in_h * in_w),
@@ -137,5 +138,5 @@ def transpose_backward(grad_y, x, w, stride, padding, dilation, groups):
     if w_transposed:
         grad_w = _weight_grad(gw_parts, w.shape)
     else:
-        grad_w = (gw_parts.sum(axis=0) if chunks > 1 else gw_parts[0]).reshape(w.shape)
+        grad_w = rt.summed(gw_parts).reshape(w.shape)
     return grad_x, grad_w, (gb_parts.sum(axis=0) if chunks > 1 else gb_parts[0])

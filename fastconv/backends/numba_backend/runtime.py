@@ -197,6 +197,22 @@ def workspace(slot: str, size: int, dtype) -> np.ndarray:
     return buf[:size]
 
 
+def parts_workspace(slot: str, shape, dtype, zero: bool = False) -> np.ndarray:
+    """A `workspace` of ``shape`` for the threads' partial results (a weight
+    gradient per thread: twice the weights, 19 MB for a 512->512 3x3 layer, whose
+    fresh pages cost 10-15 % of its backward here), zeroed when ``zero``.  Read it
+    out with `summed`: the buffer is reused by the next call."""
+    buf = workspace(slot, int(np.prod(shape)), dtype).reshape(shape)
+    if zero:
+        buf.fill(0)
+    return buf
+
+
+def summed(parts: np.ndarray) -> np.ndarray:
+    """The sum of a `parts_workspace` over its first axis, as a new array."""
+    return parts[0].copy() if parts.shape[0] == 1 else parts.sum(axis=0)
+
+
 def clear_workspace() -> None:
     """Free this thread's cached scratch buffers."""
     _local.spaces = {}

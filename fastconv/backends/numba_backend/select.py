@@ -309,6 +309,11 @@ _TUNE_MAX_REPEATS = 50
 # than the GEMM path in every later measurement (one lucky burst decides a minimum).
 _TUNE_CONFIRM_PAIRS = 7
 _TUNE_CLEAR_LEAD = 1.3
+# Problems up to this long per call get the rounds and the confirmation too (each
+# burst then one call): two single calls each had picked the GEMM path for
+# 256->256 3x3 @7 and `blocked` for 128->128 @14 (batch 8), where Winograd ran
+# 1.1-1.4x faster in every later measurement, cache-cold or warm.
+_TUNE_CAREFUL_SECONDS = 20e-3
 
 
 def _run_variant(variant, run):
@@ -321,14 +326,15 @@ def _time_candidates(names, run) -> str:
     """Time the variants ``names`` (`_split`) with ``run``; the fastest one.
 
     One warm-up run each (compiles, faults in buffers) and one timed run; then, for
-    problems shorter than a burst, `_TUNE_ROUNDS` rounds of interleaved bursts, each
-    candidate's calls repeated to fill `_TUNE_BURST_SECONDS` (longer problems: one
-    more single run).  A candidate keeps its best per-call time (of bursts only, for
-    short problems); one 3x slower than the best after a round is not timed again.
-    For short problems the two fastest, unless the first leads by `_TUNE_CLEAR_LEAD`,
-    then run `_TUNE_CONFIRM_PAIRS` alternating pairs of bursts and the median of
-    their ratios picks the winner.  The rounds after the first go backwards and
-    forwards in turn."""
+    problems shorter than `_TUNE_CAREFUL_SECONDS`, `_TUNE_ROUNDS` rounds of
+    interleaved bursts, each candidate's calls repeated to fill `_TUNE_BURST_SECONDS`
+    (one call for problems longer than that; problems longer than careful: one more
+    single run).  A candidate keeps its best per-call time (of bursts only, for
+    problems shorter than a burst); one 3x slower than the best after a round is not
+    timed again.  For careful problems the two fastest, unless the first leads by
+    `_TUNE_CLEAR_LEAD`, then run `_TUNE_CONFIRM_PAIRS` alternating pairs of bursts
+    and the median of their ratios picks the winner.  The rounds after the first go
+    backwards and forwards in turn."""
     best: dict = {}
     for name in names:
         _run_variant(name, run)
@@ -338,7 +344,8 @@ def _time_candidates(names, run) -> str:
     short = min(best.values()) < _TUNE_BURST_SECONDS
     if short:           # bursts only: a single run of a short problem is too noisy to count
         best = {name: _burst(name, run, best[name]) for name in names}
-    for round_index in range(_TUNE_ROUNDS - 1 if short else 1):
+    careful = min(best.values()) < _TUNE_CAREFUL_SECONDS
+    for round_index in range(_TUNE_ROUNDS - 1 if careful else 1):
         fastest = min(best.values())
         # every other round backwards: a slow spell at the start (another library's
         # BLAS threads still spinning after its call) must not hit the first ones twice
@@ -346,7 +353,7 @@ def _time_candidates(names, run) -> str:
         for name in [n for n in order if best[n] < 3 * fastest]:
             best[name] = min(best[name], _burst(name, run, best[name]))
     ranked = sorted(best, key=best.get)
-    if not short or len(ranked) == 1 or best[ranked[1]] > _TUNE_CLEAR_LEAD * best[ranked[0]]:
+    if not careful or len(ranked) == 1 or best[ranked[1]] > _TUNE_CLEAR_LEAD * best[ranked[0]]:
         return ranked[0]
     first, second = ranked[:2]
     ratios = [_burst(second, run, best[second]) / _burst(first, run, best[first])
@@ -355,7 +362,18 @@ def _time_candidates(names, run) -> str:
 
 
 def _burst(name, run, seconds_per_call) -> float:
-    """Seconds per call of ``name`` over a burst of about `_TUNE_BURST_SECONDS`."""
+    """Seconds per call of ``name`` over a burst of about `_TUNE_BURST_SECONDS`; a
+    problem longer than that runs twice and counts the second call.  A first call
+    right after the other candidates pays for what they evicted, Winograd (its
+    transformed filters are 4x the weights) the most: 3.9-4.7 ms against 2.4 for
+    256->256 3x3 @7, batch 8, so the GEMM path won that layer, although in a chain of
+    six such layers Winograd took 2.4 ms a layer and the GEMM path 2.9 (128->128 @14:
+    1.5 against 2.9)."""
+    if seconds_per_call >= _TUNE_BURST_SECONDS:
+        _run_variant(name, run)
+        start = time.perf_counter()
+        _run_variant(name, run)
+        return time.perf_counter() - start
     repeats = int(min(_TUNE_MAX_REPEATS, max(1, _TUNE_BURST_SECONDS // seconds_per_call)))
     start = time.perf_counter()
     for _ in range(repeats):

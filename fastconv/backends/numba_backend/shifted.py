@@ -181,7 +181,7 @@ def backward(grad_y, x, w, mask, stride, padding, need_grad_x, dilation=(1, 1), 
     ws_grad = rt.workspace("shift_out", chunks * c_out * columns, x.dtype).reshape(chunks, -1)
     ws_gx = rt.workspace("shift_gx", chunks * c_in * size if need_grad_x else chunks,
                          x.dtype).reshape(chunks, -1)
-    grad_w_parts = np.empty((chunks, *w_rows.shape), dtype=x.dtype)
+    grad_w_parts = rt.parts_workspace("grad_w_parts", (chunks, *w_rows.shape), x.dtype)   # read by sum_taps
     grad_b_parts = np.empty((chunks, c_out), dtype=x.dtype)
     grad_x = np.empty_like(x) if need_grad_x else rt.dummy(x.dtype, 4)
     use_mask = mask is not None

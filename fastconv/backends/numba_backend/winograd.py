@@ -87,7 +87,10 @@ def _workspaces(names_rows, chunks, block_tiles, dtype):
 
 
 def _filters(w):
-    u = np.empty((36, w.shape[0], w.shape[1]), dtype=w.dtype)
+    # A workspace, not a fresh array: U is 4x the weights (9.4 MB for 256->256), and
+    # a fresh one page-faults in again (256->256 @7, batch 8: median 3.5 ms a call
+    # against 2.0)
+    u = rt.workspace("wino_u", 36 * w.shape[0] * w.shape[1], w.dtype).reshape(36, w.shape[0], w.shape[1])
     rt.launch(_wino.filter_transform, w, u, rt.chunks(w.shape[0], 36.0 * w.shape[0] * w.shape[1] * 20, 2e5))
     return u
 
@@ -168,7 +171,7 @@ def _transform_domain_grad(grad_y, x, padding, plan):
         bias_sums = np.zeros((k_out, _TILE * tiles), dtype=np.float64)
         rt.launch(_wino.gradient_points, grad_y, -(-out_h // _TILE), tiles, _group_rows(n, out_h, out_w),
                   ws_z[0], z_stride, bias_sums, rt.chunks(k_out, 36.0 * 10 * k_out * tiles_all, 2e5))
-        du = np.empty((36, k_out, c_in), dtype=x.dtype)
+        du = rt.workspace("wino_du", 36 * k_out * c_in, x.dtype).reshape(36, k_out, c_in)
         with rt.single_threaded_blas:
             rt.launch(_wino.weight_grad_points, ws_z[0], z_stride, v, v_stride, tiles_all, du,
                       _point_chunks(72.0 * k_out * c_in * tiles_all))
@@ -176,7 +179,8 @@ def _transform_domain_grad(grad_y, x, padding, plan):
     chunks, rows = _plan(n, c_in, k_out, out_h, out_w, x.itemsize, weight_grad=True)
     (ws_v, v_stride), (ws_z, z_stride) = _workspaces(
         (("wino_v", c_in), ("wino_m", k_out)), chunks, rows * tiles, x.dtype)
-    du_parts = np.empty((chunks, 36, k_out, c_in), dtype=x.dtype)   # chunks <= blocks: all written
+    du_parts = rt.workspace("wino_du", chunks * 36 * k_out * c_in, x.dtype).reshape(
+        chunks, 36, k_out, c_in)                                    # chunks <= blocks: all written
     gb_parts = np.zeros((chunks, k_out, _TILE * tiles), dtype=np.float64)
     with rt.single_threaded_blas:
         rt.launch(_wino.winograd_weight_grad, grad_y, x, padding[0], padding[1], rows,
