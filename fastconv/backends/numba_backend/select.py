@@ -364,11 +364,10 @@ def _time_candidates(names, run) -> str:
 def _burst(name, run, seconds_per_call) -> float:
     """Seconds per call of ``name`` over a burst of about `_TUNE_BURST_SECONDS`; a
     problem longer than that runs twice and counts the second call.  A first call
-    right after the other candidates pays for what they evicted, Winograd (its
-    transformed filters are 4x the weights) the most: 3.9-4.7 ms against 2.4 for
-    256->256 3x3 @7, batch 8, so the GEMM path won that layer, although in a chain of
-    six such layers Winograd took 2.4 ms a layer and the GEMM path 2.9 (128->128 @14:
-    1.5 against 2.9)."""
+    right after the other candidates pays for what they left (evicted caches, pages
+    freed and faulted in again): Winograd took 3.9-4.7 ms against its 2.4 on 256->256
+    3x3 @7, batch 8, and lost to the GEMM path, although in a chain of six such
+    layers it took 2.4 ms a layer and the GEMM path 2.9."""
     if seconds_per_call >= _TUNE_BURST_SECONDS:
         _run_variant(name, run)
         start = time.perf_counter()
