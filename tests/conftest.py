@@ -40,3 +40,15 @@ def shared_data_dir() -> Path | None:
         if candidate and Path(candidate).is_dir():
             return Path(candidate)
     return None
+
+
+@pytest.fixture(scope="session")
+def small_checkpoint(tmp_path_factory) -> Path:
+    """A real training checkpoint, made once per session (checkpoint files stay out
+    of git): ``cnn`` on the offline digits, 100 images, 1 epoch, numpy backend."""
+    from fastconv.train import CHECKPOINT_NAME, train
+
+    run = tmp_path_factory.mktemp("small-run")
+    train("cnn", "digits", epochs=1, limit=100, backend="numpy", out_dir=run, progress=False,
+          plots=False, log=lambda message: None)
+    return run / CHECKPOINT_NAME

@@ -18,13 +18,10 @@ import fastconv
 from fastconv import models
 from fastconv.train import CHECKPOINT_NAME, load_checkpoint, model_from_checkpoint
 
-LEGACY = Path(__file__).parent / "data" / "checkpoint_format1_cnn_digits.npz"
-
-
 @pytest.fixture
-def checkpoint_path(tmp_path) -> Path:
+def checkpoint_path(small_checkpoint, tmp_path) -> Path:
     """A real (small) training checkpoint in a run folder."""
-    shutil.copy(LEGACY, tmp_path / CHECKPOINT_NAME)
+    shutil.copy(small_checkpoint, tmp_path / CHECKPOINT_NAME)
     return tmp_path / CHECKPOINT_NAME
 
 
@@ -146,7 +143,7 @@ def test_a_config_the_builder_rejects_names_the_file(checkpoint_path):
         model_from_checkpoint(checkpoint_path)
 
 
-def test_a_checkpoint_of_the_first_trainer_loads(checkpoint_path):
+def test_a_training_checkpoint_loads(checkpoint_path):
     checkpoint = load_checkpoint(checkpoint_path)
     assert checkpoint.is_training_run and checkpoint.complete
     model = model_from_checkpoint(checkpoint)

@@ -14,9 +14,6 @@ import pytest
 from fastconv.cli import main
 from fastconv.train import load_checkpoint
 
-LEGACY = Path(__file__).parent / "data" / "checkpoint_format1_cnn_digits.npz"
-
-
 def one_line_error(capsys) -> str:
     err = capsys.readouterr().err
     assert "Traceback" not in err
@@ -26,10 +23,10 @@ def one_line_error(capsys) -> str:
 
 
 @pytest.fixture
-def run_dir(tmp_path) -> Path:
+def run_dir(small_checkpoint, tmp_path) -> Path:
     run = tmp_path / "run"
     run.mkdir()
-    shutil.copy(LEGACY, run / "model.npz")
+    shutil.copy(small_checkpoint, run / "model.npz")
     return run
 
 

@@ -321,44 +321,6 @@ def test_interrupt_inside_an_update_keeps_the_last_complete_epoch(digits, tmp_pa
     assert not [name for name in files_in(tmp_path) if name.endswith(".tmp")]
 
 
-# ------------------------------------------------------------------ earlier checkpoints
-LEGACY = os.path.join(os.path.dirname(__file__), "data", "checkpoint_format1_cnn_digits.npz")
-
-
-def test_a_checkpoint_of_the_first_trainer_resumes_bit_for_bit(tmp_path):
-    """tests/data holds a model.npz written by the trainer before it was split into
-    modules (cnn, digits limit 100, 1 epoch, numpy backend) and that trainer's
-    weights after resuming it to 2 epochs: the new trainer must reproduce them."""
-    import shutil
-
-    shutil.copy(LEGACY, tmp_path / CHECKPOINT_NAME)
-    result = train("cnn", "digits", epochs=2, out_dir=tmp_path, resume=True, backend="numpy",
-                   progress=False, plots=False, log=quiet)
-    assert [r["epoch"] for r in result.history] == [1, 2]
-    with np.load(LEGACY.replace(".npz", "_epoch2_weights.npz")) as expected:
-        if _numpy_blas_kernels() == "SkylakeX":          # the kernels the fixture was made with
-            assert_same_state(result.model.state_dict(), dict(expected))
-        else:
-            # Other BLAS kernels (this project's machines force OPENBLAS_CORETYPE=Haswell)
-            # round the numpy backend's matmuls differently in the last bit: measured 1.4e-7
-            # relative after the epoch; a wrong resume (lr, momentum, RNG, batch order) is
-            # off by orders of magnitude more.
-            state = result.model.state_dict()
-            assert state.keys() == set(expected.files)
-            for key in state:
-                np.testing.assert_allclose(state[key], expected[key], rtol=1e-6, atol=1e-7, err_msg=key)
-
-
-def _numpy_blas_kernels() -> str | None:
-    """The kernels (OpenBLAS core type) numpy's BLAS runs, None if unknown."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return None
-    found = [lib.get("architecture") for lib in threadpool_info() if "numpy" in lib.get("filepath", "")]
-    return found[0] if found else None
-
-
 def _imported_modules(path) -> set[str]:
     """Every module a source file imports, at any depth (function-level imports too)."""
     import ast
