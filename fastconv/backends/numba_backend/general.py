@@ -153,8 +153,14 @@ def conv_transpose2d(x, w, b, stride, padding, output_padding, dilation, groups)
 
     # Timed per problem as the backward's plans are: at stride 1 the convolution
     # engine (Winograd, `blocked`, shifted GEMMs) may beat the fused kernel.
-    pass_ = "transpose_forward" if dilation == (1, 1) else f"transpose_forward/dilation{dilation}"
-    return select.run_chosen(pass_, x, w_conv, stride, conv_padding, run, plans=select.PLANS)
+    return select.run_chosen(_transpose_pass("forward", dilation), x, w_conv, stride, conv_padding, run,
+                             plans=select.PLANS)
+
+
+def _transpose_pass(direction, dilation):
+    """The autotuning pass of a transposed problem (dilation is not in the key)."""
+    name = f"transpose_{direction}"
+    return name if dilation == (1, 1) else f"{name}/dilation{dilation}"
 
 
 def _stride1_conv_padding(w_shape, stride, padding, output_padding, dilation):
@@ -201,8 +207,8 @@ def conv_transpose2d_backward(grad_y, x, w, stride, padding, output_padding, dil
         return run("fused")       # the convolution of grad_y would have an extra row or column
     # Timed per problem: the fused kernel won on DCGAN's 4x4 stride-2 layers here,
     # the composition (Winograd, `blocked`) on stride-1 and 4x4-input ones.
-    pass_ = "transpose_backward" if dilation == (1, 1) else f"transpose_backward/dilation{dilation}"
-    return select.run_chosen(pass_, grad_y, w, stride, padding, run, plans=select.PLANS)
+    return select.run_chosen(_transpose_pass("backward", dilation), grad_y, w, stride, padding, run,
+                             plans=select.PLANS)
 
 
 def _composed_transpose_backward(grad_y, x, w, stride, padding, dilation, groups):
