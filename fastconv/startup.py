@@ -1,14 +1,16 @@
 """What `fastconv train` and `fastconv bench` do before their first timed step:
 check the backend's configuration, advise when the machine is busy, and compile the
-kernels up front -- saying so, with a progress bar, when the compile cache is cold.
+kernels up front -- saying so, and how it goes, when the compile cache is cold.
 
 Only the kernels the model runs are compiled (a model without convolutions needs no
-convolution kernels), so a first run waits for what it uses, not for everything.
+convolution kernels), and of a convolution's algorithms only one before the first
+step when the backend can compile the others in the background.
 """
 
 from __future__ import annotations
 
-import sys
+import threading
+import time
 
 import numpy as np
 
@@ -19,31 +21,33 @@ from fastconv import env, machine_load
 _ANNOUNCE_SECONDS = 2.0
 
 
-def ops_of(model) -> set[str] | None:
-    """Names of the `fastconv.functional` kernels training ``model`` calls (its
-    layers and a softmax cross-entropy loss), plus ``conv2d_3x3_stride1`` when a
-    convolution has that geometry; None when it holds a layer this function does not
-    know (then: every kernel)."""
-    from fastconv import nn
-    from fastconv.nn.norm import _BatchNorm
+_PLAIN_CONV_OPS = frozenset({"conv2d", "conv2d_relu", "conv2d_relu_avgpool2"})
 
-    # most specific class first: Conv2dReLUAvgPool is a Conv2d
-    kernels_by_layer = ((nn.ConvTranspose2d, "conv_transpose2d"), (nn.Conv2dReLUAvgPool, "conv2d_relu_avgpool2"),
-                        (nn.Conv2d, "conv2d"), (nn.AvgPool2d, "avg_pool2d"), (nn.MaxPool2d, "max_pool2d"),
-                        (_BatchNorm, "batch_norm"), (nn.Linear, "linear"))
-    without_kernels = (nn.ReLU, nn.Flatten, nn.Dropout, nn.Sequential, nn.Residual)
-    ops = {"softmax_cross_entropy"}
+
+def _padding_pair(conv) -> tuple:
+    if conv.padding == "same":
+        return tuple((k - 1) // 2 for k in conv.kernel_size)
+    if conv.padding == "valid":
+        return (0, 0)
+    return tuple(conv.padding)
+
+
+def ops_of(model) -> set | None:
+    """What training ``model`` runs, for `warmup`: the names of the `fastconv.functional`
+    kernels its layers call (each `Module.kernel_ops`) and the softmax cross-entropy
+    loss, plus ``("conv2d", kernel, stride, padding)`` for each plain convolution's
+    geometry (only the algorithms that can run it compile); None when a module does
+    not say (a user's own Module: then every kernel)."""
+    from fastconv import nn
+
+    ops: set = {"softmax_cross_entropy"}
     for module in model.modules():
-        op = next((name for layer, name in kernels_by_layer if isinstance(module, layer)), None)
-        if op is None:
-            if not isinstance(module, without_kernels):
-                return None
-        elif op.startswith("conv2d") and (module.dilation != (1, 1) or module.groups != 1):
-            ops.add("conv2d_general")       # dilated or grouped: the general kernels
-        else:
-            ops.add(op)                     # (padding="same"/"valid" alone runs the plain ones)
-            if op.startswith("conv2d") and module.kernel_size == (3, 3) and module.stride == (1, 1):
-                ops.add("conv2d_3x3_stride1")   # where the specialised algorithms run
+        names = module.kernel_ops()
+        if names is None:
+            return None
+        ops.update(names)
+        if isinstance(module, nn.Conv2d) and names & _PLAIN_CONV_OPS:
+            ops.add(("conv2d", tuple(module.kernel_size), tuple(module.stride), _padding_pair(module)))
     return ops
 
 
@@ -64,46 +68,69 @@ def _advise_if_busy(backend, log) -> None:
         log(f"note: {text}")
 
 
-def _notice(backend, dtypes, ops, seconds: float) -> str:
-    what = (f"the {backend.name} kernels this model needs" if ops is not None
-            else f"all {backend.name} kernels")
+def _notice(backend, dtypes, ops, seconds: float, basis: str) -> str:
+    what = (f"the {backend.name} kernels this model needs first" if ops is not None
+            else f"the {backend.name} kernels")
     names = "/".join(dtype.name for dtype in dtypes)
-    return (f"First run: compiling {what} ({names}), roughly "
-            f"{seconds:.0f} s (on 2 idle cores; longer on a slower or busy machine). numba turns them "
-            f"into machine code once and keeps it in its on-disk cache, so later runs load them in "
+    return (f"First run: compiling {what} ({names}), about {seconds:.0f} s ({basis}). numba turns "
+            f"them into machine code once and keeps it in its on-disk cache: later runs load them in "
             f"about a second.")
 
 
-class _Bar:
-    """``warmup``'s progress callback, drawing a tqdm bar over the kernel groups."""
+class _Progress:
+    """`warmup`'s progress callback: a line as each kernel group is ready and, between
+    them, one every `TICK` seconds saying how long it has taken and about how long is
+    left.  Plain lines through ``log``, so that a log file shows them as a terminal does."""
 
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self.bar = None
+    TICK = 5.0
+
+    def __init__(self, log, estimate: float, enabled: bool = True):
+        self.log, self.estimate, self.enabled = log, estimate, enabled
+        self.start = self.last_line = time.perf_counter()
+        self.done, self.total = 0, 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
 
     def __call__(self, done: int, total: int, item: str | None) -> None:
-        if self.bar is None:
-            from tqdm import tqdm
+        with self._lock:
+            self.done, self.total = done, total
+            if item is not None:
+                self._say(f"  {item} ready ({self.done}/{self.total}, {self._elapsed():.0f} s)")
+        if self._thread is None and self.enabled:
+            self._thread = threading.Thread(target=self._tick, daemon=True, name="fastconv-progress")
+            self._thread.start()
 
-            # mininterval=0: updates are seconds apart, draw each one
-            self.bar = tqdm(total=total, desc="compiling kernels", unit="group", leave=False,
-                            mininterval=0, disable=not self.enabled, dynamic_ncols=True,
-                            file=sys.stderr)
-        if item is not None:
-            self.bar.set_postfix_str(f"{item} ready", refresh=False)
-            self.bar.update(1)
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def _say(self, text: str) -> None:
+        if self.enabled:
+            self.log(text)
+            self.last_line = time.perf_counter()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(0.5):
+            with self._lock:
+                if time.perf_counter() - self.last_line >= self.TICK:
+                    elapsed = self._elapsed()
+                    left = self.estimate - elapsed
+                    rest = f"about {left:.0f} s left" if left >= 1 else "taking longer than estimated"
+                    self._say(f"  compiling: {self.done}/{self.total} kernel groups ready, "
+                              f"{elapsed:.0f} s so far, {rest}")
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
 
 
 def compile_kernels(backend, model=None, dtypes=np.float32, log=print, progress: bool = True,
                     jobs: int = 2) -> float | None:
-    """Compile (or load from the cache) the kernels ``model`` needs (None: all) for
-    ``dtypes``; returns the seconds it took, None for a backend with nothing to
+    """Compile (or load from the cache) the kernels ``model`` needs first (None: all)
+    for ``dtypes``; returns the seconds it took, None for a backend with nothing to
     compile.  When the cache is cold, ``log`` says what, why and about how long
-    first, and a progress bar (``progress``) follows the kernel groups."""
+    first, then how it goes (`_Progress`)."""
     warmup = getattr(backend, "warmup", None)
     if warmup is None:
         return None
@@ -113,12 +140,13 @@ def compile_kernels(backend, model=None, dtypes=np.float32, log=print, progress:
     estimate = getattr(backend, "estimated_seconds", lambda *args: 30.0)(dtypes, ops, jobs)
     if cached or estimate < _ANNOUNCE_SECONDS:
         return warmup(dtypes=dtypes, jobs=jobs, ops=ops)
-    log(_notice(backend, dtypes, ops, estimate))
-    bar = _Bar(progress)
+    basis = getattr(backend, "estimate_basis", lambda *args: "a rough estimate")(dtypes, ops)
+    log(_notice(backend, dtypes, ops, estimate, basis))
+    reporter = _Progress(log, estimate, progress)
     try:
-        return warmup(dtypes=dtypes, jobs=jobs, ops=ops, progress=bar)
+        return warmup(dtypes=dtypes, jobs=jobs, ops=ops, progress=reporter)
     finally:
-        bar.close()
+        reporter.close()
 
 
 def prepare_backend(model=None, dtypes=np.float32, log=print, progress: bool = True,

@@ -14,6 +14,10 @@ import fastconv
 # Autotuning winners go to a throw-away cache, not the user's (and the tests start
 # from an empty one, so what they check does not depend on earlier runs).
 os.environ["FASTCONV_CACHE_DIR"] = tempfile.mkdtemp(prefix="fastconv-test-cache-")
+# Every candidate is compiled where it is timed, in the test's own process: a helper
+# compiling in the background would leave processes behind the suite and make which
+# algorithm a test runs depend on timing.  tests/test_background_compile.py turns it on.
+os.environ["FASTCONV_BACKGROUND_COMPILE"] = "0"
 
 
 @pytest.fixture(params=fastconv.available_backends())

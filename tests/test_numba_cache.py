@@ -41,15 +41,15 @@ FEW_KERNELS = textwrap.dedent("""
     )))
 """)
 
-# Every kernel, float32, via the backend's warmup().
+# Every kernel this CPU can use, float32, via the backend's warmup() on two processes.
 ALL_KERNELS = textwrap.dedent("""
     import json, time
     start = time.perf_counter()
     from fastconv.backends import numba_backend as NB
     imported = time.perf_counter() - start
-    from fastconv.backends.numba_backend.warmup import direct_ready
-    ready_before = direct_ready("float32")   # what decides warmup(jobs=2)'s helper
-    seconds = NB.warmup()
+    from fastconv.backends.numba_backend.warmup import group_ready
+    ready_before = group_ready("float32", "direct")
+    seconds = NB.warmup(jobs=2)
     import numba
     hits = misses = 0
     for module in NB.KERNEL_MODULES:
@@ -59,7 +59,7 @@ ALL_KERNELS = textwrap.dedent("""
                 hits += sum(obj.stats.cache_hits.values())
                 misses += sum(obj.stats.cache_misses.values())
     print(json.dumps(dict(import_seconds=imported, warmup_seconds=seconds, hits=hits, misses=misses,
-                          ready_before=ready_before, ready_after=direct_ready("float32"))))
+                          ready_before=ready_before, ready_after=group_ready("float32", "direct"))))
 """)
 
 
@@ -91,14 +91,14 @@ def test_second_process_loads_kernels_from_cache(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("FASTCONV_COMPILE_TESTS"),
-                    reason="~30 s of cold compilation; set FASTCONV_COMPILE_TESTS=1 to run")
+                    reason="a minute or more of cold compilation; set FASTCONV_COMPILE_TESTS=1 to run")
 def test_all_kernels_cold_then_warm(tmp_path):
     """Cold compile of every kernel (float32) vs loading them all from the cache."""
     cold = run_python(ALL_KERNELS, tmp_path)
     warm = run_python(ALL_KERNELS, tmp_path)
     print(f"\ncold warmup {cold['warmup_seconds']:.1f} s, warm {warm['warmup_seconds']:.2f} s "
           f"(import {warm['import_seconds']:.2f} s)")
-    assert cold["hits"] == 0
+    assert cold["misses"] > 0          # compiled here (and what the helper compiled: loaded)
     assert not cold["ready_before"] and cold["ready_after"] and warm["ready_before"]
     assert warm["misses"] == 0 and warm["hits"] > 0
     assert warm["warmup_seconds"] < 5

@@ -23,9 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # ------------------------------------------------------------------ which kernels
 def test_ops_of_the_report_models():
     assert startup.ops_of(build_model("mlp1")) == {"linear", "softmax_cross_entropy"}
-    assert startup.ops_of(build_model("cnn")) == {"conv2d_relu_avgpool2", "linear", "softmax_cross_entropy"}
+    assert startup.ops_of(build_model("cnn")) == {"conv2d_relu_avgpool2", "linear", "softmax_cross_entropy",
+                                                  ("conv2d", (5, 5), (1, 1), (2, 2))}
     letters = startup.ops_of(build_model("letters-cnn"))
-    assert {"conv2d", "batch_norm", "max_pool2d"} <= letters
+    assert {"conv2d", "batch_norm", "max_pool2d", ("conv2d", (3, 3), (1, 1), (1, 1))} <= letters
 
 
 def test_unknown_layer_means_every_kernel():
@@ -36,28 +37,76 @@ def test_unknown_layer_means_every_kernel():
     assert startup.ops_of(nn.Sequential(nn.Linear(2, 2), Custom())) is None
 
 
-def test_groups_follow_the_ops_and_the_algorithm_registry(monkeypatch):
-    pytest.importorskip("numba")
+def _warmup_module():
     import importlib
 
+    # the module (the package's ``warmup`` attribute is the function)
+    return importlib.import_module("fastconv.backends.numba_backend.warmup")
+
+
+def test_groups_follow_the_ops_and_the_algorithm_registry(monkeypatch):
+    pytest.importorskip("numba")
     from fastconv.backends.numba_backend import select
 
-    # the module (the package's ``warmup`` attribute is the function)
-    warmup = importlib.import_module("fastconv.backends.numba_backend.warmup")
+    warmup = _warmup_module()
+    runnable = {name for name, module in select.ALGORITHMS.items()
+                if getattr(module, "worth_timing", lambda: True)()}
     assert warmup.groups_for({"softmax_cross_entropy"}) == ("loss",)
     cnn = warmup.groups_for(startup.ops_of(build_model("cnn")))      # 5x5 layers: no Winograd
-    assert set(cnn) == set(select.ALGORITHMS) - {"winograd"} | {"pool", "loss", "dense"}
+    assert set(cnn) == runnable - {"winograd"} | {"pool", "loss", "dense"}
     letters = warmup.groups_for(startup.ops_of(build_model("letters-cnn")))   # 3x3 stride 1 too
-    assert set(select.ALGORITHMS) <= set(letters) and "norm" in letters
-    assert warmup.groups_for(None) == warmup.groups() == tuple(select.ALGORITHMS) + (
+    assert runnable <= set(letters) and "norm" in letters
+    assert warmup.groups_for(None) == warmup.groups() == tuple(
+        name for name in select.ALGORITHMS if name in runnable) + (
         "loss", "pool", "norm", "dense", "unfold", "general")
     assert warmup.groups_for({"some_new_op"}) == warmup.groups()
     assert warmup.groups_for({"conv_transpose2d"}) == ("general",)
+    # a layer's geometry: only the algorithms that can run it
+    one_by_one = set(warmup.groups_for({("conv2d", (1, 1), (1, 1), (0, 0))}))
+    assert "shifted_rows" not in one_by_one and "winograd" not in one_by_one and "direct" in one_by_one
+    assert "winograd" not in warmup.groups_for({("conv2d", (3, 3), (2, 2), (1, 1))})
     # an algorithm added later joins the groups without any list here changing
     monkeypatch.setitem(select.ALGORITHMS, "fft", select.ALGORITHMS["gemm"])
     assert "fft" in warmup.groups() and "fft" in warmup.groups_for({"conv2d"})
     assert "winograd" not in warmup.groups_for({"conv2d"})
     assert "winograd" in warmup.groups_for({"conv2d", "conv2d_3x3_stride1"})
+
+
+def test_an_algorithm_that_cannot_win_here_is_not_compiled(monkeypatch):
+    pytest.importorskip("numba")
+    from fastconv.backends.numba_backend import blocked
+
+    warmup = _warmup_module()
+    monkeypatch.setattr(blocked, "worth_timing", lambda: False)
+    assert "blocked" not in warmup.groups()
+    assert "blocked" not in warmup.groups_for(startup.ops_of(build_model("cnn")))
+    monkeypatch.setenv("FASTCONV_CONV_ALGO", "blocked")     # unless forced
+    assert warmup.groups_for({("conv2d", (5, 5), (1, 1), (2, 2))}) == ("blocked",)
+
+
+def test_a_forced_algorithm_compiles_alone(monkeypatch):
+    pytest.importorskip("numba")
+    warmup = _warmup_module()
+    monkeypatch.setenv("FASTCONV_CONV_ALGO", "gemm")
+    assert warmup.groups_for({("conv2d", (3, 3), (1, 1), (1, 1)), "linear"}) == ("gemm", "dense")
+    monkeypatch.setenv("FASTCONV_CONV_ALGO", "winograd")    # cannot run 5x5: the first algorithm too
+    assert set(warmup.groups_for({("conv2d", (5, 5), (1, 1), (2, 2))})) == {"winograd", "direct"}
+
+
+def test_compile_plan_puts_one_algorithm_first_and_the_rest_in_the_background():
+    pytest.importorskip("numba")
+    warmup = _warmup_module()
+    ops = startup.ops_of(build_model("cnn"))
+    now, later = warmup.compile_plan(ops, background=True)
+    assert set(now) == {"direct", "loss", "dense"}
+    # the fused conv-ReLU-pool block needs the pooling kernels only off the direct path
+    assert "pool" in later and "gemm" in later and not set(now) & set(later)
+    assert set(now) | set(later) == set(warmup.groups_for(ops))
+    assert warmup.compile_plan(ops, background=False) == (warmup.groups_for(ops), ())
+    letters_now, _ = warmup.compile_plan(startup.ops_of(build_model("letters-cnn")), background=True)
+    assert "pool" in letters_now                        # its max pooling layers need it
+    mlp = startup.ops_of(build_model("mlp1"))
+    assert warmup.compile_plan(mlp, background=True) == (("loss", "dense"), ())
 
 
 # ------------------------------------------------------------------ notice and bar
@@ -82,17 +131,37 @@ class FakeBackend:
         return 1.5
 
 
-def test_cold_cache_is_announced_before_compiling_with_a_bar(capsys):
+def test_cold_cache_is_announced_before_compiling_with_progress_lines(capsys):
     backend, messages = FakeBackend(cached=False), []
     seconds = startup.compile_kernels(backend, build_model("mlp1"), np.float32, messages.append)
     assert seconds == 1.5
     assert backend.calls == [((np.dtype(np.float32),), 2, {"linear", "softmax_cross_entropy"})]
-    (notice,) = messages
-    for words in ("First run", "the fake kernels this model needs", "float32", "roughly 25 s", "once",
+    notice, *lines = messages
+    for words in ("First run", "the fake kernels this model needs first", "float32", "about 25 s", "once",
                   "later runs load them"):
         assert words in notice, notice
-    bar = capsys.readouterr().err
-    assert "compiling kernels" in bar and "2/2" in bar
+    # plain lines (a log file shows them too), one per group ready, nothing on a bar
+    assert lines == ["  float32:a ready (1/2, 0 s)", "  float32:b ready (2/2, 0 s)"]
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_ticks_while_nothing_else_is_said(monkeypatch):
+    lines = []
+    monkeypatch.setattr(startup._Progress, "TICK", 0.2)
+    reporter = startup._Progress(lines.append, estimate=100.0)
+    reporter(0, 3, None)
+    import time
+
+    time.sleep(1.2)
+    reporter.close()
+    ticks = [line for line in lines if "so far" in line]
+    assert len(ticks) >= 2, lines
+    assert ticks[0].startswith("  compiling: 0/3 kernel groups ready") and "s left" in ticks[0]
+    silent = []
+    quiet = startup._Progress(silent.append, estimate=1.0, enabled=False)
+    quiet(1, 1, "float32:a")
+    quiet.close()
+    assert silent == []
 
 
 def test_warm_cache_or_short_compile_is_silent(capsys):

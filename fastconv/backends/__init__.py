@@ -11,10 +11,11 @@ already validated and normalised every argument before a backend sees it:
   dtype (integer class labels are turned into one-hot rows by the caller).
 
 A backend may also have ``warmup(dtypes, jobs, ops=None, progress=None)``, compiling
-its kernels (those of the `fastconv.functional` ops ``ops``, default all) up front and
-returning the seconds it took, with ``kernels_cached(dtypes, ops)`` and
-``estimated_seconds(dtypes, ops, jobs)``; `fastconv.startup` calls them before
-training or benchmarking.
+the kernels the `fastconv.functional` ops ``ops`` need first (default all) up front and
+returning the seconds it took, with ``kernels_cached(dtypes, ops)``,
+``estimated_seconds(dtypes, ops, jobs)``, ``estimate_basis(dtypes, ops)`` (where the
+estimate comes from) and ``set_background_compile(enabled)``; `fastconv.startup` calls
+them before training or benchmarking.
 
 To add a backend, write a module exposing ``BACKEND`` (such an object) and register
 its import path in `_BACKEND_MODULES` (or call `register_backend` at run time).  Nothing

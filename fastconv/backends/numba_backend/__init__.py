@@ -11,7 +11,9 @@ Layout (planning in Python, arithmetic in ``kernels/``):
   ``depthwise`` (direct kernels) and ``grouped`` (per-group GEMMs);
 * ``unfold``, ``pool``, ``norm``, ``dense`` -- im2col/col2im, pooling and loss, batch
   norm, fully connected layers;
-* ``warmup``   -- compile everything up front.
+* ``warmup``   -- compile what a model needs up front; ``readiness`` (what is compiled),
+  ``background`` (helper processes that compile the rest while a run works) and
+  ``compile_clock`` (how long compiling takes here).
 
 Kernels are ``@njit(cache=True)``: compiled on first use, once per dtype (float32,
 float64) -- every shape and hyper-parameter is passed as a plain int, and read-only
@@ -55,8 +57,9 @@ from fastconv.backends.numba_backend.select import (  # noqa: E402,F401
     ALGORITHMS, autotune_cache, autotune_stats, clear_autotune_cache, conv_algorithm, exact_only,
     get_conv_algorithm_mode, last_conv_algorithms, set_conv_algorithm, set_exact_only)
 from fastconv.backends.numba_backend.unfold import col2im, im2col  # noqa: E402,F401
+from fastconv.backends.numba_backend.background import set_enabled as set_background_compile  # noqa: E402,F401
 from fastconv.backends.numba_backend.warmup import (  # noqa: E402,F401
-    KERNEL_MODULES, compiled_signatures, estimated_seconds, kernels_cached, warmup)
+    KERNEL_MODULES, compiled_signatures, estimate_basis, estimated_seconds, kernels_cached, warmup)
 
 name = "numba"
 # NumPy's BLAS threads would spin against this backend's (see `blas_thread_limit`).

@@ -1,17 +1,17 @@
-"""Compile kernels up front: `warmup`, which groups a set of ops needs, and what the
-compile cache already holds (`kernels_cached`)."""
+"""Compile kernels before a run: which groups a model's ops need on this CPU
+(`groups_for`), which of them first and which in the background (`compile_plan`),
+`warmup`, and what the compile cache already holds (`kernels_cached`)."""
 
 from __future__ import annotations
 
-import importlib
-import sys
+import threading
 import time
 
 import numba
 import numpy as np
 
-from fastconv.backends.numba_backend import dense, general, norm, pool, select, unfold
-from fastconv.backends.numba_backend import kernels as _kernels_package
+from fastconv.backends.numba_backend import background as background_compile
+from fastconv.backends.numba_backend import compile_clock, dense, general, norm, pool, readiness, select, unfold
 from fastconv.backends.numba_backend.kernels import blocked as _blocked
 from fastconv.backends.numba_backend.kernels import dense as _dense
 from fastconv.backends.numba_backend.kernels import depthwise as _depthwise
@@ -43,43 +43,56 @@ _OTHER_GROUPS = {
     "general": ((_depthwise, _grouped, _unfold_dilated, _phases), None),
 }
 
-# Rough first-compile seconds per group and dtype, measured once on a 2-core machine;
-# only for telling the user about how long the wait is.
-ROUGH_COMPILE_SECONDS = {"direct": 19.0, "gemm": 9.5, "shifted": 12.0, "shifted_rows": 0.5, "winograd": 8.0, "blocked": 10.0, "pool": 8.0,
-                         "unfold": 4.0, "norm": 3.5, "dense": 3.8, "loss": 0.3, "general": 20.0}
-_UNKNOWN_GROUP_SECONDS = 10.0
+
+def _can_run(name: str, module) -> bool:
+    """An algorithm autotuning may choose on this CPU (or the one forced)."""
+    return getattr(module, "worth_timing", lambda: True)() or select.get_conv_algorithm_mode() == name
 
 
 def groups() -> tuple[str, ...]:
-    """Every warm-up group: one per convolution algorithm (read at call time: new
-    algorithms join), then the others.  "direct" (~45 % of the compile time) first,
-    as it is what a helper process takes over."""
-    return tuple(select.ALGORITHMS) + tuple(_OTHER_GROUPS)
+    """Every warm-up group this CPU can use: one per convolution algorithm that can be
+    chosen here (read at call time: new algorithms join; `blocked` only where its
+    registers exist), then the others."""
+    return tuple(name for name, module in select.ALGORITHMS.items() if _can_run(name, module)) \
+        + tuple(_OTHER_GROUPS)
 
 
-# An op `fastconv.startup.ops_of` adds for a 3x3 stride-1 convolution layer: the
-# geometry the specialised algorithms (Winograd) run; other layers need only the
-# algorithms that run any shape (Winograd's kernels cost ~27 s of a cold compile).
+# An op `fastconv.startup.ops_of` adds for a 3x3 stride-1 convolution layer when it
+# does not know the layer's geometry otherwise (``("conv2d", kernel, stride, padding)``).
 CONV_3X3_STRIDE1 = "conv2d_3x3_stride1"
+FIRST_ALGORITHM = select.FIRST_ALGORITHM
 
 
-def _any_shape_algorithms() -> list[str]:
-    return [name for name, module in select.ALGORITHMS.items()
-            if module.supports((1, 1, 9, 9), (1, 1, 5, 4), (2, 1), (0, 0))]
+def _conv_algorithms(kernel=(1, 1), stride=(1, 1), padding=(0, 0), any_shape=False) -> set:
+    """The algorithms that may run a convolution of this geometry here: the one forced
+    (and `FIRST_ALGORITHM` where it cannot run it), or the autotuning candidates."""
+    mode = select.get_conv_algorithm_mode()
+    x_shape, w_shape = (1, 1, 64, 64), (1, 1, *kernel)
+    if mode in select.ALGORITHMS:
+        if select.ALGORITHMS[mode].supports(x_shape, w_shape, stride, padding) and not any_shape:
+            return {mode}
+        return {mode, FIRST_ALGORITHM}
+    found = set(select.candidates(x_shape, w_shape, stride, padding))
+    if any_shape:      # the algorithms that run any geometry
+        found &= set(select.candidates((1, 1, 9, 9), (1, 1, 5, 4), (2, 1), (0, 0)))
+    return found
 
 
 def groups_for(ops=None) -> tuple[str, ...]:
-    """The groups that compile ``ops`` (names of `fastconv.functional` kernels, e.g.
-    ``{"conv2d_relu_avgpool2", "softmax_cross_entropy"}``, and `CONV_3X3_STRIDE1`);
-    None or an op this function does not know: every group."""
+    """The groups that compile ``ops``: names of `fastconv.functional` kernels (e.g.
+    ``{"conv2d_relu_avgpool2", "softmax_cross_entropy"}``), `CONV_3X3_STRIDE1`, and
+    ``("conv2d", kernel, stride, padding)`` for a layer's geometry (then only its
+    candidates compile); None or an op this function does not know: every group."""
     if ops is None:
         return groups()
     needed = set()
     for op in ops:
-        if op == CONV_3X3_STRIDE1:
-            needed.update(select.ALGORITHMS)          # every algorithm may win such a layer
+        if isinstance(op, tuple) and op[0] == "conv2d":
+            needed.update(_conv_algorithms(*op[1:]))
+        elif op == CONV_3X3_STRIDE1:
+            needed.update(_conv_algorithms((3, 3), (1, 1), (1, 1)))
         elif op.startswith("conv2d") and op != "conv2d_general":
-            needed.update(_any_shape_algorithms())
+            needed.update(_conv_algorithms(any_shape=True))
             if "pool" in op:             # algorithms that do not fuse the pooling run it apart
                 needed.add("pool")
         elif op in ("avg_pool2d", "max_pool2d"):
@@ -97,6 +110,25 @@ def groups_for(ops=None) -> tuple[str, ...]:
         else:
             return groups()
     return tuple(group for group in groups() if group in needed)
+
+
+def compile_plan(ops=None, background: bool | None = None) -> tuple[tuple, tuple]:
+    """(groups to compile before the first step, groups a helper process compiles
+    while it runs).  Without background compilation: everything first.  With it, one
+    convolution algorithm (`FIRST_ALGORITHM`) first and the other candidates later --
+    and the separate pooling kernels too, when only the algorithms that do not fuse
+    report 000's conv-ReLU-pool block need them."""
+    needed = groups_for(ops)
+    algorithms = [group for group in needed if group in select.ALGORITHMS]
+    if not (background_compile.enabled() if background is None else background) or len(algorithms) < 2:
+        return needed, ()
+    first = FIRST_ALGORITHM if FIRST_ALGORITHM in algorithms else algorithms[0]
+    later = [group for group in algorithms if group != first]
+    plain_ops = {op for op in (ops or ()) if isinstance(op, str)}
+    if ("pool" in needed and select.ALGORITHMS[first].FUSES_POOL
+            and not plain_ops & {"avg_pool2d", "max_pool2d"}):
+        later.append("pool")
+    return tuple(group for group in needed if group not in later), tuple(later)
 
 
 def _warm(dtype, group: str) -> None:
@@ -138,117 +170,127 @@ def _warm(dtype, group: str) -> None:
 
 
 # --------------------------------------------------------------------------- cache state
-def _group_kernels(group: str) -> list:
-    """The jitted entry points ``group`` compiles: an algorithm's are the public
-    kernels of ``kernels/<name>.py``; [] when that module does not exist."""
+def group_kernels(group: str) -> list:
+    """The jitted entry points ``group`` compiles."""
     if group in _OTHER_GROUPS:
         modules, names = _OTHER_GROUPS[group]
         if names is not None:
             return [getattr(modules[0], name) for name in names]
-    else:
-        name = getattr(select.ALGORITHMS.get(group), "KERNELS", group)   # an algorithm may share another's
-        try:
-            modules = (importlib.import_module(f"{_kernels_package.__name__}.{name}"),)
-        except ImportError:
-            return []
-    return [obj for module in modules for name, obj in vars(module).items()
-            if isinstance(obj, numba.core.registry.CPUDispatcher) and not name.startswith("_")
-            and obj.py_func.__module__ == module.__name__]
-
-
-def _kernel_ready(kernel, dtype_name: str) -> bool:
-    """Compiled for ``dtype_name`` in this process, or indexed in numba's on-disk cache
-    (read through numba internals: if they change, the answer is False)."""
-    if any(dtype_name in str(signature) for signature in kernel.signatures):
-        return True
-    try:
-        return any(dtype_name in str(key[0]) for key in kernel._cache._cache_file._load_index())
-    except Exception:  # noqa: BLE001 - numba internals moved: fall back to "not ready"
-        return False
+        return [kernel for module in modules for kernel in readiness.module_kernels(module)]
+    algorithm = select.ALGORITHMS.get(group)
+    return [] if algorithm is None else readiness.algorithm_kernels(algorithm)
 
 
 def group_ready(dtype_name: str, group: str) -> bool:
     """Whether loading ``group``'s kernels for ``dtype_name`` needs no compilation."""
-    kernels = _group_kernels(group)
-    return bool(kernels) and all(_kernel_ready(kernel, dtype_name) for kernel in kernels)
+    return readiness.kernels_ready(group, dtype_name, group_kernels(group))
 
 
-def direct_ready(dtype_name: str) -> bool:
-    """Whether the direct-convolution kernels are compiled or cached (then loading
-    them takes ~0.1 s and a helper process would only cost its start-up)."""
-    return group_ready(dtype_name, "direct")
+def _items(dtypes, groups_) -> list:
+    return [f"{np.dtype(dtype).name}:{group}" for dtype in dtypes for group in groups_]
 
 
-# The two slowest groups to compile (~19 s and ~20 s of ~70 s): with ``jobs=2`` a
-# helper process compiles these while this one compiles the rest.
-_OFFLOADED_GROUPS = ("direct", "general")
+def _cold(items) -> list:
+    return [item for item in items if not group_ready(*item.split(":"))]
 
 
 def kernels_cached(dtypes=(np.float32,), ops=None) -> bool:
-    """Whether `warmup` of ``ops`` (see `groups_for`) for ``dtypes`` only loads from
-    numba's cache, compiling nothing (a hint: False when unsure)."""
-    return all(group_ready(np.dtype(dtype).name, group) for dtype in dtypes for group in groups_for(ops))
+    """Whether `warmup` of ``ops`` for ``dtypes`` only loads from numba's cache,
+    compiling nothing before the first step (a hint: False when unsure)."""
+    return not _cold(_items(dtypes, compile_plan(ops)[0]))
 
 
 def estimated_seconds(dtypes=(np.float32,), ops=None, jobs: int = 1) -> float:
-    """Rough cold-compile wall time of `warmup` (`ROUGH_COMPILE_SECONDS`)."""
-    times = [ROUGH_COMPILE_SECONDS.get(group, _UNKNOWN_GROUP_SECONDS)
-             for _ in dtypes for group in groups_for(ops)]
-    offloaded = [ROUGH_COMPILE_SECONDS[group] for _ in dtypes for group in _OFFLOADED_GROUPS
-                 if jobs > 1 and group in groups_for(ops)]
-    return max(sum(times) - sum(offloaded), sum(offloaded))
+    """Wall seconds `warmup` of ``ops`` waits for compilation (`compile_clock`)."""
+    return compile_clock.estimate(_cold(_items(dtypes, compile_plan(ops)[0])), jobs)[0]
+
+
+def estimate_basis(dtypes=(np.float32,), ops=None) -> str:
+    """Where `estimated_seconds` comes from, for the user."""
+    known = compile_clock.estimate(_cold(_items(dtypes, compile_plan(ops)[0])))[1]
+    return ("from compile times measured on this machine" if known
+            else f"measured on {compile_clock.REFERENCE_MACHINE}; longer on a slower or busy machine")
 
 
 # --------------------------------------------------------------------------- warmup
 def warm_items(items, progress=None) -> None:
+    """Compile (or load) each ``"dtype:group"``; a cold group's seconds are recorded."""
     for item in items:
         dtype, group = item.split(":")
+        cold = not group_ready(dtype, group)
+        start = time.perf_counter()
         _warm(dtype, group)
+        if cold:
+            compile_clock.record(item, time.perf_counter() - start)
         if progress is not None:
             progress(item)
 
 
-def warmup(dtypes=(np.float32,), jobs: int = 1, ops=None, progress=None) -> float:
-    """Compile (or load from numba's cache) the kernels of ``ops`` (names of
-    `fastconv.functional` kernels; None: all) for ``dtypes``; returns seconds.
+def _share(items) -> tuple[list, list]:
+    """Split cold ``items`` between this process and a helper, longest first, so that
+    both finish at about the same time."""
+    mine, theirs, load = [], [], [0.0, 0.0]
+    for item in sorted(items, key=lambda item: -compile_clock.seconds(item)[0]):
+        side = 0 if load[0] <= load[1] else 1
+        (mine if side == 0 else theirs).append(item)
+        load[side] += compile_clock.seconds(item)[0]
+    return mine, theirs
+
+
+last_run: dict = {}
+"""What the latest `warmup` did: the items compiled ``here`` and by the ``helper``,
+those it reported ready, its exit code, and those left to the ``background``."""
+
+
+def warmup(dtypes=(np.float32,), jobs: int = 1, ops=None, progress=None, background=None) -> float:
+    """Compile (or load from numba's cache) the kernels ``ops`` need first (names of
+    `fastconv.functional` kernels and layer geometries, `groups_for`; None: every group
+    this CPU can use) for ``dtypes``; returns seconds.
 
     Runs each kernel once on tiny inputs -- every convolution algorithm, forward and
     backward, with and without ReLU/mask -- so that no later call pays compilation.
-    With ``jobs=2`` a helper process compiles `_OFFLOADED_GROUPS` (direct and general
-    convolution) into numba's cache while this one compiles the rest, then this
-    process loads them:
-    about half the cold wall time on two idle cores (each kernel is compiled by one
-    process only, so the two never race on a cache index).  ``progress(done, total,
-    item)`` is called once before anything compiles (``item`` None) and after each
-    ``"dtype:group"`` item is ready.
+    With ``jobs=2`` a helper process compiles about half of the cold groups into
+    numba's cache while this one compiles the others, then this process loads them
+    (each group is compiled by one process only).  With background compilation
+    (`compile_plan`), the groups only the other autotuning candidates need are left to
+    a low-priority helper that keeps compiling while the run works.  ``progress(done,
+    total, item)`` is called once before anything compiles (``item`` None) and after
+    each ``"dtype:group"`` item is ready.
     """
     start = time.perf_counter()
-    items = [f"{np.dtype(d).name}:{group}" for d in dtypes for group in groups_for(ops)]
-    offloaded = [item for item in items if jobs > 1 and item.split(":")[1] in _OFFLOADED_GROUPS
-                 and not group_ready(*item.split(":"))]
+    now, later = compile_plan(ops, background)
+    items = _items(dtypes, now)
+    mine, theirs = _share(_cold(items)) if jobs > 1 else (items, [])
+    mine = [item for item in items if item not in theirs]
     done = []
+    lock = threading.Lock()
 
     def ready(item):
-        done.append(item)
-        if progress is not None:
-            progress(len(done), len(items), item)
+        with lock:
+            done.append(item)
+            if progress is not None:
+                progress(len(done), len(items), item)
 
     if progress is not None:
         progress(0, len(items), None)
-    helper = None
-    if offloaded:
-        import subprocess
-
-        code = ("import sys; from fastconv.backends.numba_backend import warmup; "
-                "warmup.warm_items(sys.argv[1:])")
-        helper = subprocess.Popen([sys.executable, "-c", code, *offloaded],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    helper = background_compile.Helper(theirs, on_ready=ready) if theirs else None
     try:
-        warm_items([item for item in items if item not in offloaded], ready)
-    finally:
+        warm_items(mine, ready)
         if helper is not None:
             helper.wait()
-    warm_items(offloaded, ready)   # cache hits now (or compiled here if the helper failed)
+    except BaseException:            # Ctrl-C: the helper is in its own session, stop it too
+        if helper is not None:
+            helper.process.kill()
+        raise
+    missing = helper.missing() if helper is not None else []
+    last_run.update(here=mine, helper=theirs, helper_ready=list(helper.ready) if helper else [],
+                    helper_exit=helper.returncode if helper else None, background=_items(dtypes, later))
+    warm_items(missing, ready)        # what a failed helper left (else: cache loads)
+    for item in theirs:
+        if item not in missing:
+            _warm(*item.split(":"))   # load what the helper compiled into this process
+    if later:
+        background_compile.request(_items(dtypes, later))
     return time.perf_counter() - start
 
 

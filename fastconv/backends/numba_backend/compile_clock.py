@@ -1,0 +1,94 @@
+"""How long compiling a warm-up group takes on this machine: measured seconds kept in
+the fastconv cache folder, else a reference measurement scaled by how fast this
+machine compiled the groups it has done in this process.  Only for telling the user
+how long a wait is: nothing else depends on it."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import tempfile
+
+from fastconv import env
+
+# Seconds per group, float32, one process, cold cache, in `warmup.groups()` order, on
+# a 2-core AMD EPYC Zen 4 (`python bench/compile_times.py`).  A later group loads the
+# helpers an earlier one compiled (shifted_rows runs shifted's kernels).
+REFERENCE_SECONDS = {"direct": 18.2, "gemm": 20.4, "shifted": 21.6, "shifted_rows": 0.1, "winograd": 34.4,
+                     "blocked": 17.2, "loss": 0.5, "pool": 7.4, "norm": 2.8, "dense": 3.2, "unfold": 1.3,
+                     "general": 45.2}
+REFERENCE_MACHINE = "a 2-core AMD EPYC Zen 4"
+_UNKNOWN_GROUP_SECONDS = 10.0
+_FILE = "compile-seconds.json"
+_MAX_BYTES = 1 << 16             # a few dozen entries; anything bigger is not ours
+
+_measured: dict | None = None     # "dtype:group" -> seconds, this machine
+_speed: list = []                 # (measured, reference) seconds of groups done in this process
+
+
+def _path() -> str:
+    return os.path.join(env.cache_dir(), _FILE)
+
+
+def _read() -> dict:
+    try:
+        info = os.stat(_path())
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_BYTES:   # a FIFO would block
+            return {}
+        with open(_path(), encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return {k: float(v) for k, v in data.items() if isinstance(v, (int, float))} if isinstance(data, dict) else {}
+
+
+def _load() -> dict:
+    global _measured
+    if _measured is None:
+        _measured = _read()
+    return _measured
+
+
+def _reference(item: str) -> float:
+    return REFERENCE_SECONDS.get(item.split(":")[1], _UNKNOWN_GROUP_SECONDS)
+
+
+def seconds(item: str) -> tuple[float, bool]:
+    """(estimated cold seconds of ``"dtype:group"``, whether measured on this machine)."""
+    measured = _load().get(item)
+    if measured is not None:
+        return measured, True
+    if _speed:
+        factor = sum(m for m, _ in _speed) / max(sum(r for _, r in _speed), 1e-9)
+        return _reference(item) * factor, True
+    return _reference(item), False
+
+
+def record(item: str, elapsed: float) -> None:
+    """Keep a cold compile's seconds (written atomically; a failure only loses it)."""
+    _speed.append((elapsed, _reference(item)))
+    _load()[item] = round(elapsed, 2)
+    measured = _read()              # merged with what a helper process wrote meanwhile
+    measured[item] = round(elapsed, 2)
+    try:
+        os.makedirs(env.cache_dir(), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=env.cache_dir(), prefix=".compile-seconds-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(measured, f, indent=0, sort_keys=True)
+            os.replace(tmp, _path())
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError:
+        pass
+
+
+def estimate(items, jobs: int = 1) -> tuple[float, bool]:
+    """(wall seconds to compile ``items`` cold on ``jobs`` processes, whether every
+    part was measured on this machine)."""
+    parts = [seconds(item) for item in items]
+    total = sum(s for s, _ in parts)
+    wall = max(total / max(1, min(jobs, len(parts))), max((s for s, _ in parts), default=0.0))
+    return wall, all(known for _, known in parts)
