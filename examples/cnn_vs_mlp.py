@@ -10,7 +10,7 @@ into ``--out``.  Same as ``fastconv compare``.
 The report: CNN >= 2 h for 30 epochs in NumPy (98.58%), MLP-1 2 min (98.32%), MLP-2
 3.5 min (98.75%); parameters 4,842 / 311,650 / 386,718.
 
-How long it takes (the README's 2-core machine, idle, 2026-11-22, training time only):
+How long it takes (the project's first 2-core AMD EPYC, idle, 2026-11-22, training time only):
     fastconv compare --dataset mnist --epochs 2 --backends numpy,numba (measured):
     backend  model  s/epoch  test acc after 2 epochs
     numpy    cnn    5.35     0.9325
@@ -37,13 +37,19 @@ from fastconv.compare import compare
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="mnist")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--backends", default=None, help="comma-separated, e.g. numpy,numba")
-    parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--data-root", default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("runs/cnn-vs-mlp"))
+    parser.add_argument("--dataset", default="mnist",
+                        help="mnist, fashion-mnist, digits or a folder (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=5, help="epochs per model (default: %(default)s)")
+    parser.add_argument("--backends", default=None,
+                        help="comma-separated, e.g. numpy,numba (default: the current backend)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="at most N train and N test images (default: all)")
+    parser.add_argument("--data-root", default=None,
+                        help="folder searched first for the data files (default: none)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="weights, batch order and data subset (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=Path("runs/cnn-vs-mlp"),
+                        help="output folder (default: %(default)s)")
     args = parser.parse_args(argv)
     backends = args.backends.split(",") if args.backends else None
     compare(args.dataset, epochs=args.epochs, backends=backends, out_dir=args.out, seed=args.seed,

@@ -136,15 +136,20 @@ def save_reconstructions(models: dict, test_x, path: Path, count: int = 10) -> N
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist (falls back to digits), digits, ...")
-    parser.add_argument("--epochs", type=int, default=5, help="numba epochs")
-    parser.add_argument("--numpy-epochs", type=int, default=1, help="numpy epochs (it is the slow one)")
-    parser.add_argument("--backends", default="numba,numpy")
-    parser.add_argument("--limit", type=int, default=10_000, help="at most N train and N test images (0: all)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("runs/conv_autoencoder"))
+    parser.add_argument("--dataset", default="fashion-mnist",
+                        help="fashion-mnist (falls back to digits), digits, ... (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=5, help="numba epochs (default: %(default)s)")
+    parser.add_argument("--numpy-epochs", type=int, default=1,
+                        help="numpy epochs, the slow one (default: %(default)s)")
+    parser.add_argument("--backends", default="numba,numpy",
+                        help="comma-separated backends to train on (default: %(default)s)")
+    parser.add_argument("--limit", type=int, default=10_000,
+                        help="at most N train and N test images, 0: all (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per step (default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=2e-3, help="Adam's learning rate (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="weights and batch order (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=Path("runs/conv_autoencoder"),
+                        help="output folder (default: %(default)s)")
     args = parser.parse_args(argv)
 
     train_x, test_x, name = load_images(args.dataset, args.limit or None, args.seed)

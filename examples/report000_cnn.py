@@ -15,7 +15,7 @@ held out (see fastconv.data); ``fashion-mnist`` is the full 60k/10k; ``digits`` 
 scikit-learn's 1,797 digits upscaled to 28x28 (no download).  Point FASTCONV_DATA (or
 ``--data-root``) at the folder holding ``mnist/`` and ``fashion-mnist/``.
 
-How long it takes (the README's 2-core machine, idle, 2026-11-22; training time per
+How long it takes (the project's first 2-core AMD EPYC, idle, 2026-11-22; training time per
 epoch, evaluation apart):
     data (train/test)          numba                          numpy
     mnist (8,000 / 2,000)      0.2 s/epoch, 10 epochs in      5.4 s/epoch + 0.9 s eval,
@@ -45,14 +45,16 @@ from fastconv.viz import visualize
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist, digits or a folder")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--dataset", default="mnist",
+                        help="mnist, fashion-mnist, digits or a folder (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=10, help="training epochs (default: %(default)s)")
     parser.add_argument("--backend", default=None, help="numpy or numba (default: the current one)")
-    parser.add_argument("--limit", type=int, default=None, help="at most N train and N test images")
-    parser.add_argument("--data-root", default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--limit", type=int, default=None, help="at most N train and N test images (default: all)")
+    parser.add_argument("--data-root", default=None, help="folder searched first for the data files (default: none)")
+    parser.add_argument("--seed", type=int, default=0, help="weights, batch order and data subset (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: runs/report000-DATASET-BACKEND)")
+    parser.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     args = parser.parse_args(argv)
 
     backend = args.backend or fastconv.get_backend().name

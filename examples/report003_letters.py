@@ -23,7 +23,7 @@ Optimiser (the report does not give one): SGD, batch 64, momentum 0.9, weight de
 5e-4, halved every 5 epochs; lr 0.05 with BN, 0.001 without (without BN, lr 0.05 and
 0.01 stay at chance after 2 epochs; see fastconv.train.LETTERS_NO_BN).
 
-How long it takes (the README's 2-core machine, idle, 2026-11-22):
+How long it takes (the project's first 2-core AMD EPYC, idle, 2026-11-22):
     letters-cnn, 4,160 training / 1,040 test images:
     numba   ~205 images/s in training: 20 s per epoch + 4 s evaluation (measured);
             the default 3 runs x 10 epochs: ~12 min
@@ -57,13 +57,16 @@ RUNS = {  # name: (batch_norm, dropout)
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="letters", help="letters (synthetic) or an image folder")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated subset of {', '.join(RUNS)}")
-    parser.add_argument("--backend", default=None)
-    parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("runs/report003"))
+    parser.add_argument("--dataset", default="letters",
+                        help="letters (synthetic) or an image folder (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs per run (default: %(default)s)")
+    parser.add_argument("--runs", default=",".join(RUNS),
+                        help=f"comma-separated subset of {', '.join(RUNS)} (default: %(default)s)")
+    parser.add_argument("--backend", default=None, help="numpy or numba (default: the current one)")
+    parser.add_argument("--limit", type=int, default=None, help="at most N train and N test images (default: all)")
+    parser.add_argument("--seed", type=int, default=0, help="weights, batch order and data subset (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=Path("runs/report003"),
+                        help="output folder, one sub-folder per run (default: %(default)s)")
     args = parser.parse_args(argv)
 
     backend = args.backend or fastconv.get_backend().name

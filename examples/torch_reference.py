@@ -9,7 +9,7 @@ data split, batch order (same per-epoch shuffle seeds), initialisation scheme
     python examples/torch_reference.py --dataset mnist --epochs 10
 
 Prints the test accuracy after every epoch, per seed.  ~3.5 s per 60k-image epoch on
-the 2-core machine of the README.
+the project's first 2-core AMD EPYC (2026-11-24).
 """
 
 from __future__ import annotations
@@ -55,10 +55,12 @@ def run(dataset, epochs: int, seed: int) -> list[float]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="fashion-mnist")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--dataset", default="fashion-mnist",
+                        help="mnist, fashion-mnist, digits or a folder (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=5, help="training epochs (default: %(default)s)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="one run per seed: weights and batch order (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=None, help="PyTorch's threads (default: its own choice)")
     args = parser.parse_args(argv)
     global torch
     try:

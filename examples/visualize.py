@@ -27,18 +27,19 @@ from fastconv.viz import visualize
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     # Positional (as before) or --checkpoint (as `fastconv viz`).
-    parser.add_argument("checkpoint", type=Path, nargs="?", default=None, help="model.npz or its folder")
+    parser.add_argument("checkpoint", type=Path, nargs="?", default=None, help="model.npz or its folder (required, here or as --checkpoint)")
     parser.add_argument("--checkpoint", dest="checkpoint_option", type=Path, default=None,
-                        help="the same as the positional CHECKPOINT")
-    parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--dataset", default=None, help="default: the one it was trained on")
-    parser.add_argument("--images", type=int, nargs="+", default=None)
-    parser.add_argument("--tsne-points", type=int, default=1000)
-    parser.add_argument("--backend", default=None)
-    parser.add_argument("--data-root", default=None)
+                        help="the same as the positional CHECKPOINT (default: none)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: CHECKPOINT_DIR/figures)")
+    parser.add_argument("--dataset", default=None, help="test images from (default: the one it was trained on)")
+    parser.add_argument("--images", type=int, nargs="+", default=None,
+                        help="test image indices for the feature maps (default: one each of 4 classes)")
+    parser.add_argument("--tsne-points", type=int, default=1000,
+                        help="test images in the t-SNE plots (default: %(default)s)")
+    parser.add_argument("--backend", default=None, help="numpy or numba (default: the current one)")
+    parser.add_argument("--data-root", default=None, help="folder searched first for the data files (default: none)")
     args = parser.parse_args(argv)
     if (args.checkpoint is None) == (args.checkpoint_option is None):
         parser.error("give the checkpoint once: positionally or as --checkpoint")

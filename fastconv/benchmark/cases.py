@@ -96,7 +96,7 @@ REPORT003_POOLS = (
 
 @dataclass(frozen=True)
 class GeneralConvLayer:
-    """A grouped / dilated / transposed convolution layer (issue 13's bench rows).
+    """A grouped / dilated / transposed convolution layer (the benchmark's general-convolution rows).
 
     Transposed: ``size`` is the input's; ``w_shape`` is ``(c_in, c_out // groups, k, k)``.
     """
