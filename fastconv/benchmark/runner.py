@@ -125,7 +125,7 @@ def kernel_calls(dtype, quick: bool):
 
 
 def general_conv_calls(dtype):
-    """Issue 13's rows: depthwise, dilated and transposed convolution, each way."""
+    """The general-convolution rows: depthwise, dilated and transposed convolution, each way."""
     for layer in cases.ISSUE13_LAYERS:
         x, w, b, grad_y = layer.inputs(dtype)
         kw = layer.kwargs
@@ -142,7 +142,7 @@ def general_conv_calls(dtype):
 
 def _is_slow_numpy(kernel, layer, backend_name, quick):
     """The reference backend's report-003 conv kernels take seconds per call, its
-    issue-13 ones (im2col + batched matmul) a few hundred ms."""
+    depthwise, dilated and transposed ones (im2col + batched matmul) a few hundred ms."""
     slow_layer = layer.network == "report003" or isinstance(layer, cases.GeneralConvLayer)
     return backend_name == "numpy" and slow_layer and kernel.startswith(("conv", "col2im"))
 
@@ -405,7 +405,7 @@ def run_under_load(dtype, repeat, quick, threads, thread_settings, log):
     """Report 000's training step (numba) on 1 thread and on ``threads`` threads,
     interleaved, on an idle machine and beside one busy-looping process: with every
     core running a kernel thread, the thread that shares its core is late at every
-    barrier (issue 11: 2.4x slower than 1 thread on 2 cores)."""
+    barrier (measured: 2.4x slower than 1 thread on 2 cores)."""
     step = fastconv_step("cnn", 50, dtype)
     options = dict(repeat=repeat * 3, warmup=1, budget=2.0, min_seconds=1.0)
     rows = []

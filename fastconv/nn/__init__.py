@@ -13,7 +13,8 @@ the input gradient (None from a first layer built with ``input_grad=False``) and
 accumulates parameter gradients.  Layers never import a
 backend; convolution and pooling go through `fastconv.functional`.
 
-Modules:
+The package's modules:
+
     module      `Parameter`, `Module` (parameters, modes, state_dict), `count_parameters`
     layers      `Conv2d`, `Conv2dReLU`, `Conv2dReLUAvgPool`, `Linear`, `ReLU`, `AvgPool2d`, `MaxPool2d`, `Dropout`, `Flatten`
     conv_transpose  `ConvTranspose2d`
