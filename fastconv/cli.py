@@ -193,7 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     # -- bench: its arguments are parsed by fastconv.benchmark (see main)
     commands.add_parser("bench", add_help=False, help="kernel and training-step benchmarks "
                                                       "(fastconv bench --help)")
-    commands.add_parser("info", help="version, backends, threads and environment problems")
+    commands.add_parser("info", help="version, backends, threads and environment problems",
+                        description="Print the fastconv and Python versions, the backends that load here "
+                                    "(and why another does not), the cores and threads, numba's threading "
+                                    "layer, the BLAS the kernels' GEMMs call and the PyTorch version.  It "
+                                    "works whatever the FASTCONV_* variables hold.")
     return parser
 
 

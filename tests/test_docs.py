@@ -140,3 +140,45 @@ def test_every_environment_variable_is_in_the_table():
     listed = set(re.findall(r"^\| `(FASTCONV_[A-Z0-9_]+)`(?:, `(FASTCONV_[A-Z0-9_]+)`)?", table, re.M))
     listed = {name for pair in listed for name in pair if name}
     assert not used - listed, f"FASTCONV_* variables missing from docs/guide/environment.md: {sorted(used - listed)}"
+
+
+def _help(args) -> str:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg")
+    done = subprocess.run([sys.executable, *args, "--help"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def _option_entries(help_text: str) -> list[tuple[str, str]]:
+    """``(invocation, whole entry)`` of each option of an argparse help, e.g.
+    ``("--epochs EPOCHS", "--epochs EPOCHS  training epochs (default: 10)")``."""
+    entries = []
+    for line in help_text.splitlines():
+        if re.match(r"^  -", line):
+            invocation = re.split(r"\s{2,}", line.strip(), maxsplit=1)[0]
+            entries.append([invocation, line.strip()])
+        elif entries and re.match(r"^\s{6,}\S", line) and entries[-1] is not None:
+            entries[-1][1] += " " + line.strip()
+        else:
+            if entries and entries[-1] is not None:
+                entries.append(None)
+    return [tuple(entry) for entry in entries if entry is not None]
+
+
+def test_fastconv_info_help_describes_the_command():
+    text = _help(["-m", "fastconv.cli", "info"])
+    description = text.split("\n\n")[1] if "\n\n" in text else ""
+    assert "backends" in description and not description.lstrip().startswith("options"), text
+
+
+@pytest.mark.parametrize("example", sorted((ROOT / "examples").glob("*.py")), ids=lambda p: p.name)
+def test_examples_show_their_defaults_in_help(example):
+    """Every option that takes a value says its default (flags are off by default)."""
+    entries = _option_entries(_help([str(example)]))
+    assert entries, f"{example.name} --help lists no options"
+    valued = [(invocation, text) for invocation, text in entries
+              if re.search(r"[A-Z_]{2,}|\{", invocation.split(",")[-1].strip().partition(" ")[2])]
+    assert valued, f"{example.name} --help: no option takes a value?"
+    missing = [invocation for invocation, text in valued if "default" not in text]
+    assert not missing, f"{example.name} --help: no default shown for {missing}"
