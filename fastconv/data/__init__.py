@@ -1,6 +1,6 @@
 """Data for fastconv: IDX files, image folders, bundled and synthetic sets, batches.
 
-Quick start::
+Quick start:
 
     from fastconv.data import load_dataset, batches
     data = load_dataset("mnist", limit=2000)       # or "fashion-mnist", "digits", "letters", a path

@@ -1,6 +1,6 @@
 """Reader and writer for the IDX format of MNIST / Fashion-MNIST.
 
-Layout (all integers big-endian), from the MNIST page by LeCun, Cortes and Burges::
+Layout (all integers big-endian), from the MNIST page by LeCun, Cortes and Burges:
 
     bytes 0-1   0x00 0x00
     byte  2     element type: 0x08 ubyte, 0x09 sbyte, 0x0B int16, 0x0C int32,

@@ -1,6 +1,6 @@
 """A folder-per-class image dataset, like ``torchvision.datasets.ImageFolder``.
 
-::
+The expected layout:
 
     root/
       A/        001.png 002.jpg ...

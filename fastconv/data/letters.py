@@ -12,7 +12,7 @@ Computer Modern), then randomly scaled, squeezed, rotated, shifted, thickened an
 noised.  White glyph on a dark background, like MNIST.
 
 Tree written by `generate_letters` (folder names that cannot clash on
-case-insensitive file systems)::
+case-insensitive file systems):
 
     root/
       A/ ... Z/                 upper case, 00000.png ...
