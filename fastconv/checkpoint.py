@@ -14,7 +14,7 @@ Writing is atomic (`fastconv.files.write_npz_atomic`).  Reading checks member na
 and sizes before reading any array (`fastconv.npz_reader`), then the meta's fields
 and types: a damaged, foreign or hand-edited file is one `ValueError` naming it.
 
-Python API::
+Python API:
 
     fastconv.save(model, "model.npz")           # a model from fastconv.models.build_model
     model = fastconv.load("model.npz")          # rebuilt from its stored name and config

@@ -107,7 +107,7 @@ class SGD:
 
 
 class Adam:
-    """Adam, exactly as `torch.optim.Adam` (``amsgrad`` optional)::
+    """Adam, exactly as `torch.optim.Adam` (``amsgrad`` optional):
 
         g = grad + weight_decay * w                      (L2, added to the gradient)
         m = m + (1 - beta1) * (g - m);   v = beta2 * v + (1 - beta2) * g * g
