@@ -17,14 +17,14 @@ half the speed (SkylakeX 1.2-2.0x Haswell on the shapes the kernels issue, but a
 copies keep obeying it.  Without that package the kernels share SciPy's OpenBLAS
 (pinned to one thread around each call, `runtime.single_threaded_blas`).
 
-Why MKL on Intel: interleaved in one process, on every GEMM shape the backend issues
-(16-512 rows, 16-4608 deep, 16-16384 columns), single-threaded MKL ran 1.1-2.9x
-(two runs) faster than SciPy's OpenBLAS on this project's Intel Xeon (session 13 --
-probably with the environment's Haswell kernels; not re-measured since, no Intel
-machine).  On the AMD EPYC (Zen 5) MKL runs AVX2 kernels and reached 0.52-0.71x
-OpenBLAS's SkylakeX kernels, so ``auto`` takes MKL on Intel CPUs only.  ``FASTCONV_BLAS=mkl|openblas|auto``
-chooses; read once, when the backend loads.  MKL runs with its sequential threading
-layer.
+Why MKL on Intel, when installed (``pip install fastconv[mkl]``; it is 0.7 GB, so not a
+default): interleaved in one process, on every GEMM shape the backend issues (16-512
+rows, 16-4608 deep, 16-16384 columns), single-threaded MKL ran 1.1-2.9x faster than
+SciPy's OpenBLAS on an Intel Xeon (not re-measured since: no Intel machine).  On AMD
+EPYCs MKL runs AVX2 kernels: 0.52-0.71x OpenBLAS's SkylakeX kernels on a Zen 5 and
+0.8-1.4x (median 0.98x) on a Zen 4, so ``auto`` takes MKL on Intel CPUs only.
+``FASTCONV_BLAS=mkl|openblas|auto`` chooses; read once, when the backend loads.  MKL runs
+with its sequential threading layer.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def provider() -> str:
         if wanted == "mkl" or (wanted == "auto" and cpu_vendor() == "GenuineIntel"):
             gemms = _mkl_gemms()
             if gemms is None and wanted == "mkl":
-                raise ImportError(f"{env.BLAS}=mkl but MKL cannot be loaded: pip install mkl")
+                raise ImportError(f"{env.BLAS}=mkl but MKL cannot be loaded: pip install 'fastconv[mkl]'")
         name, _library = "mkl", "mkl"
         if gemms is None:
             name, loaded = "openblas", _own_openblas_gemms()
