@@ -1,4 +1,4 @@
-"""A convolutional autoencoder with issue 13's operations, timed on numba and numpy.
+"""A convolutional autoencoder (strided, dilated, depthwise and transposed convolutions), timed on numba and numpy.
 
 Encoder: a strided conv (28 -> 14), a depthwise-separable block (3x3 depthwise conv
 with ``groups=16``, ``dilation=2`` and ``padding="same"``, then a 1x1 pointwise
