@@ -40,12 +40,7 @@ class SGD:
 
     def __init__(self, params: Iterable[Parameter], lr: float, momentum: float = 0.0,
                  weight_decay: float = 0.0):
-        self.params = list(params)
-        if not self.params:
-            raise ValueError("SGD got an empty parameter list")
-        for index, param in enumerate(self.params):
-            if not isinstance(param, Parameter):
-                raise TypeError(f"params[{index}] is a {type(param).__name__}, not a Parameter")
+        self.params = _parameter_list(params, "SGD")
         self.lr = _non_negative(lr, "lr")
         self.momentum = _non_negative(momentum, "momentum")
         self.weight_decay = _non_negative(weight_decay, "weight_decay")
@@ -221,7 +216,8 @@ class AdamW(Adam):
 def _parameter_list(params, owner: str) -> list[Parameter]:
     params = list(params)
     if not params:
-        raise ValueError(f"{owner} got an empty parameter list")
+        raise ValueError(f"{owner} got an empty parameter list: assign layers and Parameters as "
+                         "attributes of your Module (self.conv = nn.Conv2d(...)) or register them")
     for index, param in enumerate(params):
         if not isinstance(param, Parameter):
             raise TypeError(f"params[{index}] is a {type(param).__name__}, not a Parameter")

@@ -63,6 +63,15 @@ class ConvTranspose2d(Module):
             self.bias.grad += grad_b
         return grad_x
 
+    def kernel_ops(self) -> frozenset:
+        return frozenset({"conv_transpose2d"})
+
+    def config(self) -> dict:
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
+                "output_padding": self.output_padding, "groups": self.groups,
+                "bias": self.bias is not None, "dilation": self.dilation, "dtype": self.weight.dtype.name}
+
     def extra_repr(self) -> str:
         text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}")

@@ -51,6 +51,8 @@ class Conv2d(Module):
     then skips the input gradient (the costliest part) and returns None.
     """
 
+    _kernel = "conv2d"     # the `fastconv.functional` kernel forward runs
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1,
                  padding=0, bias: bool = True, input_grad: bool = True, dtype=np.float32, rng=None,
                  dilation=1, groups: int = 1):
@@ -96,6 +98,15 @@ class Conv2d(Module):
         if self.bias is not None:
             self.bias.grad += grad_b
 
+    def kernel_ops(self) -> frozenset:
+        return frozenset({self._kernel})
+
+    def config(self) -> dict:
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
+                "bias": self.bias is not None, "input_grad": self.input_grad,
+                "dtype": self.weight.dtype.name, "dilation": self.dilation, "groups": self.groups}
+
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}"
@@ -108,6 +119,8 @@ class Conv2dReLU(Conv2d):
     """`Conv2d` followed by ReLU as one layer (like PyTorch's fused ``ConvReLU2d``):
     the backend applies the ReLU in the convolution's write-out and folds its mask
     into the backward, saving a pass over the activations each way."""
+
+    _kernel = "conv2d_relu"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._x = x = _layer_input(x, self.weight, self)
@@ -131,6 +144,8 @@ class Conv2dReLUAvgPool(Conv2dReLU):
     one layer: the backend pools each output row while it is in cache and spreads the
     pooled gradient back inside the convolution's backward.  ``relu_output`` holds the
     last forward's un-pooled ReLU map (the "feature map" of the reports' figures)."""
+
+    _kernel = "conv2d_relu_avgpool2"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._x = x = _layer_input(x, self.weight, self)
@@ -192,6 +207,13 @@ class Linear(Module):
             self.bias.grad += grad_b
         return grad_x
 
+    def kernel_ops(self) -> frozenset:
+        return frozenset({"linear"})
+
+    def config(self) -> dict:
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "bias": self.bias is not None, "dtype": self.weight.dtype.name}
+
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}"
 
@@ -215,6 +237,12 @@ class ReLU(Module):
         # ufunc loop) ~1.4x.
         return grad_y * (self._y > 0).astype(grad_y.dtype)
 
+    def kernel_ops(self) -> frozenset:
+        return frozenset()
+
+    def config(self) -> dict:
+        return {}
+
 
 class _Pool2d(Module):
     def __init__(self, kernel_size, stride=None, padding=0):
@@ -222,12 +250,20 @@ class _Pool2d(Module):
         self.kernel_size, self.stride, self.padding = arguments.pool_params(kernel_size, stride, padding)
         self._x_shape = None
 
+    def kernel_ops(self) -> frozenset:
+        return frozenset({self._kernel})
+
+    def config(self) -> dict:
+        return {"kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding}
+
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
 class AvgPool2d(_Pool2d):
     """Average pooling (zero padding counted, floor mode); ``stride`` defaults to the kernel."""
+
+    _kernel = "avg_pool2d"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = F.as_array(x)
@@ -243,6 +279,8 @@ class AvgPool2d(_Pool2d):
 class MaxPool2d(_Pool2d):
     """Max pooling (padding never selected); ``stride`` defaults to the kernel.
     The gradient goes to the first maximum of each window."""
+
+    _kernel = "max_pool2d"
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__(kernel_size, stride, padding)
@@ -292,6 +330,12 @@ class Dropout(Module):
     def backward(self, grad_y: np.ndarray) -> np.ndarray:
         return grad_y if self.mask is None else grad_y * self.mask
 
+    def kernel_ops(self) -> frozenset:
+        return frozenset()
+
+    def config(self) -> dict:
+        return {"p": self.p}
+
     def extra_repr(self) -> str:
         return f"p={self.p}"
 
@@ -312,3 +356,9 @@ class Flatten(Module):
         if self._x_shape is None:
             raise _not_run(self)
         return grad_y.reshape(self._x_shape)
+
+    def kernel_ops(self) -> frozenset:
+        return frozenset()
+
+    def config(self) -> dict:
+        return {}

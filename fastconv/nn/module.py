@@ -3,8 +3,13 @@
 A module's ``forward(x)`` caches what its ``backward`` needs; ``backward(grad_y)``
 returns the gradient w.r.t. ``x`` and *adds* the parameter gradients into each
 ``Parameter.grad`` (as PyTorch accumulates into ``.grad``), so ``zero_grad()`` must run
-between steps.  Sub-modules, parameters and buffers are registered explicitly (no
-``__setattr__`` magic), which keeps attribute writes in the hot forward path free.
+between steps.
+
+As in PyTorch, assigning a `Parameter` or a `Module` to an attribute registers it
+(``self.conv = nn.Conv2d(...)``); `register_parameter`, `register_buffer` and
+`register_module` do the same explicitly (buffers always need them).  Any other
+attribute write (the arrays ``forward`` caches) costs one type check and one set
+lookup more than a plain write.
 """
 
 from __future__ import annotations
@@ -67,60 +72,143 @@ class Parameter:
 class Module:
     """Base class of every layer and container.
 
-    Subclasses call ``super().__init__()``, register their state with
-    `register_parameter` / `register_buffer` / `register_module`, and implement
-    ``forward(x)`` and ``backward(grad_y)``.
+    Subclasses call ``super().__init__()``, assign their layers and parameters as
+    attributes (or use `register_parameter` / `register_module`; buffers such as BN's
+    running statistics need `register_buffer`), and implement ``forward(x)`` and
+    ``backward(grad_y)``.
     """
 
+    # Read by __setattr__ before __init__ has run (a subclass setting plain attributes
+    # before calling super().__init__()).
+    _registered_names: frozenset = frozenset()
+
     def __init__(self):
-        self.training = True
-        self._parameter_names: list[str] = []
-        self._buffer_names: list[str] = []
-        self._module_names: list[str] = []
+        # object.__setattr__: the bookkeeping must exist before __setattr__ consults it.
+        set_plain = object.__setattr__
+        set_plain(self, "training", True)
+        set_plain(self, "_parameter_names", [])
+        set_plain(self, "_buffer_names", [])
+        set_plain(self, "_module_names", [])
+        set_plain(self, "_registered_names", set())   # parameter and module names
 
     # ------------------------------------------------------------ registration
+    def __setattr__(self, name: str, value) -> None:
+        # The common case, a cached array or a flag, is one isinstance and one set lookup.
+        if isinstance(value, (Parameter, Module)) or name in self._registered_names:
+            self._assign_registered(name, value)
+        else:
+            object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        object.__delattr__(self, name)
+        if name in self._registered_names or name in self.__dict__.get("_buffer_names", ()):
+            self._forget(name)
+
+    def _assign_registered(self, name: str, value) -> None:
+        """``self.name = value`` where value is a Parameter/Module or name holds one."""
+        if "_parameter_names" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning "
+                                 f"{type(value).__name__} {name!r}")
+        if isinstance(value, Parameter):
+            self.register_parameter(name, value)
+        elif isinstance(value, Module):
+            self.register_module(name, value)
+        elif value is None:          # an absent parameter or sub-module, as in PyTorch
+            object.__setattr__(self, name, None)
+        else:
+            expected = "Parameter" if name in self._parameter_names else "Module"
+            raise TypeError(f"cannot assign a {type(value).__name__} to {type(self).__name__}.{name}, "
+                            f"which holds a {expected} (a {expected} or None expected)")
+
+    def _forget(self, name: str) -> None:
+        """Drop ``name`` from every registry (it is being deleted or changes kind)."""
+        for names in (self._parameter_names, self._buffer_names, self._module_names):
+            if name in names:
+                names.remove(name)
+        self._registered_names.discard(name)
+
+    def _check_name(self, name, kind: str) -> None:
+        if "_parameter_names" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__}: call super().__init__() before registering "
+                                 f"{kind} {name!r}")
+        if not isinstance(name, str) or not name or "." in name:
+            raise ValueError(f"{kind} name must be a non-empty string without '.', got {name!r}")
+
     def register_parameter(self, name: str, param: Parameter | None) -> Parameter | None:
         """Store ``param`` as attribute ``name`` (None is allowed: an absent bias)."""
+        self._check_name(name, "parameter")
         if param is not None:
             if not isinstance(param, Parameter):
                 raise TypeError(f"{name} must be a Parameter or None, got {type(param).__name__}")
             param.name = name
-        setattr(self, name, param)
         if name not in self._parameter_names:
+            self._forget(name)
             self._parameter_names.append(name)
+            self._registered_names.add(name)
+        object.__setattr__(self, name, param)
         return param
 
     def register_buffer(self, name: str, array: np.ndarray) -> np.ndarray:
         """Store non-trainable state (BN running statistics) that `state_dict` saves.
         Buffers must be updated in place so `load_state_dict` and callers holding the
         array stay in sync."""
-        setattr(self, name, array)
+        self._check_name(name, "buffer")
         if name not in self._buffer_names:
+            self._forget(name)
             self._buffer_names.append(name)
+        object.__setattr__(self, name, array)
         return array
 
-    def register_module(self, name: str, module: "Module") -> "Module":
-        if not isinstance(module, Module):
+    def register_module(self, name: str, module: "Module | None") -> "Module | None":
+        """Store ``module`` as attribute ``name`` (None: an absent sub-module)."""
+        self._check_name(name, "module")
+        if module is not None and not isinstance(module, Module):
             raise TypeError(f"{name} must be a Module, got {type(module).__name__}")
-        setattr(self, name, module)
         if name not in self._module_names:
+            self._forget(name)
             self._module_names.append(name)
+            self._registered_names.add(name)
+        object.__setattr__(self, name, module)
         return module
 
     # ------------------------------------------------------------ computation
     def forward(self, x):
-        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward(x)")
 
     def backward(self, grad):
-        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement backward(grad_y): fastconv's backprop is "
+            f"manual, so a Module that defines forward must also define backward, returning the "
+            f"gradient w.r.t. its input (call each child's backward in the reverse order of forward)")
 
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
 
+    def kernel_ops(self) -> frozenset | None:
+        """Names of the `fastconv.functional` kernels this module itself (not its
+        children) runs in forward and backward, each named by its forward function
+        (``"conv2d"`` stands for `conv2d` and its backward functions); None: unknown
+        (a user's own Module)."""
+        return None
+
+    # ------------------------------------------------------------ architecture
+    def config(self) -> dict | None:
+        """The constructor arguments that rebuild this module (weights aside), as JSON
+        values and child Modules; None: not known (a user's own Module), so
+        `fastconv.save` stores weights only.  See `fastconv.nn.architecture`."""
+        return None
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Module":
+        """The module `config` describes (fresh weights)."""
+        return cls(**config)
+
     # ------------------------------------------------------------ traversal
     def named_children(self) -> list[tuple[str, "Module"]]:
-        """Direct sub-modules with their names (containers override this)."""
-        return [(name, getattr(self, name)) for name in self._module_names]
+        """Direct sub-modules with their names (containers override this); a name
+        set to None (an absent sub-module) is left out."""
+        children = [(name, getattr(self, name)) for name in self._module_names]
+        return [(name, child) for name, child in children if child is not None]
 
     def children(self) -> list["Module"]:
         return [module for _, module in self.named_children()]

@@ -148,6 +148,13 @@ class _BatchNorm(Module):
         self.bias.grad += np.einsum("ncl->c", grad3)
         return (grad3 * (self.weight.data * inv_std)[:, None]).reshape(grad_y.shape)
 
+    def kernel_ops(self) -> frozenset:
+        return frozenset({"batch_norm"})
+
+    def config(self) -> dict:
+        return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum,
+                "dtype": self.weight.dtype.name}
+
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
 
