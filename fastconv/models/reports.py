@@ -1,10 +1,4 @@
-"""The reports' networks as `Sequential` builders, plus a registry to rebuild them.
-
-A checkpoint stores a model's registry ``name`` and its builder keyword arguments;
-``build_model(name, **config)`` rebuilds the same architecture (and, for the same
-``seed``, the same initial weights), and ``default_loss(name)`` gives the loss it is
-trained with.
-"""
+"""The reports' networks: report 000's CNN and MLPs, report 003's letters CNN."""
 
 from __future__ import annotations
 
@@ -97,53 +91,3 @@ def letters_cnn(num_classes: int = 26, batch_norm: bool = True, dropout: float =
         nn.Flatten(),
         *head,
     )
-
-
-MODELS = {
-    "cnn": report000_cnn,
-    "mlp1": mlp1,
-    "mlp2": mlp2,
-    "letters-cnn": letters_cnn,
-}
-
-# Report 000 trains MLP-2 with the Euclidean loss; everything else uses softmax CE.
-_LOSSES = {"mlp2": nn.EuclideanLoss}
-
-
-def _check_name(name: str) -> None:
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; valid models are: {', '.join(MODELS)}")
-
-
-def _json_config(config: dict) -> dict:
-    """Builder arguments as JSON values (a dtype by its name), or a TypeError."""
-    stored = {}
-    for key, value in config.items():
-        if key == "dtype":
-            value = np.dtype(value).name
-        elif isinstance(value, np.generic):
-            value = value.item()
-        if value is not None and not isinstance(value, (str, int, float, bool)):
-            raise TypeError(f"build_model: {key}={value!r} cannot be stored in a checkpoint")
-        stored[key] = value
-    return stored
-
-
-def build_model(name: str, **config) -> nn.Sequential:
-    """``MODELS[name](**config)``, e.g. ``build_model("letters-cnn", dropout=0.3, seed=1)``.
-
-    The model remembers ``name`` and ``config`` (``model.build_config``), which
-    `fastconv.save` stores so that `fastconv.load` can rebuild it."""
-    _check_name(name)
-    model = MODELS[name](**config)
-    try:
-        model.build_config = {"model": name, "model_config": _json_config(config)}
-    except TypeError:  # e.g. a Generator as seed: the model works, only fastconv.save refuses
-        model.build_config = None
-    return model
-
-
-def default_loss(name: str) -> nn.Loss:
-    """A fresh instance of the loss model ``name`` is trained with."""
-    _check_name(name)
-    return _LOSSES.get(name, nn.SoftmaxCrossEntropyLoss)()
