@@ -31,25 +31,35 @@ __all__ = [
     "use_backend",
     "save",
     "load",
+    "load_state",
     "__version__",
 ]
 
 
 # Checkpoints (imported on first call: `import fastconv` stays light).
 def save(model, path):
-    """Save a model built by `fastconv.models.build_model` to ``path`` (npz, atomic,
-    no pickle); see `fastconv.checkpoint.save`."""
+    """Save ``model`` (any `fastconv.nn.Module`) to ``path``: weights, and the
+    architecture when it is made of built-in modules (npz, atomic, no pickle); see
+    `fastconv.checkpoint.save`."""
     from fastconv.checkpoint import save as save_model
 
     return save_model(model, path)
 
 
-def load(path):
-    """The model in ``path`` (from `save` or ``fastconv train``), rebuilt from its
-    stored name and config; see `fastconv.checkpoint.load`."""
+def load(path, model=None):
+    """The model in ``path`` (from `save` or ``fastconv train``), rebuilt from the
+    file, or loaded into ``model`` (needed for your own Module classes); see
+    `fastconv.checkpoint.load`."""
     from fastconv.checkpoint import load as load_model
 
-    return load_model(path)
+    return load_model(path, model)
+
+
+def load_state(path):
+    """The weights and buffers saved in ``path``, for ``model.load_state_dict``."""
+    from fastconv.checkpoint import load_state as load_model_state
+
+    return load_model_state(path)
 
 
 # PEP 562: ``fastconv.nn`` and the rest without importing them (and numba) up front.

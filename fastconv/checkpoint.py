@@ -1,10 +1,13 @@
 """Checkpoints: a run's (or a model's) state in one ``.npz`` file, read without pickle.
 
-Format 1, unchanged since the first trainer, so every earlier ``model.npz`` loads:
+Training runs are format 1, unchanged since the first trainer, so every earlier
+``model.npz`` loads; files of `save` are format 2 (format 1 ones still load):
 
-* ``meta`` -- one JSON string: the model's registry name and builder config, and for
-  a training run the data set, hyper-parameters, progress, per-epoch history,
-  optimiser and schedule scalars and dropout RNG states (see `fastconv.checkpoint_meta`);
+* ``meta`` -- one JSON string: the model's registry name and builder config; for a
+  file of `save` the architecture (`fastconv.nn.architecture`; null for a model
+  holding a user's own Module class) and the root's class name; for a training run
+  the data set, hyper-parameters, progress, per-epoch history, optimiser and
+  schedule scalars; dropout RNG states (see `fastconv.checkpoint_meta`);
 * ``model/<name>`` -- every parameter and buffer, keyed as in ``model.state_dict()``;
 * ``optimizer/momentum_buffer.<i>`` -- SGD's momentum buffers; Adam/AdamW's
   ``optimizer/exp_avg.<i>``, ``exp_avg_sq.<i>`` (and ``max_exp_avg_sq.<i>`` with amsgrad);
@@ -16,8 +19,10 @@ and types: a damaged, foreign or hand-edited file is one `ValueError` naming it.
 
 Python API:
 
-    fastconv.save(model, "model.npz")           # a model from fastconv.models.build_model
-    model = fastconv.load("model.npz")          # rebuilt from its stored name and config
+    fastconv.save(model, "model.npz")           # any Module: weights, and the architecture
+    model = fastconv.load("model.npz")          # rebuilt from the stored architecture
+    fastconv.load("model.npz", model=MyNet())   # a model with your own Module classes
+    model.load_state_dict(fastconv.load_state("model.npz"))
     checkpoint = load_checkpoint("runs/x")      # everything a training run saved
     model = model_from_checkpoint(checkpoint)
     model.load_state_dict(np.load("runs/x/model.npz"))   # weights into a model you built
@@ -37,7 +42,8 @@ from fastconv.files import write_npz_atomic
 from fastconv.npz_reader import read_npz
 
 CHECKPOINT_NAME = "model.npz"
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 1   # training runs
+MODEL_FORMAT = 2        # files of `save`: the architecture beside the weights
 MAX_META_BYTES = 64 << 20  # the JSON: ~300 bytes per epoch of history
 _MEMBER_PATTERN = re.compile(r"meta|model/[\w.]+|optimizer/(momentum_buffer|exp_avg|exp_avg_sq|max_exp_avg_sq)\.\d+|log/(epoch|loss|acc)")
 
@@ -99,20 +105,35 @@ def save_checkpoint(path, model, optimizer, scheduler, meta: dict,
     return write_npz_atomic(path, arrays)
 
 
-def save(model, path) -> Path:
-    """Save a model built by `fastconv.models.build_model` to ``path`` (an ``.npz``:
-    its name, builder config, weights and dropout RNG state; atomic, no pickle).
-    `load` rebuilds it."""
-    import fastconv
+def _dtype_name(model) -> str:
+    params = model.parameters()
+    return params[0].dtype.name if params else "float32"
 
+
+def save(model, path) -> Path:
+    """Save ``model`` to ``path`` (an ``.npz``, written atomically, read without
+    pickle): its weights and buffers, dropout RNG states, and its architecture when
+    every module in it is a built-in `fastconv.nn` one (then `load` rebuilds it); a
+    model built by `fastconv.models.build_model` also keeps its registry name and
+    config.  A model holding a Module class of your own is saved too, weights only:
+    load it into an instance you build with ``load(path, model=instance)``."""
+    import fastconv
+    from fastconv.nn import Module
+    from fastconv.nn.architecture import CannotDescribe, describe
+
+    if not isinstance(model, Module):
+        raise TypeError(f"fastconv.save takes a fastconv.nn.Module, got {type(model).__name__}")
     spec = getattr(model, "build_config", None)
-    if spec is None:
-        raise TypeError("fastconv.save needs a model made by fastconv.models.build_model (it stores "
-                        "the name and config that rebuild it); for another Module save "
-                        "model.state_dict() with np.savez and load it with model.load_state_dict")
-    meta = {"format": CHECKPOINT_FORMAT, "kind": "model", "model": spec["model"],
-            "model_config": spec["model_config"], "rng": rng_states(model),
-            "fastconv_version": fastconv.__version__}
+    meta = {"format": MODEL_FORMAT, "kind": "model",
+            "model": spec["model"] if spec else None,
+            "model_config": spec["model_config"] if spec else {"dtype": _dtype_name(model)},
+            "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+            "rng": rng_states(model), "fastconv_version": fastconv.__version__}
+    try:
+        meta["architecture"] = describe(model)
+    except CannotDescribe as exc:
+        meta["architecture"] = None
+        meta["not_described"] = str(exc)   # said again when load is asked to rebuild it
     arrays = _model_arrays(model)
     arrays["meta"] = np.array(json.dumps(meta))
     return write_npz_atomic(path, arrays)
@@ -148,7 +169,7 @@ def _read_meta(arrays: dict, path: Path) -> dict:
         meta = json.loads(str(arrays["meta"]))
     except ValueError as exc:
         raise MalformedCheckpointError(f"{path}: malformed checkpoint: meta is not JSON ({exc})") from None
-    check_meta(meta, path, CHECKPOINT_FORMAT)
+    check_meta(meta, path)
     return meta
 
 
@@ -175,26 +196,68 @@ def load_checkpoint(path) -> Checkpoint:
     return checkpoint
 
 
-def model_from_checkpoint(checkpoint) -> "fastconv.nn.Module":
-    """Rebuild the checkpoint's model (architecture from its name and config) with its
-    trained weights and dropout RNG state.  ``checkpoint``: a `Checkpoint` or a path."""
+def _rebuild(checkpoint: Checkpoint):
+    """The architecture ``checkpoint`` describes, fresh weights, or a ValueError."""
     from fastconv.models import build_model
+    from fastconv.nn.architecture import build
 
-    if not isinstance(checkpoint, Checkpoint):
-        checkpoint = load_checkpoint(checkpoint)
     meta = checkpoint.meta
-    try:
-        model = build_model(meta["model"], **meta["model_config"])
-        model.load_state_dict(checkpoint.model_state)
-        restore_rng_states(model, meta.get("rng", {}))
-    except (TypeError, ValueError, KeyError) as exc:
-        raise MalformedCheckpointError(f"{checkpoint.path}: the checkpoint does not rebuild "
-                                       f"model {meta['model']!r}: {exc}") from None
+    if meta.get("architecture") is not None:
+        try:
+            model = build(meta["architecture"])
+        except ValueError as exc:
+            raise MalformedCheckpointError(f"{checkpoint.path}: the checkpoint does not rebuild its "
+                                           f"architecture: {exc}") from None
+    elif meta.get("model") is not None:
+        try:
+            model = build_model(meta["model"], **meta["model_config"])
+        except (TypeError, ValueError) as exc:
+            raise MalformedCheckpointError(f"{checkpoint.path}: the checkpoint does not rebuild "
+                                           f"model {meta['model']!r}: {exc}") from None
+    else:
+        reason = meta.get("not_described", "")
+        raise ValueError(
+            f"{checkpoint.path} holds a {meta['model_class']} whose architecture fastconv cannot rebuild"
+            f"{f' ({reason})' if reason else ''}: build the model yourself and pass it, "
+            f"fastconv.load(path, model=instance), or call instance.load_state_dict(fastconv.load_state(path))")
+    if meta.get("model") is not None:
+        model.build_config = {"model": meta["model"], "model_config": meta["model_config"]}
     return model
 
 
-def load(path):
-    """The model saved at ``path`` (by `save` or by ``fastconv train``), rebuilt from
-    its stored name and config, with its weights; in training mode, as a freshly
-    built model (call ``.eval()`` before inference, as in PyTorch)."""
-    return model_from_checkpoint(load_checkpoint(path))
+def _fill(model, checkpoint: Checkpoint, error=MalformedCheckpointError):
+    """``model`` with the checkpoint's weights and dropout RNG states (``error``: what
+    a mismatch raises, the file being at fault for a model rebuilt from it)."""
+    try:
+        model.load_state_dict(checkpoint.model_state)
+        restore_rng_states(model, checkpoint.meta.get("rng", {}))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise error(f"{checkpoint.path}: the saved weights do not fit the "
+                                       f"{type(model).__name__}: {exc}") from None
+    return model
+
+
+def model_from_checkpoint(checkpoint, model=None) -> "fastconv.nn.Module":
+    """The checkpoint's model with its trained weights and dropout RNG states:
+    ``model`` (a Module you built) filled in, or, when None, rebuilt from the stored
+    architecture (or registry name and config).  ``checkpoint``: a `Checkpoint` or a path."""
+    if not isinstance(checkpoint, Checkpoint):
+        checkpoint = load_checkpoint(checkpoint)
+    if model is None:
+        return _fill(_rebuild(checkpoint), checkpoint)
+    return _fill(model, checkpoint, error=ValueError)
+
+
+def load(path, model=None):
+    """The model saved at ``path`` (by `save` or by ``fastconv train``) with its
+    weights: rebuilt from the file, or, for a model holding a Module class of your
+    own, loaded into ``model`` (an instance you built the same way).  It comes back
+    in training mode, as a freshly built model (call ``.eval()`` before inference,
+    as in PyTorch)."""
+    return model_from_checkpoint(load_checkpoint(path), model)
+
+
+def load_state(path) -> dict[str, np.ndarray]:
+    """The weights and buffers saved at ``path``, keyed as ``model.state_dict()``:
+    ``model.load_state_dict(load_state(path))``."""
+    return dict(load_checkpoint(path).model_state)

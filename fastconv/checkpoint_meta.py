@@ -5,9 +5,11 @@ the loader and the trainer read has the right type, so a hand-edited or damaged
 file is one `ValueError` naming the file and the field, not a ``KeyError`` or a
 ``ZeroDivisionError`` from deep inside a run.
 
-Two kinds share format 1: ``"training"`` (written by the trainer: model, optimiser,
-schedule, progress, logs; the default for files that do not say) and ``"model"``
-(written by `fastconv.save`: the model alone).
+Two kinds: ``"training"`` (written by the trainer: model, optimiser, schedule,
+progress, logs; the default for files that do not say), format 1, and ``"model"``
+(written by `fastconv.save`: the model alone).  A model file of format 1 names its
+registry builder and config; format 2 adds the architecture (`fastconv.nn.architecture`,
+null for a model holding a user's own Module class), so the name may be null.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ NUMBER = (int, float)
 _OPTIONAL_INT = (int, type(None))
 
 _MODEL_FIELDS = {"format": (int,), "model": (str,), "model_config": (dict,)}
+# Format 2 (model files only): the architecture, and the registry name when there is one.
+_MODEL_FORMAT2_FIELDS = {"format": (int,), "model": (str, type(None)), "model_config": (dict,),
+                         "architecture": (dict, type(None)), "model_class": (str,)}
 _TRAINING_FIELDS = {
     "dataset": (str,), "dataset_name": (str,), "classes": (list,), "seed": (int,),
     "limit": _OPTIONAL_INT, "hyperparameters": (dict,), "history": (list,),
     "progress": (dict,), "optimizer": (dict,), "scheduler": (dict,),
 }
-_OPTIONAL_FIELDS = {"rng": (dict,), "kind": (str,), "dataset_in_memory": (bool,),
+_OPTIONAL_FIELDS = {"rng": (dict,), "kind": (str,), "not_described": (str,), "dataset_in_memory": (bool,),
                     "backend": (str,), "epoch": (int,), "num_parameters": (int,)}
 HYPERPARAMETER_FIELDS = {"batch_size": (int,), "lr": NUMBER, "momentum": NUMBER,
                          "weight_decay": NUMBER, "lr_step": (int,), "lr_gamma": NUMBER}
@@ -36,6 +41,8 @@ _HISTORY_FIELDS = {"epoch": (int,), "train_loss": NUMBER, "train_acc": NUMBER,
 _OPTIMIZER_FIELDS = {"lr": NUMBER, "weight_decay": NUMBER}
 _SCHEDULER_FIELDS = {"step_size": (int,), "gamma": NUMBER, "base_lr": NUMBER, "last_epoch": (int,)}
 KINDS = ("training", "model")
+# The kinds each format may hold.
+FORMAT_KINDS = {1: KINDS, 2: ("model",)}
 
 
 class MalformedCheckpointError(ValueError):
@@ -69,18 +76,20 @@ def kind_of(meta: dict) -> str:
     return meta.get("kind", "training")
 
 
-def check_meta(meta, path, format_version: int) -> None:
-    """Raise `MalformedCheckpointError` unless ``meta`` is a checkpoint's meta of a known kind."""
+def check_meta(meta, path) -> None:
+    """Raise `MalformedCheckpointError` unless ``meta`` is a checkpoint's meta of a
+    known format and kind (a `ValueError` for a format this fastconv does not read)."""
     if not isinstance(meta, dict):
         raise MalformedCheckpointError(f"{path}: malformed checkpoint: meta is {type(meta).__name__}, not an object")
     check_fields(meta, {"format": _MODEL_FIELDS["format"]}, "meta", path)
-    if meta["format"] != format_version:
-        raise ValueError(f"{path} has checkpoint format {meta['format']!r}, "
-                         f"this fastconv reads format {format_version}")
-    check_fields(meta, _MODEL_FIELDS, "meta", path)
+    if meta["format"] not in FORMAT_KINDS:
+        raise ValueError(f"{path} has checkpoint format {meta['format']!r}, this fastconv reads "
+                         f"formats {' and '.join(map(str, FORMAT_KINDS))}")
+    check_fields(meta, _MODEL_FIELDS if meta["format"] == 1 else _MODEL_FORMAT2_FIELDS, "meta", path)
     check_fields(meta, _OPTIONAL_FIELDS, "meta", path, required=False)
-    if kind_of(meta) not in KINDS:
-        raise MalformedCheckpointError(f"{path}: malformed checkpoint: unknown kind {meta['kind']!r}")
+    if kind_of(meta) not in FORMAT_KINDS[meta["format"]]:
+        raise MalformedCheckpointError(f"{path}: malformed checkpoint: kind {meta.get('kind')!r} "
+                                       f"in a format {meta['format']} file")
     dtype = meta["model_config"].get("dtype", "float32")
     if dtype not in ("float32", "float64"):
         raise MalformedCheckpointError(f"{path}: malformed checkpoint: model dtype {dtype!r}")
