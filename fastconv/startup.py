@@ -126,16 +126,17 @@ class _Progress:
 
 
 def compile_kernels(backend, model=None, dtypes=np.float32, log=print, progress: bool = True,
-                    jobs: int = 2) -> float | None:
+                    jobs: int = 2, ops=None) -> float | None:
     """Compile (or load from the cache) the kernels ``model`` needs first (None: all)
     for ``dtypes``; returns the seconds it took, None for a backend with nothing to
-    compile.  When the cache is cold, ``log`` says what, why and about how long
-    first, then how it goes (`_Progress`)."""
+    compile (``ops``, names of `fastconv.functional` kernels, instead of a model's).
+    When the cache is cold, ``log`` says what, why and about how long first, then how
+    it goes (`_Progress`)."""
     warmup = getattr(backend, "warmup", None)
     if warmup is None:
         return None
     dtypes = _dtype_tuple(dtypes)
-    ops = None if model is None else ops_of(model)
+    ops = ops_of(model) if model is not None else (None if ops is None else set(ops))
     cached = getattr(backend, "kernels_cached", lambda *args: False)(dtypes, ops)
     estimate = getattr(backend, "estimated_seconds", lambda *args: 30.0)(dtypes, ops, jobs)
     if cached or estimate < _ANNOUNCE_SECONDS:
@@ -144,13 +145,19 @@ def compile_kernels(backend, model=None, dtypes=np.float32, log=print, progress:
     log(_notice(backend, dtypes, ops, estimate, basis))
     reporter = _Progress(log, estimate, progress)
     try:
-        return warmup(dtypes=dtypes, jobs=jobs, ops=ops, progress=reporter)
+        seconds = warmup(dtypes=dtypes, jobs=jobs, ops=ops, progress=reporter)
     finally:
         reporter.close()
+    later = getattr(backend, "last_warmup", dict)().get("background")
+    if later:
+        log(f"  meanwhile a background process compiles the other candidate algorithms "
+            f"({', '.join(item.split(':')[1] for item in later)}); this run times them once they "
+            f"are ready, and later runs find them compiled")
+    return seconds
 
 
 def prepare_backend(model=None, dtypes=np.float32, log=print, progress: bool = True,
-                    jobs: int = 2) -> float | None:
+                    jobs: int = 2, ops=None) -> float | None:
     """Everything before a timed run on the current backend: a misconfigured
     ``FASTCONV_*`` variable fails now (not minutes in), a busy machine gets a line of
     advice, and `compile_kernels` runs.  Returns its seconds (None: nothing compiled)."""
@@ -159,4 +166,4 @@ def prepare_backend(model=None, dtypes=np.float32, log=print, progress: bool = T
     if check_mode is not None:
         check_mode()                   # raises EnvironmentVariableError on a bad FASTCONV_CONV_ALGO
     _advise_if_busy(backend, log)
-    return compile_kernels(backend, model, dtypes, log, progress, jobs)
+    return compile_kernels(backend, model, dtypes, log, progress, jobs, ops)

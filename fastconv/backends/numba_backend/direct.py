@@ -16,6 +16,10 @@ from fastconv.backends.numba_backend.kernels import direct as _conv
 NAME = "direct"
 EXACT = True          # plain summation, no transform arithmetic
 FUSES_POOL = True     # can fuse report 000's 2x2 average pooling
+# Compiled when a layer first needs them, not by the warm-up (its tiny problem has
+# stride 1): most networks never do, and the strided backward took a third of the
+# direct kernels' compile time when it was a branch of the stride-1 one.
+LAZY_KERNELS = ("conv2d_direct_backward_strided",)
 
 # Images whose padded planes the direct kernels stack into one flat loop: enough to
 # amortise each tap loop's set-up, few enough that a thread's buffers stay in L2.
@@ -70,9 +74,15 @@ def backward(grad_y, x, w, mask, stride, padding, need_grad_x, pooled=False):
     grad_b_parts = np.zeros((chunks, c_out), dtype=x.dtype)
     grad_x = np.empty_like(x) if need_grad_x else rt.dummy(x.dtype, 4)
     use_mask = mask is not None
-    rt.launch(_conv.conv2d_direct_backward, grad_y, x, w, mask if use_mask else rt.dummy(x.dtype, 4),
-              use_mask, bool(pooled), stride[0], stride[1], padding[0], padding[1],
-              bool(need_grad_x), group, grad_x, grad_w_parts, grad_b_parts, chunks)
+    mask = mask if use_mask else rt.dummy(x.dtype, 4)
+    if tuple(stride) == (1, 1):
+        rt.launch(_conv.conv2d_direct_backward, grad_y, x, w, mask, use_mask, bool(pooled),
+                  padding[0], padding[1], bool(need_grad_x), group, grad_x, grad_w_parts, grad_b_parts,
+                  chunks)
+    else:
+        rt.launch(_conv.conv2d_direct_backward_strided, grad_y, x, w, mask, use_mask, bool(pooled),
+                  stride[0], stride[1], padding[0], padding[1], bool(need_grad_x), grad_x,
+                  grad_w_parts, grad_b_parts, chunks)
     grad_w = rt.summed(grad_w_parts)
     grad_b = grad_b_parts[0] if chunks == 1 else grad_b_parts.sum(axis=0)
     return (grad_x if need_grad_x else None), grad_w, grad_b

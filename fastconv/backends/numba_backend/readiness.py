@@ -27,15 +27,17 @@ def module_kernels(module) -> list:
 
 
 def algorithm_kernels(algorithm) -> list:
-    """The public kernels of ``kernels/<name>.py`` for an algorithm module (``KERNELS``
-    names another algorithm's module where it shares that one's kernels); [] when that
-    module does not exist."""
+    """The public kernels of ``kernels/<name>.py`` that an algorithm module's warm-up
+    compiles (``KERNELS`` names another algorithm's module where it shares that one's
+    kernels; ``LAZY_KERNELS`` are compiled on first use); [] when that module does not
+    exist."""
     name = getattr(algorithm, "KERNELS", algorithm.NAME)
     try:
         module = importlib.import_module(f"{_kernels_package.__name__}.{name}")
     except ImportError:
         return []
-    return module_kernels(module)
+    lazy = getattr(algorithm, "LAZY_KERNELS", ())
+    return [kernel for kernel in module_kernels(module) if kernel.py_func.__name__ not in lazy]
 
 
 def kernel_ready(kernel, dtype_name: str) -> bool:

@@ -294,6 +294,11 @@ def warmup(dtypes=(np.float32,), jobs: int = 1, ops=None, progress=None, backgro
     return time.perf_counter() - start
 
 
+def last_warmup() -> dict:
+    """`last_run`, for callers that hold the backend rather than this module."""
+    return dict(last_run)
+
+
 def compiled_signatures() -> dict:
     """``kernel name -> number of compiled specialisations`` (should be <= 2 each)."""
     kernels = {}

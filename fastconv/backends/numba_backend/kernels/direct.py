@@ -303,10 +303,51 @@ def conv2d_direct_forward(x, w, b, sh, sw, ph, pw, relu, group, out, pool, poole
 
 
 # --------------------------------------------------------------------------- backward
+@njit(**_JIT)
+def _gradient_plane(dst, grad_y, mask, img, co, use_mask, pooled, base, row_len, out_h, out_w):
+    """Lay out output-gradient plane ``(img, co)`` at ``dst[base + oh*row_len:][:out_w]``
+    for every output row ``oh``: times ``mask > 0`` (the fused ReLU) with ``use_mask``;
+    with ``pooled``, ``grad_y`` is the 2x2-average-pooled plane's gradient (spread back
+    over its windows; what floor-mode pooling dropped gets zero).  Returns its sum (the
+    bias gradient's share)."""
+    zero = grad_y.dtype.type(0)
+    quarter = grad_y.dtype.type(0.25)
+    total = 0.0
+    for oh in range(out_h):
+        start = base + oh * row_len
+        row = dst[start:start + out_w]
+        if pooled:
+            row[:] = zero
+            if oh // 2 < grad_y.shape[2]:
+                grow = grad_y[img, co, oh // 2]
+                mrow = mask[img, co, oh]
+                for q in range(grad_y.shape[3]):
+                    v = quarter * grow[q]
+                    v0 = v if mrow[2 * q] > 0 else zero
+                    v1 = v if mrow[2 * q + 1] > 0 else zero
+                    row[2 * q] = v0
+                    row[2 * q + 1] = v1
+                    total += v0 + v1
+            continue
+        grow = grad_y[img, co, oh]
+        if use_mask:
+            mrow = mask[img, co, oh]
+            for ow in range(out_w):
+                v = grow[ow] if mrow[ow] > 0 else zero
+                row[ow] = v
+                total += v
+        else:
+            for ow in range(out_w):
+                row[ow] = grow[ow]
+                total += grow[ow]
+    return total
+
+
 @njit(**_PJIT)
-def conv2d_direct_backward(grad_y, x, w, mask, use_mask, pooled, sh, sw, ph, pw, need_grad_x, group,
+def conv2d_direct_backward(grad_y, x, w, mask, use_mask, pooled, ph, pw, need_grad_x, group,
                            grad_x, grad_w_parts, grad_b_parts, n_chunks):
-    """Fused conv backward, parallel over chunks of images, ``group`` images at a time.
+    """Fused stride-1 conv backward, parallel over chunks of images, ``group`` images
+    at a time (strides other than 1: `conv2d_direct_backward_strided`).
 
     Chunk ``t`` accumulates its images' weight/bias gradients into
     ``grad_w_parts[t]`` / ``grad_b_parts[t]`` (no two threads write the same
@@ -314,30 +355,25 @@ def conv2d_direct_backward(grad_y, x, w, mask, use_mask, pooled, sh, sw, ph, pw,
     first multiplied by ``mask > 0`` (the fused ReLU: ``mask`` is the ReLU output).
     ``grad_x`` is only written when ``need_grad_x``.
 
-    Stride 1 stacks the group's planes as the forward does.  The output gradient is
-    laid out on the same padded grid and is zero at every garbage position (columns
-    past ``out_w``, rows past ``out_h``): the weight-gradient dot products then run
-    over the whole group at once, and the input-gradient taps, which reach up to
-    ``kh - 1`` rows and ``kw - 1`` columns back, read zeros where they cross into the
-    previous image (or into the leading zero ``margin``).
+    The group's planes are stacked as the forward does.  The output gradient is laid
+    out on the same padded grid and is zero at every garbage position (columns past
+    ``out_w``, rows past ``out_h``): the weight-gradient dot products then run over
+    the whole group at once, and the input-gradient taps, which reach up to ``kh - 1``
+    rows and ``kw - 1`` columns back, read zeros where they cross into the previous
+    image (or into the leading zero ``margin``).
     """
     n, c_in, height, width = x.shape
     c_out, _, kh, kw = w.shape
     hp = height + 2 * ph
     wp = width + 2 * pw
-    out_h = (hp - kh) // sh + 1
-    out_w = (wp - kw) // sw + 1
+    out_h = hp - kh + 1
+    out_w = wp - kw + 1
     plane = hp * wp
-    unit = sh == 1 and sw == 1
-    if not unit:
-        group = 1
     stack = group * plane
     margin = (kh - 1) * wp + (kw - 1)
     span = (out_h - 1) * wp + out_w
     span_x = (height - 1) * wp + width          # input-gradient positions to compute
     first_x = ph * wp + pw                      # padded position of x[0, 0]
-    zero = grad_y.dtype.type(0)
-    quarter = grad_y.dtype.type(0.25)
     # Column-flipped weights, transposed to (C_in, C_out, kh, kw): the input gradient
     # is a correlation of the output gradient with these.
     w_flip = np.empty((c_in, c_out, kh, kw), dtype=w.dtype)
@@ -358,118 +394,106 @@ def conv2d_direct_backward(grad_y, x, w, mask, use_mask, pooled, sh, sw, ph, pw,
         for img0 in range(first, last, group):
             count = min(group, last - img0)
             for k in range(count):
-                img = img0 + k
-                _fill_padded(xs, x[img], ph, pw, wp, stack, k * plane)
+                _fill_padded(xs, x[img0 + k], ph, pw, wp, stack, k * plane)
                 for co in range(c_out):
-                    g = gflat[co]
-                    total = 0.0
-                    for oh in range(out_h):
-                        if unit:
-                            base = margin + k * plane + oh * wp
+                    gb[co] += _gradient_plane(gflat[co], grad_y, mask, img0 + k, co, use_mask, pooled,
+                                              margin + k * plane, wp, out_h, out_w)
+            length = (count - 1) * plane + span
+            # weight gradient: gw[co, ci, i, j] += sum_q g[co, q] * xs[ci, i*wp + j + q]
+            for co0 in range(0, c_out, 2):
+                co1 = co0 + 1 if co0 + 1 < c_out else co0
+                g0 = gflat[co0, margin:margin + length]
+                g1 = gflat[co1, margin:margin + length]
+                for ci in range(c_in):
+                    for i in range(kh):
+                        start = ci * stack + i * wp
+                        src = xs[start:start + length + kw - 1]
+                        if co1 != co0:
+                            _dots2(gw[co0, ci, i], gw[co1, ci, i], g0, g1, src, kw, length)
                         else:
-                            base = oh * out_w
-                        dst = g[base:base + out_w]
-                        if pooled:
-                            dst[:] = zero         # incl. what floor-mode pooling dropped
-                            if oh // 2 < grad_y.shape[2]:
-                                grow = grad_y[img, co, oh // 2]
-                                mrow = mask[img, co, oh]
-                                for q in range(grad_y.shape[3]):
-                                    v = quarter * grow[q]
-                                    v0 = v if mrow[2 * q] > 0 else zero
-                                    v1 = v if mrow[2 * q + 1] > 0 else zero
-                                    dst[2 * q] = v0
-                                    dst[2 * q + 1] = v1
-                                    total += v0 + v1
-                            continue
-                        grow = grad_y[img, co, oh]
-                        if use_mask:
-                            mrow = mask[img, co, oh]
-                            for ow in range(out_w):
-                                v = grow[ow] if mrow[ow] > 0 else zero
-                                dst[ow] = v
-                                total += v
-                        else:
-                            for ow in range(out_w):
-                                dst[ow] = grow[ow]
-                                total += grow[ow]
-                    gb[co] += total
-            if unit:
-                length = (count - 1) * plane + span
-                # weight gradient: gw[co, ci, i, j] += sum_q g[co, q] * xs[ci, i*wp + j + q]
-                for co0 in range(0, c_out, 2):
-                    co1 = co0 + 1 if co0 + 1 < c_out else co0
-                    g0 = gflat[co0, margin:margin + length]
-                    g1 = gflat[co1, margin:margin + length]
-                    for ci in range(c_in):
-                        for i in range(kh):
-                            start = ci * stack + i * wp
-                            src = xs[start:start + length + kw - 1]
-                            if co1 != co0:
-                                _dots2(gw[co0, ci, i], gw[co1, ci, i], g0, g1, src, kw, length)
-                            else:
-                                # odd last channel: pair it with itself, discard the copy
-                                _dots2(gw[co0, ci, i], scratch, g0, g0, src, kw, length)
-                if need_grad_x:
-                    # gxs[p] += sum_{co,i,j} w[co,ci,i,j] * g[co, p - i*wp - j], p >= first_x
-                    length_x = (count - 1) * plane + span_x
-                    for ci0 in range(0, c_in, 2):
-                        pair = ci0 + 1 < c_in
-                        gxs[:, :length_x] = 0
-                        a0 = gxs[0, :length_x]
-                        a1 = gxs[1, :length_x]
-                        ci1 = ci0 + 1 if pair else ci0
-                        for co in range(c_out):
-                            g = gflat[co]
-                            for i in range(0, kh - 1, 2):
-                                start = margin - i * wp - (kw - 1) + first_x
-                                _taps2x2(a0, a1, g[start:start + length_x + kw - 1],
-                                         g[start - wp:start - wp + length_x + kw - 1],
-                                         w_flip[ci0, co, i], w_flip[ci1, co, i],
-                                         w_flip[ci0, co, i + 1], w_flip[ci1, co, i + 1], kw, length_x)
-                            if kh % 2:
-                                start = margin - (kh - 1) * wp - (kw - 1) + first_x
-                                _taps2(a0, a1, g[start:start + length_x + kw - 1],
-                                       w_flip[ci0, co, kh - 1], w_flip[ci1, co, kh - 1], kw, length_x)
-                        for k in range(count):
-                            for c in range(2 if pair else 1):
-                                for r in range(height):
-                                    base = k * plane + r * wp
-                                    srow = gxs[c, base:base + width]
-                                    drow = grad_x[img0 + k, ci0 + c, r]
-                                    for col in range(width):
-                                        drow[col] = srow[col]
-            else:
-                # Any stride, one image: plain loops over the dense (out_h*out_w) rows.
-                img = img0
-                for co in range(c_out):
-                    g = gflat[co]
-                    for ci in range(c_in):
+                            # odd last channel: pair it with itself, discard the copy
+                            _dots2(gw[co0, ci, i], scratch, g0, g0, src, kw, length)
+            if need_grad_x:
+                # gxs[p] += sum_{co,i,j} w[co,ci,i,j] * g[co, p - i*wp - j], p >= first_x
+                length_x = (count - 1) * plane + span_x
+                for ci0 in range(0, c_in, 2):
+                    pair = ci0 + 1 < c_in
+                    gxs[:, :length_x] = 0
+                    a0 = gxs[0, :length_x]
+                    a1 = gxs[1, :length_x]
+                    ci1 = ci0 + 1 if pair else ci0
+                    for co in range(c_out):
+                        g = gflat[co]
+                        for i in range(0, kh - 1, 2):
+                            start = margin - i * wp - (kw - 1) + first_x
+                            _taps2x2(a0, a1, g[start:start + length_x + kw - 1],
+                                     g[start - wp:start - wp + length_x + kw - 1],
+                                     w_flip[ci0, co, i], w_flip[ci1, co, i],
+                                     w_flip[ci0, co, i + 1], w_flip[ci1, co, i + 1], kw, length_x)
+                        if kh % 2:
+                            start = margin - (kh - 1) * wp - (kw - 1) + first_x
+                            _taps2(a0, a1, g[start:start + length_x + kw - 1],
+                                   w_flip[ci0, co, kh - 1], w_flip[ci1, co, kh - 1], kw, length_x)
+                    for k in range(count):
+                        for c in range(2 if pair else 1):
+                            for r in range(height):
+                                base = k * plane + r * wp
+                                srow = gxs[c, base:base + width]
+                                drow = grad_x[img0 + k, ci0 + c, r]
+                                for col in range(width):
+                                    drow[col] = srow[col]
+
+
+@njit(**_PJIT)
+def conv2d_direct_backward_strided(grad_y, x, w, mask, use_mask, pooled, sh, sw, ph, pw, need_grad_x,
+                                   grad_x, grad_w_parts, grad_b_parts, n_chunks):
+    """`conv2d_direct_backward` for any stride: plain (still padded, still parallel)
+    loops over one image at a time, not tuned.  A kernel of its own, so that the
+    stride-1 layers most networks are made of do not compile it."""
+    n, c_in, height, width = x.shape
+    c_out, _, kh, kw = w.shape
+    hp = height + 2 * ph
+    wp = width + 2 * pw
+    out_h = (hp - kh) // sh + 1
+    out_w = (wp - kw) // sw + 1
+    for chunk in prange(n_chunks):
+        gw = grad_w_parts[chunk]
+        gb = grad_b_parts[chunk]
+        xs = np.zeros(c_in * hp * wp, dtype=x.dtype)
+        gflat = np.zeros((c_out, out_h * out_w), dtype=x.dtype)
+        gx = np.empty(hp * wp, dtype=x.dtype)
+        for img in range(n * chunk // n_chunks, n * (chunk + 1) // n_chunks):
+            _fill_padded(xs, x[img], ph, pw, wp, hp * wp, 0)
+            for co in range(c_out):
+                gb[co] += _gradient_plane(gflat[co], grad_y, mask, img, co, use_mask, pooled,
+                                          0, out_w, out_h, out_w)
+            for co in range(c_out):
+                g = gflat[co]
+                for ci in range(c_in):
+                    for i in range(kh):
+                        for j in range(kw):
+                            s = 0.0
+                            for oh in range(out_h):
+                                start = ci * hp * wp + (oh * sh + i) * wp + j
+                                grow = g[oh * out_w:(oh + 1) * out_w]
+                                for ow in range(out_w):
+                                    s += grow[ow] * xs[start + ow * sw]
+                            gw[co, ci, i, j] += s
+            if need_grad_x:
+                for ci in range(c_in):
+                    gx[:] = 0
+                    for co in range(c_out):
+                        g = gflat[co]
                         for i in range(kh):
                             for j in range(kw):
-                                s = 0.0
+                                wv = w[co, ci, i, j]
                                 for oh in range(out_h):
-                                    start = ci * stack + (oh * sh + i) * wp + j
+                                    start = (oh * sh + i) * wp + j
                                     grow = g[oh * out_w:(oh + 1) * out_w]
                                     for ow in range(out_w):
-                                        s += grow[ow] * xs[start + ow * sw]
-                                gw[co, ci, i, j] += s
-                if need_grad_x:
-                    gx = gxs[0]
-                    for ci in range(c_in):
-                        gx[:] = 0
-                        for co in range(c_out):
-                            g = gflat[co]
-                            for i in range(kh):
-                                for j in range(kw):
-                                    wv = w[co, ci, i, j]
-                                    for oh in range(out_h):
-                                        start = (oh * sh + i) * wp + j
-                                        grow = g[oh * out_w:(oh + 1) * out_w]
-                                        for ow in range(out_w):
-                                            gx[start + ow * sw] += wv * grow[ow]
-                        for r in range(height):
-                            srow = gx[(r + ph) * wp + pw:(r + ph) * wp + pw + width]
-                            drow = grad_x[img, ci, r]
-                            for col in range(width):
-                                drow[col] = srow[col]
+                                        gx[start + ow * sw] += wv * grow[ow]
+                    for r in range(height):
+                        srow = gx[(r + ph) * wp + pw:(r + ph) * wp + pw + width]
+                        drow = grad_x[img, ci, r]
+                        for col in range(width):
+                            drow[col] = srow[col]
