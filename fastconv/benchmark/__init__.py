@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="only the network zoo (conv layers of LeNet-5, ResNet-20/56/18, VGG-11/16, "
                              "1x1 bottlenecks, strided stems; numba vs PyTorch); the full run includes it")
     parser.add_argument("--no-zoo", action="store_true", help="leave the network zoo out of the full run")
+    parser.add_argument("--networks", action="store_true",
+                        help="only whole networks (report 000's CNN, letters-cnn, resnet20, vgg11, mobilenetv2): "
+                             "training step and inference at batch 1 and 8, numba vs the same network in torch.nn")
     parser.add_argument("--no-load", action="store_true",
                         help="skip the training step timed beside a busy-looping process (1 vs all threads)")
     return parser
@@ -78,6 +81,10 @@ def _output_folder(path: Path) -> Path:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     _output_folder(args.out)
+    if args.networks:
+        from fastconv.benchmark.networks import main_networks
+
+        return main_networks(args)
     import fastconv
     from fastconv import env
     from fastconv.benchmark import report, runner
