@@ -112,3 +112,12 @@ def test_charts_are_readable(tmp_path, monkeypatch):
     # scaling: the caption says why the numpy line stops
     fig = by_name["scaling_batch.png"]
     assert any("numpy line stops" in text.get_text() for text in fig.texts)
+
+
+def test_a_kernel_measured_on_one_layer_plots(tmp_path):
+    """The geometric mean of one speedup can round a hair above it (exp(log(0.1)) >
+    0.1): the chart's range must not turn negative."""
+    one = [dict(KERNELS[1], speedup_vs_numpy=0.1)]          # a numba row
+    (row,) = [s for s in report.speedup_summary(one)]
+    assert row["geomean"] > row["low"]             # the rounding this guards against
+    assert any(path.name == "speedup.png" for path in report.plot_charts(_results(one, []), tmp_path))

@@ -278,7 +278,9 @@ def _plot_speedup_summary(plt, results: dict, path: Path) -> Path | None:
         shown = [s for s in rows if s]
         ax.barh(ys, [s["geomean"] for s in shown], height, label=backend)
         ax.errorbar([s["geomean"] for s in shown], ys,
-                    xerr=[[s["geomean"] - s["low"] for s in shown], [s["high"] - s["geomean"] for s in shown]],
+                    # max(0, .): the geometric mean of one value can round a hair past it
+                    xerr=[[max(0.0, s["geomean"] - s["low"]) for s in shown],
+                          [max(0.0, s["high"] - s["geomean"]) for s in shown]],
                     fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
     ax.axvline(1, color="black", lw=0.8)
     ax.set_xscale("log")
