@@ -160,10 +160,16 @@ def prepare_backend(model=None, dtypes=np.float32, log=print, progress: bool = T
                     jobs: int = 2, ops=None) -> float | None:
     """Everything before a timed run on the current backend: a misconfigured
     ``FASTCONV_*`` variable fails now (not minutes in), a busy machine gets a line of
-    advice, and `compile_kernels` runs.  Returns its seconds (None: nothing compiled)."""
+    advice, `compile_kernels` runs, and from then on a kernel whose first use compiles
+    for seconds is named (the backend's ``watch_compiles``).  Returns the compile
+    seconds (None: nothing compiled)."""
     backend = fastconv.get_backend()
     check_mode = getattr(backend, "get_conv_algorithm_mode", None)
     if check_mode is not None:
         check_mode()                   # raises EnvironmentVariableError on a bad FASTCONV_CONV_ALGO
     _advise_if_busy(backend, log)
-    return compile_kernels(backend, model, dtypes, log, progress, jobs, ops)
+    seconds = compile_kernels(backend, model, dtypes, log, progress, jobs, ops)
+    watch = getattr(backend, "watch_compiles", None)
+    if watch is not None:               # what compiles later, on first use, is said too
+        watch(log)
+    return seconds

@@ -58,6 +58,7 @@ from fastconv.backends.numba_backend.select import (  # noqa: E402,F401
     get_conv_algorithm_mode, last_conv_algorithms, set_conv_algorithm, set_exact_only)
 from fastconv.backends.numba_backend.unfold import col2im, im2col  # noqa: E402,F401
 from fastconv.backends.numba_backend.background import set_enabled as set_background_compile  # noqa: E402,F401
+from fastconv.backends.numba_backend.compile_watch import watch as watch_compiles  # noqa: E402,F401
 from fastconv.backends.numba_backend.warmup import (  # noqa: E402,F401
     KERNEL_MODULES, compiled_signatures, estimate_basis, estimated_seconds, kernels_cached, last_warmup,
     warmup)

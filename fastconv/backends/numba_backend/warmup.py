@@ -11,7 +11,8 @@ import numba
 import numpy as np
 
 from fastconv.backends.numba_backend import background as background_compile
-from fastconv.backends.numba_backend import compile_clock, dense, general, norm, pool, readiness, select, unfold
+from fastconv.backends.numba_backend import (compile_clock, compile_watch, dense, general, norm, pool, readiness,
+                                             select, unfold)
 from fastconv.backends.numba_backend.kernels import blocked as _blocked
 from fastconv.backends.numba_backend.kernels import dense as _dense
 from fastconv.backends.numba_backend.kernels import depthwise as _depthwise
@@ -257,6 +258,11 @@ def warmup(dtypes=(np.float32,), jobs: int = 1, ops=None, progress=None, backgro
     total, item)`` is called once before anything compiles (``item`` None) and after
     each ``"dtype:group"`` item is ready.
     """
+    with compile_watch.quiet():          # its progress is ``progress``'s to tell
+        return _warmup(dtypes, jobs, ops, progress, background)
+
+
+def _warmup(dtypes, jobs, ops, progress, background) -> float:
     start = time.perf_counter()
     now, later = compile_plan(ops, background)
     items = _items(dtypes, now)
