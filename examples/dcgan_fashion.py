@@ -10,12 +10,11 @@ logit.  Each step, as in the DCGAN paper (Adam, lr 2e-4, beta1 0.5):
 2. generator: the discriminator's loss of freshly generated images against 1 (the
    gradient flows back through the discriminator into the generator).
 
-Writes ``samples.png`` (a grid of generated images after each epoch's last step is
-overwritten), ``generator.npz`` and ``discriminator.npz`` (`fastconv.load` rebuilds
-them).  Fashion-MNIST is looked up as everywhere in fastconv (``--data-root``,
+Writes ``samples.png`` (images generated from fixed noise, redrawn after each
+epoch), ``generator.npz`` and ``discriminator.npz`` (`fastconv.load` rebuilds them).  Fashion-MNIST is looked up as everywhere in fastconv (``--data-root``,
 ``FASTCONV_DATA``, the cache, and ``../shared/data`` beside the checkout).
 
-    python examples/dcgan_fashion.py                           # 1 epoch of 10,000 images
+    python examples/dcgan_fashion.py                           # 1 epoch of 10,000 images, ~20 s
     python examples/dcgan_fashion.py --epochs 5 --limit 0      # the full training set
 """
 
@@ -72,9 +71,9 @@ def gan_step(generator, discriminator, real, g_opt, d_opt, latent_dim: int, rng)
 def save_samples(generator, noise: np.ndarray, path: Path) -> None:
     from matplotlib.figure import Figure
 
-    generator.eval()
+    # in training mode (batch statistics), as the DCGAN reference samples: early in
+    # training the running statistics lag far behind the weights
     images = (generator(noise)[:, 0] + 1.0) / 2.0
-    generator.train()
     side = int(np.ceil(np.sqrt(len(images))))
     figure = Figure(figsize=(side, side))
     for index, image in enumerate(images):
