@@ -14,7 +14,7 @@ Writes ``samples.png`` (images generated from fixed noise, redrawn after each
 epoch), ``generator.npz`` and ``discriminator.npz`` (`fastconv.load` rebuilds them).  Fashion-MNIST is looked up as everywhere in fastconv (``--data-root``,
 ``FASTCONV_DATA``, the cache, and ``../shared/data`` beside the checkout).
 
-    python examples/dcgan_fashion.py                           # 1 epoch of 10,000 images, ~20 s
+    python examples/dcgan_fashion.py                           # 1 epoch of 10,000 images
     python examples/dcgan_fashion.py --epochs 5 --limit 0      # the full training set
 """
 
