@@ -5,10 +5,15 @@ error naming the variable.
 * ``FASTCONV_NUM_THREADS`` -- threads of the numba (and torch) backend, a positive int;
 * ``FASTCONV_CONV_ALGO``   -- the numba convolution algorithm mode (`numba_backend.select`);
 * ``FASTCONV_CONV_EXACT``  -- 1: exact-arithmetic convolution algorithms only;
-* ``FASTCONV_CACHE_DIR``   -- where autotuning results are kept (default ~/.cache/fastconv);
+* ``FASTCONV_CACHE_DIR``   -- where autotuning results are kept (default ~/.cache/fastconv),
+  and numba's compile cache when numba finds no writable folder of its own;
 * ``FASTCONV_BLAS``        -- mkl, openblas or auto: the BLAS the numba GEMMs call;
 * ``FASTCONV_OPENBLAS_CORETYPE`` -- the kernels (OpenBLAS core type) of fastconv's own
   OpenBLAS, default: what OpenBLAS detects on this CPU.
+
+The data folders (``FASTCONV_DATA``, ``FASTCONV_CACHE``) are read by `fastconv.data`.
+`check` validates every variable whose valid values are known here, for a command to
+fail before it creates or loads anything.
 
 `EnvironmentVariableError` is deliberately not a `ValueError`: code that turns a
 ValueError from a model's forward pass into "this model cannot take that data" must
@@ -26,6 +31,9 @@ CONV_EXACT = "FASTCONV_CONV_EXACT"
 CACHE_DIR = "FASTCONV_CACHE_DIR"
 BLAS = "FASTCONV_BLAS"
 OPENBLAS_CORETYPE = "FASTCONV_OPENBLAS_CORETYPE"
+DATA = "FASTCONV_DATA"
+DATA_CACHE = "FASTCONV_CACHE"
+BACKGROUND_COMPILE = "FASTCONV_BACKGROUND_COMPILE"
 
 
 class EnvironmentVariableError(Exception):
@@ -74,3 +82,39 @@ def flag(name: str) -> bool:
     if value in ("1", "true", "yes"):
         return True
     raise EnvironmentVariableError(f"{name} must be 0 or 1, got {value!r}")
+
+
+def background_compile() -> bool:
+    """``FASTCONV_BACKGROUND_COMPILE``: whether a first call may run on the algorithm that
+    is compiled while a helper process compiles the others (default: yes)."""
+    return not raw(BACKGROUND_COMPILE) or flag(BACKGROUND_COMPILE)
+
+
+def cache_dir() -> str:
+    """``FASTCONV_CACHE_DIR``, else ``$XDG_CACHE_HOME/fastconv`` (default
+    ``~/.cache/fastconv``); not created here."""
+    return raw(CACHE_DIR) or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fastconv")
+
+
+def folder(name: str) -> str | None:
+    """The variable as a folder path, which need not exist yet but must not be a
+    file (everything under it would fail later, one file at a time); None when unset."""
+    value = raw(name)
+    if not value:
+        return None
+    path = os.path.expanduser(value)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise EnvironmentVariableError(f"{name} must name a folder, but {value!r} is a file")
+    return path
+
+
+def check() -> None:
+    """Validate the variables whose valid values this module knows (raises
+    `EnvironmentVariableError` naming the first bad one); the backend and algorithm
+    names are checked by their owners (`fastconv.cli` asks them)."""
+    num_threads()
+    flag(CONV_EXACT)
+    background_compile()
+    for name in (CACHE_DIR, DATA, DATA_CACHE):
+        folder(name)

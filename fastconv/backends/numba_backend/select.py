@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
-import warnings
 
 import numpy as np
 
@@ -37,7 +35,8 @@ from fastconv import env
 from fastconv.backends.numba_backend import blas as _blas
 from fastconv.backends.numba_backend import blocked, direct, gemm, shifted, shifted_rows, winograd
 from fastconv.backends.numba_backend import runtime as rt
-from fastconv.machine import cpu_model
+from fastconv.backends.numba_backend import tuning_cache
+from fastconv.backends.numba_backend.tuning_cache import autotune_cache  # noqa: F401  (public here)
 
 ALGORITHMS = {module.NAME: module for module in (direct, gemm, shifted, shifted_rows, winograd, blocked)}
 MODES = ("auto", "benchmark", "heuristic") + tuple(ALGORITHMS)
@@ -164,19 +163,7 @@ def _as_pair(v):
 
 
 # --------------------------------------------------------------------------- autotune cache
-def autotune_cache() -> str:
-    """Path of this machine's autotuning cache: ``FASTCONV_CACHE_DIR`` (default
-    ``~/.cache/fastconv``), one file per CPU model and fastconv version."""
-    from fastconv import __version__
-
-    folder = env.raw(env.CACHE_DIR) or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fastconv")
-    cpu = "".join(ch if ch.isalnum() else "-" for ch in cpu_model()).strip("-")[:60] or "cpu"
-    return os.path.join(folder, f"conv-algorithms-{cpu}-{__version__}.json")
-
-
-_winners: dict | None = None     # tuned key (str) -> algorithm name, loaded lazily
-_loaded_from: str | None = None
+# The file itself is `tuning_cache`'s (bounded, read once per process, written atomically).
 _decided: dict = {}              # `choose`'s per-call memo: -> (algorithm, key)
 _environ = os.environ
 
@@ -189,54 +176,22 @@ def _tuned_key(k, exact, names) -> str:
 
 
 def _load_winners() -> dict:
-    global _winners, _loaded_from
-    path = autotune_cache()
-    if _winners is None or _loaded_from != path:
-        _winners, _loaded_from = _read_cache(path), path
-    return _winners
+    """Tuned key -> winner: this process's, the file's read once (`tuning_cache.winners`)."""
+    return tuning_cache.winners(_valid_variant)
 
 
 def _read_cache(path) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as err:
-        warnings.warn(f"ignoring unreadable autotuning cache {path}: {err}", RuntimeWarning)
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {k: v for k, v in data.items() if isinstance(v, str) and _valid_variant(v)}
+    return tuning_cache.read(path, _valid_variant)
 
 
 def _save_winner(tuned_key: str, name: str) -> None:
-    """Merge one winner into the cache file: read, update, write a temp file, rename
-    (so a reader never sees half a file and two processes lose at most a result)."""
-    path = autotune_cache()
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        merged = _read_cache(path)
-        merged[tuned_key] = name
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".conv-algorithms-", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(merged, f, indent=0, sort_keys=True)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as err:
-        warnings.warn(f"cannot save the autotuning cache {path}: {err}", RuntimeWarning)
+    tuning_cache.save(tuned_key, name, _valid_variant)
 
 
 def clear_autotune_cache(memory_only: bool = False) -> None:
     """Forget tuned choices (this process's, and the cache file unless memory_only)."""
-    global _winners
-    _winners = None
     _decided.clear()
-    if not memory_only:
-        try:
-            os.remove(autotune_cache())
-        except FileNotFoundError:
-            pass
+    tuning_cache.clear(memory_only)
 
 
 # --------------------------------------------------------------------------- choice
