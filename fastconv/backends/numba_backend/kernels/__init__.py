@@ -5,3 +5,7 @@ and writable, shapes consistent, ints in range (bounds checks are off).  They ar
 reached only through the planning modules one level up, which are reached only
 through `fastconv.functional`, which validates every argument.
 """
+
+from fastconv.backends.numba_backend import jit_cache as _jit_cache
+
+_jit_cache.install()   # before any kernel is decorated: a bad or unwritable cache cannot break a run
