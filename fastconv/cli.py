@@ -8,12 +8,14 @@
     fastconv info
     mpiexec -n 2 fastconv train --model cnn --dataset digits --out runs/digits-2ranks   # fastconv[mpi]
 
-A user mistake (unknown data set, missing files, a checkpoint that does not fit, a
-bad ``FASTCONV_*`` environment variable) prints one ``fastconv: error: ...`` line and
-exits with status 1, in every command including ``bench``; bad options exit with
-argparse's status 2; Ctrl-C during training saves and exits with 130.  ``--debug``
-shows the full traceback instead.  ``--help``, ``--version`` and ``info`` work
-whatever the environment holds; bare ``fastconv`` prints the help.
+A user mistake (unknown data set, missing files, a checkpoint that does not fit)
+prints one ``fastconv: error: ...`` line and exits with status 1, in every command
+including ``bench``; bad options exit with argparse's status 2, and so does a bad
+``FASTCONV_*`` environment variable, checked before anything is created or loaded;
+Ctrl-C during training saves and exits with 130.  ``--debug`` shows the full
+traceback instead.  ``--help``, ``--version`` and ``info`` work whatever the
+environment holds; bare ``fastconv`` prints the help.  Warnings (fastconv's and
+Python's) are one ``fastconv: ...`` line each on stderr.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import os
 import sys
 from pathlib import Path
 
+from fastconv.console import bad_environment, one_line_notices
 from fastconv.env import EnvironmentVariableError
 
 # Errors a user can cause and fix without reading code: shown as one line.  OSError
@@ -376,12 +379,23 @@ def _guarded(run, debug: bool) -> int:
         return EXIT_USER_ERROR
 
 
+# ------------------------------------------------------------------ entry point
 def main(argv=None) -> int:
     """Entry point of the ``fastconv`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    with one_line_notices():
+        return _main(argv)
+
+
+def _main(argv: list) -> int:
     debug = "--debug" in argv[:1]
     if argv[int(debug):int(debug) + 1] == ["bench"]:
-        return _guarded(lambda: _run_bench(argv[int(debug) + 1:]), debug)
+        bench_argv = argv[int(debug) + 1:]
+        if not {"-h", "--help"} & set(bench_argv):
+            bad = bad_environment(debug)
+            if bad is not None:
+                return bad
+        return _guarded(lambda: _run_bench(bench_argv), debug)
     parser = build_parser()
     if not argv[int(debug):]:
         parser.print_help()
@@ -392,6 +406,10 @@ def main(argv=None) -> int:
             args.checkpoint = _one_checkpoint(parser, args)
     except SystemExit as exc:  # --help or a usage error: argparse already printed why
         return int(exc.code or 0)
+    if args.command != "info":                 # info reports the environment's problems
+        bad = bad_environment(args.debug)
+        if bad is not None:
+            return bad
     return _guarded(lambda: _run_command(args), args.debug)
 
 

@@ -114,7 +114,8 @@ def check() -> None:
     `EnvironmentVariableError` naming the first bad one); the backend and algorithm
     names are checked by their owners (`fastconv.cli` asks them)."""
     num_threads()
-    flag(CONV_EXACT)
+    for name in (CONV_EXACT, BACKGROUND_COMPILE):
+        flag(name)
     background_compile()
     for name in (CACHE_DIR, DATA, DATA_CACHE):
         folder(name)

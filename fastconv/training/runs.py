@@ -1,13 +1,16 @@
 """`train`: set up a run (new, or resumed from its checkpoint), hand it to a `Trainer`.
 
-Order of checks, so that mistakes cost nothing: settings and model options first,
-then (for a new run) the data and the model; the output folder is locked only
-after that, and everything that reads or writes it happens under the lock.
+Order of checks, so that mistakes cost nothing: the ``FASTCONV_*`` variables and
+the backend, settings and model options first, then (for a new run) the data and the
+model; the output folder is locked only after that, and everything that reads or
+writes it happens under the lock.  A new run that fails before writing anything
+leaves no folder behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -16,11 +19,12 @@ from typing import Callable
 import numpy as np
 
 import fastconv
+from fastconv import env
 from fastconv.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_rng_states
 from fastconv.checkpoint_meta import MalformedCheckpointError
 from fastconv.data.dataset import Dataset
 from fastconv.data.resolve import dataset_spec, is_reference, resolve_dataset
-from fastconv.files import locked_folder, remove_stale_temp_files
+from fastconv.files import LOCK_NAME, locked_folder, remove_stale_temp_files
 from fastconv.training.hyperparameters import (Hyperparameters, check_hyperparameters, check_setting,
                                                default_hyperparameters, with_optimizer_lr)
 from fastconv.training.model_setup import check_model_fits, check_model_options, model_config
@@ -66,6 +70,7 @@ def train(model_name: str, dataset, epochs: int = 10, batch_size: int | None = N
     the run lasts.  ``world``: the processes that train together
     (`fastconv.distributed`; default this one alone).
     """
+    env.check()                  # a bad FASTCONV_* value: before the data or the folder
     world = world or LocalWorld()
     log = (log or (_log_default if progress else print)) if world.is_writer else (lambda message: None)
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
@@ -79,6 +84,7 @@ def train(model_name: str, dataset, epochs: int = 10, batch_size: int | None = N
     out_dir = Path(out_dir)
     context = fastconv.use_backend(backend) if backend else contextlib.nullcontext()
     with context, contextlib.ExitStack() as held:
+        fastconv.get_backend()   # the default one is chosen (and FASTCONV_BACKEND checked) here
         if resume:
             run = _resumed_run(model_name, dataset, chosen, options, out_dir, data_root, download,
                                world, log, held)
@@ -108,9 +114,26 @@ def _held(out_dir: Path, world):
     if not world.is_writer:
         yield
         return
+    created = not out_dir.exists()
     with locked_folder(out_dir, "another fastconv train"):
         remove_stale_temp_files(out_dir, OUTPUT_NAMES)
-        yield
+        try:
+            yield
+        except BaseException:
+            if created:
+                _remove_if_unused(out_dir)
+            raise
+
+
+def _remove_if_unused(out_dir: Path) -> None:
+    """Remove a folder this run created and left holding nothing but its lock (done
+    while the lock is held: no other run can be using it)."""
+    try:
+        if set(os.listdir(out_dir)) <= {LOCK_NAME}:
+            (out_dir / LOCK_NAME).unlink(missing_ok=True)
+            out_dir.rmdir()
+    except OSError:
+        pass                     # (Windows keeps an open file; a file appeared): leave it
 
 
 def _refuse_existing(out_dir: Path, overwrite: bool) -> None:
