@@ -4,7 +4,10 @@ Runs a curated set of the two reports' layer shapes in one process, prints a tab
 (median time, IQR, speedup over numpy, ratio to PyTorch, GFLOP/s and % of the
 machine's float32 matmul peak, the numba conv algorithm chosen), the training-step
 times and seconds per 60k-image epoch, JIT compile time separately from run time, and
-writes results.json, results.md and PNG charts to ``--out``.
+writes results.json, results.md and PNG charts to ``--out``: ``bench-results/`` for
+the full run, ``bench-results-quick/`` for ``--quick`` (neither replaces the other's;
+a run that replaces an earlier one's results says so first).  The report is printed
+once, as it is measured; the end names results.md.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 PEAK_ROUNDS = 3
+DEFAULT_OUT = "bench-results"
+DEFAULT_QUICK_OUT = "bench-results-quick"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="timed calls per measurement (default 7, quick 5)")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                         help="dtype of every array measured")
-    parser.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"output folder (default {DEFAULT_OUT}/, or {DEFAULT_QUICK_OUT}/ with --quick)")
     parser.add_argument("--no-scaling", action="store_true", help="skip the batch/channel/thread sweeps")
     parser.add_argument("--no-compile", action="store_true",
                         help="skip the cold/warm JIT compile measurement (fresh processes)")
@@ -68,9 +74,11 @@ def run_zoo_section(results: dict, dtype, repeat: int, quick: bool, backends, ou
     return [out_dir / "zoo.json", out_dir / "zoo.md", out_dir / "zoo.png"]
 
 
-def _output_folder(path: Path) -> Path:
-    """``--out``, created now: a folder that cannot be written fails in a second, not
-    after minutes of measuring."""
+def _output_folder(args) -> Path:
+    """``--out`` (default: one folder for the full run, another for ``--quick``),
+    created now: a folder that cannot be written fails in a second, not after
+    minutes of measuring."""
+    path = args.out or Path(DEFAULT_QUICK_OUT if args.quick else DEFAULT_OUT)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -78,16 +86,26 @@ def _output_folder(path: Path) -> Path:
     return path
 
 
+def _replaced(out_dir: Path, zoo_only: bool) -> str | None:
+    """The line saying which earlier results in ``out_dir`` this run replaces."""
+    names = ("zoo.json", "zoo.md") if zoo_only else ("results.json", "results.md")
+    found = [name for name in names if (out_dir / name).exists()]
+    if not found:
+        return None
+    return (f"{out_dir}: this run replaces the earlier results there ({', '.join(found)}); "
+            "pass --out to keep them")
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    _output_folder(args.out)
+    args.out = _output_folder(args)
     if args.networks:
         from fastconv.benchmark.networks import main_networks
 
         return main_networks(args)
     import fastconv
     from fastconv import env
-    from fastconv.benchmark import report, runner
+    from fastconv.benchmark import printed, report, runner
     from fastconv.benchmark.timing import machine_info, matmul_peak_gflops
 
     available = fastconv.available_backends()
@@ -115,6 +133,9 @@ def main(argv=None) -> int:
         "backends": backends,
     }
     machine = results["machine"]
+    replaced = _replaced(args.out, args.zoo)
+    if replaced:
+        log(replaced)
     log(f"machine: {machine['cpu']} | {machine['cores']} cores, {threads} threads | numpy {machine['numpy']} "
         f"({machine['blas']}) | numba {machine['numba']} (GEMMs: {machine.get('kernel_blas')}) | torch {machine['torch'] or 'not installed'}")
 
@@ -140,7 +161,8 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory(prefix="fastconv-numba-cache-") as cache_dir:
             results["compile"]["cold, warmup first (as fastconv train)"] = runner.first_step_latency(cache_dir)
             results["compile"]["warm (cached), warmup first"] = runner.first_step_latency(cache_dir)
-        log(f"compile: {results['compile']}")
+        for label, data in results["compile"].items():
+            log(printed.compile_line(label, data))
 
     if args.zoo:
         if "numba" not in backends:
@@ -171,8 +193,9 @@ def main(argv=None) -> int:
     thread_settings.restore()
 
     written = report.write_results(results, args.out) + zoo_files
-    log("\n" + report.markdown(results))
-    log("wrote " + ", ".join(str(p) for p in written))
+    log("\n" + printed.conv_totals_text(results["kernels"]))   # the one table not printed as measured
+    others = [str(path) for path in written if path.name != "results.md"]
+    log(f"\nreport: {args.out / 'results.md'}" + (f" (also wrote {', '.join(others)})" if others else ""))
     return 0
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import fastconv
 import fastconv.functional as F
 from fastconv.backends import blas_thread_limit
-from fastconv.benchmark import cases
+from fastconv.benchmark import cases, printed
 from fastconv.benchmark.timing import ROUNDS, measure_interleaved
 
 
@@ -358,7 +358,7 @@ def run_scaling(backends, dtype, repeat, quick, threads, thread_settings, log):
                 rows.append(dict(sweep=sweep, value=value, backend=label, threads=threads,
                                  median_ms=timing.median * 1e3,
                                  gflops=3 * layer.forward_flops / timing.median / 1e9))
-        log(f"  scaling vs {sweep}: done")
+            log(printed.scaling_line(sweep, value, rows))
     if threads > 1:
         layer = cases.ConvLayer("scaling", "conv", 64, 64, 64, 16, 3, 1)
         for count in (1, threads):
@@ -368,8 +368,8 @@ def run_scaling(backends, dtype, repeat, quick, threads, thread_settings, log):
                 rows.append(dict(sweep="threads", value=count, backend=label, threads=count,
                                  median_ms=timing.median * 1e3,
                                  gflops=3 * layer.forward_flops / timing.median / 1e9))
+            log(printed.scaling_line("threads", count, rows))
         thread_settings.apply(threads)
-        log("  scaling vs threads: done")
     return rows
 
 
