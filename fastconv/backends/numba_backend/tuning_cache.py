@@ -83,7 +83,7 @@ def _read_bytes(path: str):
             return None, _stamp(info), False, "it is not a regular file"
         data = _read_at_most(fd, MAX_BYTES + 1) if info.st_size <= MAX_BYTES else None
         if data is None or len(data) > MAX_BYTES:            # (or it grew while being read)
-            return None, _stamp(info), True, f"it is larger than {MAX_BYTES >> 20} MB"
+            return None, _stamp(info), True, f"it is larger than {MAX_BYTES / 2 ** 20:g} MB"
         return data, _stamp(info), True, None
     except OSError as err:
         return None, _current_stamp(path), True, f"cannot read it ({err.strerror or err})"
