@@ -203,14 +203,14 @@ def test_fused_variants_with_groups_and_dilation(backend, dtype, seed):
 def test_default_arguments_stay_on_the_plain_path(monkeypatch):
     """dilation=1, groups=1 and int padding never enter the general code; (1, 1)
     pairs do, and come out identical."""
-    from fastconv import conv_general
+    from fastconv.functional import general_conv
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, 6, 6))
     w = rng.standard_normal((4, 3, 3, 3))
     plain = F.conv2d(x, w, None, 1, 1)
     np.testing.assert_array_equal(F.conv2d(x, w, None, 1, 1, (1, 1), 1), plain)
-    monkeypatch.setattr(conv_general, "conv2d", lambda *a: pytest.fail("general path taken"))
+    monkeypatch.setattr(general_conv, "conv2d", lambda *a: pytest.fail("general path taken"))
     F.conv2d(x, w, None, 1, 1, dilation=1, groups=1)
 
 
@@ -221,7 +221,7 @@ MINIMAL = "minimal-test-backend"
 @pytest.fixture
 def minimal_backend():
     """A backend with only the required kernels (numpy's), so every issue-13 op runs
-    `fastconv.conv_compose` on the plain im2col/col2im."""
+    `fastconv.functional.compose` on the plain im2col/col2im."""
     from fastconv import backends
 
     register_backend(MINIMAL, "tests.test_convops")

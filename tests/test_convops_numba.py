@@ -385,7 +385,7 @@ def test_grouped_layers_run_blocked_where_its_blocks_fill(monkeypatch):
 
 
 def test_without_blas_the_composition_runs(monkeypatch, dtype):
-    """No BLAS: grouped/dilated/transposed fall back to `conv_compose` on numba's
+    """No BLAS: grouped/dilated/transposed fall back to `compose` on numba's
     unfold kernels (depthwise keeps its direct kernels)."""
     monkeypatch.setattr(gemm, "available", lambda: False)
     for x_shape, w_shape, stride, padding, dilation, groups in CONV_CASES[3:5]:

@@ -46,7 +46,7 @@ KERNELS = (
 OPTIONAL_KERNELS = ("conv2d_relu", "conv2d_relu_backward", "conv2d_backward_weights",
                     "conv2d_relu_avgpool2", "conv2d_relu_avgpool2_backward",
                     "batch_norm", "batch_norm_backward", "linear", "linear_backward")
-# General convolution (issue 13), also optional; `fastconv.conv_compose` composes
+# General convolution, also optional; `fastconv.functional.compose` composes
 # them from `KERNELS` (dilated unfold + one batched matmul over the groups):
 #   im2col_dilated(x, kernel_size, stride, padding, dilation)
 #   col2im_dilated(cols, output_size, kernel_size, stride, padding, dilation)

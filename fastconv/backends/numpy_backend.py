@@ -63,7 +63,7 @@ def col2im(cols, output_size, kernel_size, stride, padding, dilation=(1, 1)):
 
 # Optional kernels (see `fastconv.backends`): the dilated unfold is the same gather
 # with spread-out taps.  Grouped, dilated and transposed convolutions are composed
-# from it by `fastconv.conv_compose` (one batched matmul over the groups): that is
+# from it by `fastconv.functional.compose` (one batched matmul over the groups): that is
 # this backend's reference algorithm for them.
 im2col_dilated = im2col
 col2im_dilated = col2im

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 import fastconv.functional as F
-from fastconv import arguments, conv_params
+from fastconv.functional import arguments, conv_params
 from fastconv.nn.init import as_generator, float_dtype, kaiming_normal
 from fastconv.nn.module import Module, Parameter
 

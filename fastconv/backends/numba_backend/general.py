@@ -9,7 +9,7 @@ backward over `shifted` here; 4 groups of 32 channels, 3x3 at 28x28: 1.6 ms forw
 against 4.8 for the per-group GEMMs), else dilated ones the GEMMs on shifted views of
 `shifted` (1.1-2x the dilated-im2col GEMMs); everything else, and transposed
 convolution, the GEMMs of `grouped`.  Without a BLAS (neither MKL nor SciPy to bind, see `blas`) the
-non-depthwise cases fall back to the composition of `fastconv.conv_compose` on this
+non-depthwise cases fall back to the composition of `fastconv.functional.compose` on this
 backend's unfold kernels.  Arguments arrive validated
 and normalised by `fastconv.functional`.
 """
@@ -63,14 +63,14 @@ def col2im_dilated(cols, output_size, kernel_size, stride, padding, dilation):
 
 
 def _composed():
-    """Fallback without BLAS: `fastconv.conv_compose` on this backend's kernels."""
-    from fastconv import conv_compose
+    """Fallback without BLAS: `fastconv.functional.compose` on this backend's kernels."""
+    from fastconv.functional import compose as conv_compose
 
     return conv_compose, sys.modules["fastconv.backends.numba_backend"]
 
 
 def _spec(x_shape, w_shape, stride, padding, dilation, groups):
-    from fastconv.conv_params import ConvSpec
+    from fastconv.functional.conv_params import ConvSpec
 
     out_hw = _conv_out_hw(x_shape[2:], w_shape[2:], stride, padding, dilation)
     return ConvSpec(stride, padding, dilation, groups, tuple(x_shape[2:]), out_hw)
@@ -194,7 +194,7 @@ def conv_transpose2d_backward(grad_y, x, w, stride, padding, output_padding, dil
     if _depthwise_transpose_runs(w.shape, groups):
         return depthwise.transpose_backward(grad_y, x, w, stride, padding, dilation)
     if not gemm.available():
-        from fastconv import conv_general   # the composition over this backend's kernels
+        from fastconv.functional import general_conv as conv_general   # composes this backend's kernels
 
         return conv_general.compose_transpose_backward(grad_y, x, w, stride, padding, dilation, groups)
 

@@ -1,5 +1,5 @@
 """Dilated, grouped and transposed convolution composed from a backend's required
-kernels: the fallback `fastconv.conv_general` runs for a backend without the
+kernels: the fallback `fastconv.functional.general_conv` runs for a backend without the
 optional general kernels, and the NumPy backend's reference algorithm.
 
 * dilated ``im2col``: the plain ``im2col`` of the dilated kernel's full extent,
@@ -10,7 +10,7 @@ optional general kernels, and the NumPy backend's reference algorithm.
 * transposed convolution: the input gradient of the convolution it transposes,
   ``col2im(W.T @ x)``.
 
-Arguments arrive validated (`fastconv.conv_params`); ``spec`` is a `ConvSpec`.
+Arguments arrive validated (`fastconv.functional.conv_params`); ``spec`` is a `ConvSpec`.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def conv_transpose2d(backend, x, w, b, spec):
     """``spec`` is the transposed convolution's conv view (`conv_params.transpose_args`)."""
     n, c_in = x.shape[:2]
     groups = spec.groups
-    x = _zero_extend(x, spec.out_hw)
+    x = zero_extend(x, spec.out_hw)
     windows = x.shape[2] * x.shape[3]
     # conv weights (C_in, C_out/G, kh, kw) as (G, C_in/G, K): the transpose maps C_in -> K
     weights = _grouped_weights(w, groups).transpose(0, 2, 1)
@@ -98,7 +98,7 @@ def conv_transpose2d(backend, x, w, b, spec):
     return y
 
 
-def _zero_extend(x, hw):
+def zero_extend(x, hw):
     """``x`` zero-padded at the bottom/right to ``hw`` (the convolution's full output
     when ``output_padding >= stride`` leaves it rows the input does not have)."""
     if tuple(x.shape[2:]) == tuple(hw):

@@ -1,27 +1,26 @@
-"""The general convolution case of `fastconv.functional`: ``dilation``, ``groups``,
-``padding="same"/"valid"``, and transposed convolution (issue 13).
+"""The general convolution path: ``dilation``, ``groups``, ``padding="same"/"valid"``
+and transposed convolution.
 
-`fastconv.functional`'s convolution functions hand a call over to here when it has a
-string padding or a dilation / groups other than 1 (`applies`).  After validating
-(`fastconv.conv_params`), a call that turns out plain again (``"same"`` with no
-dilation or groups) goes back to the original functional op -- and so to every
-backend's tuned plain kernels -- with the input already padded where ``"same"``
-needs an extra bottom/right row or column.  The rest dispatches to the backend's
-optional general kernels (see `fastconv.backends`), or to `fastconv.conv_compose`
-for a backend that has none.  Transposed convolution is the input gradient of the
-convolution it transposes; its backward is that convolution's forward (input
-gradient) and weight gradient with the roles of input and output swapped.
+`fastconv.functional.conv` hands a call over to here when it has a string padding
+or a dilation / groups other than 1 (`applies`).  After validating
+(`fastconv.functional.conv_params`), a call that turns out plain again (``"same"``
+with no dilation or groups) goes to `fastconv.functional.plain_conv` -- and so to
+every backend's tuned plain kernels -- with the input already padded where
+``"same"`` needs an extra bottom/right row or column.  The rest dispatches to the
+backend's optional general kernels (see `fastconv.backends`), or to
+`fastconv.functional.compose` for a backend that has none.  Transposed convolution
+is the input gradient of the convolution it transposes; its backward is that
+convolution's forward (input gradient) and weight gradient with the roles of input
+and output swapped.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from fastconv import conv_compose as compose
-from fastconv import conv_params as P
-from fastconv import functional as F
-from fastconv import arguments
 from fastconv.backends import get_backend
+from fastconv.functional import arguments, compose, plain_conv
+from fastconv.functional import conv_params as P
 
 
 def applies(padding, dilation, groups) -> bool:
@@ -46,7 +45,7 @@ def _backward(grad_y, x, w, spec, input_grad):
     if spec.plain:
         if input_grad:
             return backend.conv2d_backward(grad_y, x, w, spec.stride, spec.padding)
-        return (None, *F._backward_weights(grad_y, x, w, spec.stride, spec.padding))
+        return (None, *plain_conv.backward_weights(grad_y, x, w, spec.stride, spec.padding))
     kernel = getattr(backend, "conv2d_general_backward", None)
     if kernel is not None:
         return kernel(grad_y, x, w, spec.stride, spec.padding, spec.dilation, spec.groups, input_grad)
@@ -81,8 +80,8 @@ def _bias(b, x, channels):
 def conv2d(x, w, b, stride, padding, dilation, groups):
     x, w, spec = P.conv_args(x, w, stride, padding, dilation, groups, "conv2d")
     if spec.plain:
-        return F.conv2d(x, w, b, spec.stride, spec.padding)
-    return _forward(x, w, F._bias_arg(b, x, w), spec)
+        return plain_conv.conv2d(x, w, b, spec.stride, spec.padding)
+    return _forward(x, w, plain_conv.bias_arg(b, x, w), spec)
 
 
 def conv2d_backward(grad_y, x, w, stride, padding, dilation, groups):
@@ -102,8 +101,8 @@ def conv2d_backward_weights(grad_y, x, w, stride, padding, dilation, groups):
 def conv2d_relu(x, w, b, stride, padding, dilation, groups):
     x, w, spec = P.conv_args(x, w, stride, padding, dilation, groups, "conv2d_relu")
     if spec.plain:
-        return F.conv2d_relu(x, w, b, spec.stride, spec.padding)
-    y = _forward(x, w, F._bias_arg(b, x, w), spec)
+        return plain_conv.conv2d_relu(x, w, b, spec.stride, spec.padding)
+    y = _forward(x, w, plain_conv.bias_arg(b, x, w), spec)
     return np.maximum(y, 0, out=y)
 
 
@@ -113,7 +112,7 @@ def conv2d_relu_backward(grad_y, y, x, w, stride, padding, input_grad, dilation,
     grad_y = _array_arg(grad_y, "grad_y", x, expected)
     y = _array_arg(y, "y", x, expected)
     if spec.plain:
-        grads = F.conv2d_relu_backward(grad_y, y, x, w, spec.stride, spec.padding, input_grad)
+        grads = plain_conv.conv2d_relu_backward(grad_y, y, x, w, spec.stride, spec.padding, input_grad)
     else:
         grads = _backward(grad_y * (y > 0).astype(grad_y.dtype), x, w, spec, bool(input_grad))
     return (_crop(grads[0], spec), *grads[1:])
@@ -130,10 +129,10 @@ def _pool2_spec(x, w, stride, padding, dilation, groups, what):
 def conv2d_relu_avgpool2(x, w, b, stride, padding, dilation, groups):
     x, w, spec = _pool2_spec(x, w, stride, padding, dilation, groups, "conv2d_relu_avgpool2")
     if spec.plain:
-        return F.conv2d_relu_avgpool2(x, w, b, spec.stride, spec.padding)
-    y = _forward(x, w, F._bias_arg(b, x, w), spec)
+        return plain_conv.conv2d_relu_avgpool2(x, w, b, spec.stride, spec.padding)
+    y = _forward(x, w, plain_conv.bias_arg(b, x, w), spec)
     np.maximum(y, 0, out=y)
-    return get_backend().avg_pool2d(y, *F._POOL2), y
+    return get_backend().avg_pool2d(y, *plain_conv.POOL2), y
 
 
 def conv2d_relu_avgpool2_backward(grad_pooled, y, x, w, stride, padding, input_grad, dilation, groups):
@@ -142,9 +141,9 @@ def conv2d_relu_avgpool2_backward(grad_pooled, y, x, w, stride, padding, input_g
     y = _array_arg(y, "y", x, (x.shape[0], w.shape[0], out_h, out_w))
     grad_pooled = _array_arg(grad_pooled, "grad_pooled", x, (x.shape[0], w.shape[0], out_h // 2, out_w // 2))
     if spec.plain:
-        grads = F.conv2d_relu_avgpool2_backward(grad_pooled, y, x, w, spec.stride, spec.padding, input_grad)
+        grads = plain_conv.conv2d_relu_avgpool2_backward(grad_pooled, y, x, w, spec.stride, spec.padding, input_grad)
     else:
-        grad_y = get_backend().avg_pool2d_backward(grad_pooled, y.shape, *F._POOL2)
+        grad_y = get_backend().avg_pool2d_backward(grad_pooled, y.shape, *plain_conv.POOL2)
         grads = _backward(grad_y * (y > 0).astype(grad_y.dtype), x, w, spec, bool(input_grad))
     return (_crop(grads[0], spec), *grads[1:])
 
@@ -178,7 +177,7 @@ def _transpose_backward(grad_y, x, w, spec):
     grad_x = _forward(grad_y, w, None, spec)
     if grad_x.shape[2:] != x.shape[2:]:
         grad_x = np.ascontiguousarray(grad_x[:, :, :x.shape[2], :x.shape[3]])
-    _, grad_w, _ = _backward(compose._zero_extend(x, spec.out_hw), grad_y, w, spec, input_grad=False)
+    _, grad_w, _ = _backward(compose.zero_extend(x, spec.out_hw), grad_y, w, spec, input_grad=False)
     return grad_x, grad_w, grad_y.sum(axis=(0, 2, 3))
 
 
@@ -188,39 +187,3 @@ def compose_transpose_backward(grad_y, x, w, stride, padding, dilation, groups):
     out_hw = P.output_hw(grad_y.shape[2:], w.shape[2:], stride, padding, dilation, "conv_transpose2d_backward")
     spec = P.ConvSpec(stride, padding, dilation, groups, tuple(grad_y.shape[2:]), out_hw)
     return _transpose_backward(grad_y, x, w, spec)
-
-
-# --------------------------------------------------------------------------- unfold
-def im2col(x, kernel_size, stride, padding, dilation):
-    x = arguments.float_array(x, "x", 4, "(N, C, H, W)")
-    kernel_size = arguments.pair(kernel_size, "kernel_size", 1)
-    stride = arguments.pair(stride, "stride", 1)
-    padding = arguments.pair(padding, "padding", 0)
-    dilation = arguments.pair(dilation, "dilation", 1)
-    out_h, out_w = P.output_hw(x.shape[2:], kernel_size, stride, padding, dilation, "im2col")
-    arguments.padded_fits("im2col", x.shape, padding, x.itemsize)
-    arguments.check_fits_memory("im2col", "output", (x.shape[0], x.shape[1] * kernel_size[0] * kernel_size[1],
-                                                     out_h * out_w), x.itemsize, "kernel_size, stride and padding")
-    return compose.im2col_dilated(get_backend(), x, kernel_size, stride, padding, dilation)
-
-
-def col2im(cols, output_size, kernel_size, stride, padding, dilation):
-    cols = arguments.float_array(cols, "cols", 3, "(N, C*kh*kw, L)")
-    height, width = arguments.pair(output_size, "output_size", 1)
-    kernel_size = arguments.pair(kernel_size, "kernel_size", 1)
-    stride = arguments.pair(stride, "stride", 1)
-    padding = arguments.pair(padding, "padding", 0)
-    dilation = arguments.pair(dilation, "dilation", 1)
-    out_h, out_w = P.output_hw((height, width), kernel_size, stride, padding, dilation, "col2im")
-    window = kernel_size[0] * kernel_size[1]
-    if cols.shape[1] % window:
-        raise ValueError(f"cols.shape[1] = {cols.shape[1]} must be a multiple of kh*kw = {window}")
-    if cols.shape[2] != out_h * out_w:
-        raise ValueError(
-            f"cols.shape[2] = {cols.shape[2]} must equal the number of windows "
-            f"out_h*out_w = {out_h}*{out_w} = {out_h * out_w} for output_size {(height, width)}")
-    shape = (cols.shape[0], cols.shape[1] // window, height, width)
-    arguments.check_fits_memory("col2im", "output", shape, cols.itemsize, "output_size")
-    arguments.padded_fits("col2im", shape, padding, cols.itemsize)
-    return compose.col2im_dilated(get_backend(), cols, (height, width), kernel_size, stride,
-                                  padding, dilation)

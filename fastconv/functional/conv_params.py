@@ -1,6 +1,5 @@
-"""Validation and normalisation of the convolution hyper-parameters added by issue 13:
-``dilation``, ``groups``, ``padding="same"/"valid"`` and transposed convolution's
-``output_padding``.
+"""Convolution parameters: validation and normalisation of ``dilation``, ``groups``,
+``padding="same"/"valid"`` and transposed convolution's ``output_padding``.
 
 Everything here runs before any backend (and so any unchecked JIT kernel) sees the
 arguments, and raises a `ValueError` / `TypeError` naming the offending argument.
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastconv import arguments
+from fastconv.functional import arguments
 
 PADDING_MODES = ("same", "valid")
 

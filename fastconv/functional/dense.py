@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastconv.arguments import expect_shape, float_array, same_dtype
+from fastconv.functional.arguments import expect_shape, float_array, same_dtype
 from fastconv.backends import optional_kernel
 
 
