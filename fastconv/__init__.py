@@ -65,7 +65,7 @@ def load_state(path):
 # PEP 562: ``fastconv.nn`` and the rest without importing them (and numba) up front.
 _SUBMODULES = frozenset({
     "activations", "backends", "benchmark", "checkpoint", "cli", "compare", "data",
-    "distributed", "entropy", "env", "files", "functional", "machine", "models", "nn", "optim",
+    "distributed", "entropy", "env", "functional", "machine", "models", "nn", "optim",
     "seeding", "train", "training", "viz",
 })
 

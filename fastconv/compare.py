@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import fastconv
-from fastconv.files import write_json_atomic
+from fastconv.checkpoint.files import write_json_atomic
 from fastconv.training.runs import train
 
 COMPARED_MODELS = ("cnn", "mlp1", "mlp2")

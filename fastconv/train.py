@@ -22,14 +22,14 @@ dropout generators' states are saved too.  Resuming (``resume=True``) therefore
 reproduces the uninterrupted run's weights bit for bit on the same backend.
 
 The code lives in `fastconv.training` (loop), `fastconv.checkpoint` (the file
-format), `fastconv.files` (atomic writes, the folder lock) and
+format; `fastconv.checkpoint.files`: atomic writes, the folder lock) and
 `fastconv.data.resolve` (data set names and paths).
 """
 
 from fastconv.checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_NAME, Checkpoint, load_checkpoint,
                                  model_from_checkpoint, save_checkpoint)
+from fastconv.checkpoint.files import write_json_atomic, write_npz_atomic
 from fastconv.data.resolve import resolve_dataset
-from fastconv.files import write_json_atomic, write_npz_atomic
 from fastconv.training.evaluation import evaluate
 from fastconv.training.hyperparameters import (LETTERS_BN, LETTERS_NO_BN, REPORT000_CNN, REPORT000_MLP1,
                                                REPORT000_MLP2, Hyperparameters, default_hyperparameters,

@@ -280,9 +280,9 @@ def visualize(checkpoint, out_dir, dataset=None, sample_indices=None, tsne_point
     """
     from fastconv.activations import collect_activations, conv_layers, iterate_activations
     from fastconv.checkpoint import CHECKPOINT_NAME, load_checkpoint, model_from_checkpoint
+    from fastconv.checkpoint.files import write_json_atomic
     from fastconv.data.resolve import resolve_dataset
     from fastconv.entropy import entropy_report, format_entropy_report
-    from fastconv.files import write_json_atomic
 
     checkpoint = Path(checkpoint)
     if checkpoint.is_dir():

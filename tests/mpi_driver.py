@@ -56,7 +56,8 @@ def fail_on_request() -> None:
 def forbid_writes_off_rank_0() -> None:
     if os.environ.get("PMI_RANK", "0") == "0":
         return
-    from fastconv import files, viz
+    from fastconv import viz
+    from fastconv.checkpoint import files
     from fastconv.training import runs
 
     def refuse(*args, **kwargs):

@@ -341,8 +341,8 @@ def test_no_import_cycle_between_training_and_plots():
     import fastconv
 
     package = os.path.dirname(fastconv.__file__)
-    for module in ("viz.py", "checkpoint.py", "checkpoint_meta.py", "files.py", "npz_reader.py",
-                   os.path.join("data", "resolve.py")):
+    checkpoint = [os.path.join("checkpoint", name) for name in ("__init__.py", "meta.py", "files.py", "npz.py")]
+    for module in ("viz.py", *checkpoint, os.path.join("data", "resolve.py")):
         imported = _imported_modules(os.path.join(package, module))
         assert not {name for name in imported
                     if name.startswith(("fastconv.train", "fastconv.training"))}, module

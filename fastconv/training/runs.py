@@ -21,10 +21,10 @@ import numpy as np
 import fastconv
 from fastconv import env
 from fastconv.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_rng_states
-from fastconv.checkpoint_meta import MalformedCheckpointError
+from fastconv.checkpoint.meta import MalformedCheckpointError
 from fastconv.data.dataset import Dataset
 from fastconv.data.resolve import dataset_spec, is_reference, resolve_dataset
-from fastconv.files import LOCK_NAME, locked_folder, remove_stale_temp_files
+from fastconv.checkpoint.files import LOCK_NAME, locked_folder, remove_stale_temp_files
 from fastconv.training.hyperparameters import (Hyperparameters, check_hyperparameters, check_setting,
                                                default_hyperparameters, with_optimizer_lr)
 from fastconv.training.model_setup import check_model_fits, check_model_options, model_config

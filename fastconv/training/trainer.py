@@ -27,7 +27,7 @@ import numpy as np
 
 import fastconv
 from fastconv.checkpoint import save_checkpoint
-from fastconv.files import write_json_atomic
+from fastconv.checkpoint.files import write_json_atomic
 from fastconv.training.evaluation import evaluate
 from fastconv.training.hyperparameters import epoch_seed
 from fastconv.training.interrupt import StopFlag, stop_on_sigint

@@ -7,14 +7,14 @@ Training runs are format 1, unchanged since the first trainer, so every earlier
   file of `save` the architecture (`fastconv.nn.architecture`; null for a model
   holding a user's own Module class) and the root's class name; for a training run
   the data set, hyper-parameters, progress, per-epoch history, optimiser and
-  schedule scalars; dropout RNG states (see `fastconv.checkpoint_meta`);
+  schedule scalars; dropout RNG states (see `fastconv.checkpoint.meta`);
 * ``model/<name>`` -- every parameter and buffer, keyed as in ``model.state_dict()``;
 * ``optimizer/momentum_buffer.<i>`` -- SGD's momentum buffers; Adam/AdamW's
   ``optimizer/exp_avg.<i>``, ``exp_avg_sq.<i>`` (and ``max_exp_avg_sq.<i>`` with amsgrad);
 * ``log/epoch``, ``log/loss``, ``log/acc`` -- the per-iteration training log.
 
-Writing is atomic (`fastconv.files.write_npz_atomic`).  Reading checks member names
-and sizes before reading any array (`fastconv.npz_reader`), then the meta's fields
+Writing is atomic (`fastconv.checkpoint.files.write_npz_atomic`).  Reading checks member
+names and sizes before reading any array (`fastconv.checkpoint.npz`), then the meta's fields
 and types: a damaged, foreign or hand-edited file is one `ValueError` naming it.
 
 Python API:
@@ -37,9 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fastconv.checkpoint_meta import MalformedCheckpointError, check_meta, kind_of
-from fastconv.files import write_npz_atomic
-from fastconv.npz_reader import read_npz
+from fastconv.checkpoint.files import write_npz_atomic
+from fastconv.checkpoint.meta import MalformedCheckpointError, check_meta, kind_of
+from fastconv.checkpoint.npz import read_npz
 
 CHECKPOINT_NAME = "model.npz"
 CHECKPOINT_FORMAT = 1   # training runs
