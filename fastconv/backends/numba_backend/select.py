@@ -32,6 +32,7 @@ import time
 import numpy as np
 
 from fastconv import env
+from fastconv.backends.numba_backend import background, readiness
 from fastconv.backends.numba_backend import blas as _blas
 from fastconv.backends.numba_backend import blocked, direct, gemm, shifted, shifted_rows, winograd
 from fastconv.backends.numba_backend import runtime as rt
@@ -164,7 +165,7 @@ def _as_pair(v):
 
 # --------------------------------------------------------------------------- autotune cache
 # The file itself is `tuning_cache`'s (bounded, read once per process, written atomically).
-_decided: dict = {}              # `choose`'s per-call memo: -> (algorithm, key)
+_decided: dict = {}              # `choose`'s per-call memo: -> `_decide`'s (algorithm, threads, key, revisit)
 _environ = os.environ
 
 
@@ -222,7 +223,8 @@ def _variant(x_shape, w_shape, stride, padding, dtype, pass_, mode, allowed):
         tuned = _load_winners().get(_tuned_key(k, exact_only(), allowed))
         if tuned is not None and _split(tuned)[0] in allowed:
             return _split(tuned)
-    return heuristic(x_shape, w_shape, stride, padding, dtype, pass_, allowed), None
+    rule = heuristic(x_shape, w_shape, stride, padding, dtype, pass_, allowed)
+    return (rule if rule in allowed else allowed[0]), None
 
 
 # A tuned winner's suffix: run on one thread.  A batch smaller than the thread count
@@ -341,29 +343,71 @@ def choose(pass_, x, w, stride, padding, run, plans=None):
     ``plans`` (names from `PLANS`), the choice is among those, the first by default.
 
     In ``auto``/``benchmark`` mode a problem seen for the first time (in this process
-    and in the cache file) with more than one candidate is timed here, once.  A
-    decision is remembered per (problem, setters, environment variables, threads),
-    so a repeated call costs one dictionary lookup (a few us less per call than
-    normalising the key and parsing the variables: batch-1 layers take 50-500 us).
+    and in the cache file) with more than one candidate is timed here, once -- among
+    the candidates whose kernels are compiled, while a helper process compiles the
+    others (`_timeable`); the problem is timed again, and only then saved, when they
+    are ready.  A decision is remembered per (problem, setters, environment
+    variables, threads), so a repeated call costs one dictionary lookup (a few us less
+    per call than normalising the key and parsing the variables: batch-1 layers take
+    50-500 us).
     """
     memo = (pass_, x.shape, w.shape, stride, padding, x.dtype, _forced, _exact_only,
             rt.get_num_threads(), _environ.get(env.CONV_ALGO), _environ.get(env.CONV_EXACT),
             _environ.get(env.CACHE_DIR), plans)
     decided = _decided.get(memo)
-    if decided is None:
-        k = key(pass_, x.shape, w.shape, stride, padding, x.dtype)
-        mode = get_conv_algorithm_mode()
-        if mode in ("auto", "benchmark"):
-            _tune(k, exact_only(), x, w, stride, padding, run, plans)
-        if plans:
-            variant = _plan_variant(k, plans, mode)
-        else:
-            allowed = candidates(x.shape, w.shape, stride, padding)
-            variant = _variant(x.shape, w.shape, stride, padding, x.dtype, pass_, mode, allowed)
-        decided = _decided[memo] = (*variant, k)
-    algo, threads, k = decided
+    if decided is None or (decided[3] is not None and decided[3] != background.generation):
+        decided = _decided[memo] = _decide(pass_, x, w, stride, padding, run, plans)
+    algo, threads, k, _ = decided
     last_conv_algorithms[k] = algo
     return algo, threads
+
+
+def _decide(pass_, x, w, stride, padding, run, plans):
+    """(algorithm, threads, key, background generation to revisit it at or None)."""
+    k = key(pass_, x.shape, w.shape, stride, padding, x.dtype)
+    mode = get_conv_algorithm_mode()
+    tuning = mode in ("auto", "benchmark")
+    if plans:
+        if tuning:
+            _tune(k, exact_only(), x, w, stride, padding, run, list(plans))
+        return (*_plan_variant(k, plans, mode), k, None)
+    allowed = candidates(x.shape, w.shape, stride, padding)
+    revisit = None
+    if tuning:
+        allowed, revisit = _timeable(allowed, x, w, stride, padding)
+        _tune(k, exact_only(), x, w, stride, padding, run, allowed, persist=revisit is None)
+    variant = _variant(x.shape, w.shape, stride, padding, x.dtype, pass_, mode, allowed)
+    readiness.note_ran(variant[0], x.dtype.name)
+    return (*variant, k, revisit)
+
+
+FIRST_ALGORITHM = "direct"
+"""What a problem runs on when none of its candidates is compiled yet: it runs every
+geometry and is among the cheapest to compile (`bench/compile_times.py`)."""
+
+
+def _timeable(allowed, x, w, stride, padding):
+    """(the candidates to time now, the `background.generation` at which to decide
+    again, or None when this is final).  With background compilation on, candidates
+    whose kernels are not compiled are handed to a helper process and left out until
+    it reports them (if none is ready, `FIRST_ALGORITHM` compiles here); a problem too
+    small to time needs only the rule's choice, and a helper that died leaves its
+    groups to be compiled here."""
+    if len(allowed) < 2 or not background.enabled() or \
+            _flops(x.shape, w.shape, stride, padding) < _TUNE_MIN_FLOPS:
+        return allowed, None
+    generation = background.generation      # before looking: a later report means "look again"
+    dtype = x.dtype.name
+    ready = [name for name in allowed if readiness.algorithm_ready(ALGORITHMS[name], dtype)]
+    if not ready:          # compiled here, now: the helper must not compile it too
+        ready = [FIRST_ALGORITHM if FIRST_ALGORITHM in allowed else allowed[0]]
+    items = [f"{dtype}:{name}" for name in allowed if name not in ready]
+    if not items:
+        return allowed, None
+    background.request(items)
+    if not any(background.pending(item) for item in items):
+        return allowed, None
+    return ready, generation
 
 
 def _plan_variant(k, plans, mode):
@@ -382,10 +426,9 @@ def run_chosen(pass_, x, w, stride, padding, run, plans=None):
         return run(algorithm)
 
 
-def _tune(k, exact, x, w, stride, padding, run, plans=None) -> None:
-    """Time the candidates (or ``plans``) of a problem not tuned yet (unless too small
-    to time)."""
-    names = list(plans) if plans else candidates(x.shape, w.shape, stride, padding)
+def _tune(k, exact, x, w, stride, padding, run, names, persist: bool = True) -> None:
+    """Time the candidates (or plans) ``names`` of a problem not tuned yet with them
+    (unless too small to time); the winner is saved in the cache file if ``persist``."""
     tuned_key = _tuned_key(k, exact, names)
     variants = _variants(names, x.shape[0])
     if (len(variants) > 1 and tuned_key not in _load_winners()
@@ -395,4 +438,5 @@ def _tune(k, exact, x, w, stride, padding, run, plans=None) -> None:
         _stats["problems"] += 1
         _stats["seconds"] += time.perf_counter() - start
         _load_winners()[tuned_key] = winner
-        _save_winner(tuned_key, winner)
+        if persist:
+            _save_winner(tuned_key, winner)
