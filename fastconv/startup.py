@@ -68,13 +68,13 @@ def _advise_if_busy(backend, log) -> None:
         log(f"note: {text}")
 
 
-def _notice(backend, dtypes, ops, seconds: float, basis: str) -> str:
+def _notice(backend, dtypes, ops, seconds: float) -> str:
     what = (f"the {backend.name} kernels this model needs first" if ops is not None
             else f"the {backend.name} kernels")
     names = "/".join(dtype.name for dtype in dtypes)
-    return (f"First run: compiling {what} ({names}), about {seconds:.0f} s ({basis}). numba turns "
-            f"them into machine code once and keeps it in its on-disk cache: later runs load them in "
-            f"about a second.")
+    basis = getattr(backend, "estimate_basis", lambda *args: "a rough estimate")(dtypes, ops)
+    cache = getattr(backend, "cache_note", lambda: "they compile once: later runs load them from the cache")()
+    return f"First run: compiling {what} ({names}), about {seconds:.0f} s ({basis}); {cache}."
 
 
 class _Progress:
@@ -141,8 +141,7 @@ def compile_kernels(backend, model=None, dtypes=np.float32, log=print, progress:
     estimate = getattr(backend, "estimated_seconds", lambda *args: 30.0)(dtypes, ops, jobs)
     if cached or estimate < _ANNOUNCE_SECONDS:
         return warmup(dtypes=dtypes, jobs=jobs, ops=ops)
-    basis = getattr(backend, "estimate_basis", lambda *args: "a rough estimate")(dtypes, ops)
-    log(_notice(backend, dtypes, ops, estimate, basis))
+    log(_notice(backend, dtypes, ops, estimate))
     reporter = _Progress(log, estimate, progress)
     try:
         seconds = warmup(dtypes=dtypes, jobs=jobs, ops=ops, progress=reporter)

@@ -60,8 +60,8 @@ from fastconv.backends.numba_backend.unfold import col2im, im2col  # noqa: E402,
 from fastconv.backends.numba_backend.background import set_enabled as set_background_compile  # noqa: E402,F401
 from fastconv.backends.numba_backend.compile_watch import watch as watch_compiles  # noqa: E402,F401
 from fastconv.backends.numba_backend.warmup import (  # noqa: E402,F401
-    KERNEL_MODULES, compiled_signatures, estimate_basis, estimated_seconds, kernels_cached, last_warmup,
-    warmup)
+    KERNEL_MODULES, cache_note, compiled_signatures, estimate_basis, estimated_seconds, kernels_cached,
+    last_warmup, warmup)
 
 name = "numba"
 # NumPy's BLAS threads would spin against this backend's (see `blas_thread_limit`).

@@ -172,6 +172,7 @@ def _guarded_class(caching):
             except RuntimeError as error:           # no locator: nowhere to write
                 self._name, self._py_func, self._cache_path = repr(py_func), py_func, None
                 self._unusable, self._enabled = True, False
+                _without_disk_cache.append(self._name)
                 _say_once("no folder", f"numba cache: no writable folder for compiled kernels ({_first_line(error)}); "
                                        "compiling them in every process")
 
@@ -198,6 +199,14 @@ def _guarded_class(caching):
                                                 f"({_first_line(error)}); it is compiled again in the next process")
 
     return GuardedFunctionCache
+
+
+_without_disk_cache: list = []      # kernels that found no folder to cache in
+
+
+def disk_cache_works() -> bool:
+    """Whether every kernel defined so far has a folder for its compiled code."""
+    return not _without_disk_cache
 
 
 def install() -> bool:

@@ -40,7 +40,8 @@ def set_num_threads(n: int) -> int:
         raise ValueError(f"number of threads must be >= 1, got {n}")
     limit = numba.config.NUMBA_NUM_THREADS
     if n > limit:
-        warnings.warn(f"{n} threads requested, numba's pool has {limit}; using {limit}",
+        warnings.warn(f"{n} threads requested (FASTCONV_NUM_THREADS or set_num_threads), but numba's pool "
+                      f"has {limit} (NUMBA_NUM_THREADS, default: the cores); using {limit}",
                       RuntimeWarning, stacklevel=2)
         n = limit
     previous = _num_threads

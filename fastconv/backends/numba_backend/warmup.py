@@ -11,8 +11,8 @@ import numba
 import numpy as np
 
 from fastconv.backends.numba_backend import background as background_compile
-from fastconv.backends.numba_backend import (compile_clock, compile_watch, dense, general, norm, pool, readiness,
-                                             select, unfold)
+from fastconv.backends.numba_backend import (compile_clock, compile_watch, dense, general, jit_cache, norm, pool,
+                                             readiness, select, unfold)
 from fastconv.backends.numba_backend.kernels import blocked as _blocked
 from fastconv.backends.numba_backend.kernels import dense as _dense
 from fastconv.backends.numba_backend.kernels import depthwise as _depthwise
@@ -204,6 +204,15 @@ def kernels_cached(dtypes=(np.float32,), ops=None) -> bool:
 def estimated_seconds(dtypes=(np.float32,), ops=None, jobs: int = 1) -> float:
     """Wall seconds `warmup` of ``ops`` waits for compilation (`compile_clock`)."""
     return compile_clock.estimate(_cold(_items(dtypes, compile_plan(ops)[0])), jobs)[0]
+
+
+def cache_note() -> str:
+    """What happens to the compiled kernels, for the user."""
+    if jit_cache.disk_cache_works():
+        return ("numba turns them into machine code once and keeps it in its on-disk cache: later runs "
+                "load them in about a second")
+    return ("no folder is writable for numba's cache, so every run compiles them again (point "
+            "FASTCONV_CACHE_DIR or NUMBA_CACHE_DIR at a writable folder)")
 
 
 def estimate_basis(dtypes=(np.float32,), ops=None) -> str:
