@@ -203,7 +203,8 @@ def resolve(target: str):
 
 
 def test_api_pages_name_objects():
-    assert {"fastconv.functional", "fastconv.nn", "fastconv.checkpoint", "fastconv.save"} <= set(api_page_targets())
+    targets = set(api_page_targets())
+    assert {"fastconv.functional", "fastconv.nn", "fastconv.checkpoint", "fastconv.save"} <= targets
 
 
 @pytest.mark.parametrize("target", api_page_targets())

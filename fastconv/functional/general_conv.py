@@ -141,7 +141,8 @@ def conv2d_relu_avgpool2_backward(grad_pooled, y, x, w, stride, padding, input_g
     y = _array_arg(y, "y", x, (x.shape[0], w.shape[0], out_h, out_w))
     grad_pooled = _array_arg(grad_pooled, "grad_pooled", x, (x.shape[0], w.shape[0], out_h // 2, out_w // 2))
     if spec.plain:
-        grads = plain_conv.conv2d_relu_avgpool2_backward(grad_pooled, y, x, w, spec.stride, spec.padding, input_grad)
+        grads = plain_conv.conv2d_relu_avgpool2_backward(grad_pooled, y, x, w, spec.stride, spec.padding,
+                                                         input_grad)
     else:
         grad_y = get_backend().avg_pool2d_backward(grad_pooled, y.shape, *plain_conv.POOL2)
         grads = _backward(grad_y * (y > 0).astype(grad_y.dtype), x, w, spec, bool(input_grad))
