@@ -25,6 +25,9 @@ def test_networks_have_their_published_conv_layers():
     assert conv_count("ResNet-18 (112x112)") == 20        # 17 3x3/7x7 + 3 downsampling 1x1
     assert conv_count("LeNet-5 (32x32)") == 2
     # shapes chain: each stage's output size is the next layer's input
+    assert conv_count("ResNet-50 bottlenecks (112x112)") == 3 * 3 + 1 + 3 + 1   # stage 2, stage 3's first block
+    assert conv_count("DenseNet-BC block, k=32 (32x32)") == 2 * 4
+    assert conv_count("AlexNet (112x112)") == 5
     stem = zoo.NETWORKS["ResNet-18 (112x112)"][0][0]
     assert stem.out == 56 and zoo.Conv(64, 128, 28, 3, 2).out == 14
 
@@ -37,8 +40,8 @@ def test_zoo_runs_and_reports_on_a_tiny_network(monkeypatch, tmp_path):
     monkeypatch.setenv("FASTCONV_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("FASTCONV_CONV_ALGO", raising=False)
     NB.clear_autotune_cache(memory_only=True)
-    with_torch = pytest.importorskip("torch") is not None
-    result = zoo.run_zoo(np.float32, repeat=1, quick=True, with_torch=with_torch, log=lambda _: None)
+    pytest.importorskip("torch")
+    result = zoo.run_zoo(np.float32, repeat=1, quick=True, peers=["torch"], log=lambda _: None)
     modes = [n["mode"] for n in result["networks"]]
     assert modes == ["train", "infer b1", "infer b8"]
     train = result["networks"][0]
@@ -56,3 +59,27 @@ def test_zoo_runs_and_reports_on_a_tiny_network(monkeypatch, tmp_path):
     zoo.plot(result, tmp_path / "zoo.png")
     assert (tmp_path / "zoo.png").stat().st_size > 1000
     json.dumps(result)                                      # serialisable as written
+
+
+def test_networks_chain_their_shapes():
+    # each listed layer's output feeds a listed layer (directly or through a pool/concat)
+    mobilenet = [layer for layer, _ in zoo.NETWORKS["MobileNetV2 blocks 1-3 (112x112)"]]
+    assert [layer.out for layer in mobilenet] == [56, 56, 56, 56, 28, 28, 28, 28, 28]
+    up = zoo.NETWORKS["U-Net decoder (64x64)"][0][0]
+    assert up.transposed and up.out == 2 * up.size and up.w_shape == (128, 64, 2, 2)
+    alexnet_stem = zoo.NETWORKS["AlexNet (112x112)"][0][0]
+    assert alexnet_stem.out == 27
+    dilated = [layer for layer, _ in zoo.NETWORKS["DeepLabV3 dilated (112x112)"]]
+    assert [(layer.dilation, layer.pad, layer.out) for layer in dilated] == [(2, 2, 14), (4, 4, 14)]
+    depthwise = mobilenet[1]
+    assert depthwise.w_shape == (32, 1, 3, 3) and depthwise.label() == "32->32 dw3x3/1 @56"
+    assert depthwise.flops(1) == 2.0 * 32 * 56 ** 2 * 9
+
+
+def test_every_network_has_a_training_batch_and_is_new():
+    assert set(zoo.TRAIN_BATCH) == set(zoo.NETWORKS) and set(zoo.QUICK) <= set(zoo.NETWORKS)
+    for name in zoo.NETWORKS:
+        assert zoo.TRAIN_BATCH[name] == (32 if "32x32" in name or "CIFAR" in name else 8)
+    # no network is another one's layers again (ResNet-56 repeats ResNet-20's with other counts)
+    layer_sets = [frozenset(layers) for layers in zoo.NETWORKS.values()]
+    assert len(set(layer_sets)) == len(layer_sets)

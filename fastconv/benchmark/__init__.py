@@ -47,9 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-compile", action="store_true",
                         help="skip the cold/warm JIT compile measurement (fresh processes)")
     parser.add_argument("--zoo", action="store_true",
-                        help="only the network zoo (conv layers of LeNet-5, ResNet-20/56/18, VGG-11/16, "
-                             "1x1 bottlenecks, strided stems; numba vs PyTorch); the full run includes it")
+                        help="only the network zoo (conv layers of LeNet-5, ResNet-20/56/18/50, VGG-11/16, "
+                             "MobileNetV2, DenseNet, SqueezeNet, U-Net, AlexNet, DeepLabV3, 1x1 bottlenecks, "
+                             "strided stems; numba vs --peers); the full run includes it")
     parser.add_argument("--no-zoo", action="store_true", help="leave the network zoo out of the full run")
+    parser.add_argument("--peers", type=_peer_names, default=["torch"],
+                        help="comma-separated libraries the zoo times beside numba: torch, jax, onnxruntime "
+                             "(JAX and ONNX Runtime: pip install 'fastconv[peers]')")
     parser.add_argument("--networks", action="store_true",
                         help="only whole networks (report 000's CNN, letters-cnn, resnet20, vgg11, mobilenetv2): "
                              "training step and inference at batch 1 and 8, numba vs the same network in torch.nn")
@@ -58,14 +62,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_zoo_section(results: dict, dtype, repeat: int, quick: bool, backends, out_dir: Path, log) -> list:
+def _peer_names(text: str) -> list:
+    from fastconv.benchmark.peers import parse_names
+
+    try:
+        return parse_names(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def run_zoo_section(results: dict, dtype, repeat: int, quick: bool, backends, out_dir: Path, log,
+                    peers=("torch",)) -> list:
     """The network zoo: measured, logged, written as zoo.json / zoo.md / zoo.png."""
     import json
 
+    import fastconv
     from fastconv.benchmark import report, zoo
 
-    log("\nnetwork zoo (conv layers; ratio = PyTorch time / numba time):")
-    results["zoo"] = zoo.run_zoo(dtype, repeat, quick, "torch" in backends, log)
+    if "torch" not in backends and "torch" in fastconv.available_backends():
+        peers = [p for p in peers if p != "torch"]      # left out by --backends
+    log("\nnetwork zoo (conv layers; ratio = peer time / numba time):")
+    results["zoo"] = zoo.run_zoo(dtype, repeat, quick, peers, log, threads=results["machine"]["threads"])
     out_dir.mkdir(parents=True, exist_ok=True)
     report.write_atomic(out_dir / "zoo.json", json.dumps(results["zoo"], indent=2))
     report.write_atomic(out_dir / "zoo.md", zoo.markdown(results["zoo"]))
@@ -168,7 +185,7 @@ def main(argv=None) -> int:
         if "numba" not in backends:
             print("fastconv bench --zoo: needs the numba backend", file=sys.stderr)
             return 2
-        written = run_zoo_section(results, dtype, repeat, args.quick, backends, args.out, log)
+        written = run_zoo_section(results, dtype, repeat, args.quick, backends, args.out, log, args.peers)
         thread_settings.restore()
         log("wrote " + ", ".join(str(p) for p in written))
         return 0
@@ -189,7 +206,7 @@ def main(argv=None) -> int:
         runner.run_under_load(dtype, repeat, args.quick, threads, thread_settings, log)
     zoo_files = []
     if "numba" in backends and not args.quick and not args.no_zoo:
-        zoo_files = run_zoo_section(results, dtype, repeat, False, backends, args.out, log)
+        zoo_files = run_zoo_section(results, dtype, repeat, False, backends, args.out, log, args.peers)
     thread_settings.restore()
 
     written = report.write_results(results, args.out) + zoo_files
