@@ -168,3 +168,24 @@ def test_a_disagreeing_peer_stops_the_zoo_naming_layer_and_peer(tiny_zoo):
     layer = Conv(2, 3, 9, 3)
     with pytest.raises(peers.PeerMismatch, match=r"layer 2->3 3x3/1 @9 \(infer, batch 1\): Broken disagrees"):
         tiny_zoo.time_layer(layer, 1, False, np.float32, [Broken()], repeat=1)
+
+
+def test_jax_runs_on_the_bench_thread_count_and_leaves_the_environment_alone():
+    if _missing("jax"):
+        pytest.skip("jax is not installed")
+    import os
+    import subprocess
+
+    script = (
+        "import os, numpy as np\n"
+        "from fastconv.benchmark import peers\n"
+        "from fastconv.benchmark.zoo_layers import Conv\n"
+        "jax, = peers.load(['jax'], 1, np.float32, print)\n"
+        "jax.job(peers.make_problem(Conv(4, 4, 16, 3), 2, False, np.float32))()\n"
+        "names = [open(f'/proc/self/task/{t}/comm').read().strip() for t in os.listdir('/proc/self/task')]\n"
+        "print(names.count('tf_XLAEigen'), os.environ.get('NPROC'), os.environ.get('XLA_FLAGS'))\n")
+    env = {key: value for key, value in os.environ.items() if key not in ("NPROC", "XLA_FLAGS")}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    # XLA's intra-op pool: one thread (its default is one per core), and NPROC / XLA_FLAGS as they were
+    assert done.stdout.split("\n")[-2] == "1 None None"

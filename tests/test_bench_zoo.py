@@ -55,6 +55,11 @@ def test_zoo_runs_and_reports_on_a_tiny_network(monkeypatch, tmp_path):
     assert tuned["seconds"] == pytest.approx(sum(r["tuning_s"] for r in distinct.values())) and tuned["seconds"] > 0
     text = zoo.markdown(result)
     assert "| tiny | train | 2 |" in text
+    # the default peer alone: the columns and summary lines the zoo always had
+    assert "| network | mode | batch | numba | PyTorch | PyTorch time / numba time | numba GFLOP/s |" in text
+    assert "| mode | batch | layer | numba | GFLOP/s | algorithm | PyTorch | ratio |" in text
+    assert f"train: geometric mean over networks {result['summary']['train']['geomean_vs_torch']:.2f}x PyTorch, " \
+           f"lowest {result['summary']['train']['min_vs_torch']:.2f}x\n" in text
     assert f"{tuned['problems']} problems timed in" in text
     zoo.plot(result, tmp_path / "zoo.png")
     assert (tmp_path / "zoo.png").stat().st_size > 1000
