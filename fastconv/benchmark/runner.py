@@ -87,6 +87,12 @@ def _rounds(quick: bool) -> int:
 
 
 # --------------------------------------------------------------------------- kernels
+QUICK_OPS = frozenset({"conv2d", "conv2d_3x3_stride1", "conv2d_relu_avgpool2", "im2col", "col2im",
+                       "avg_pool2d", "max_pool2d", "softmax_cross_entropy", "batch_norm", "linear"})
+"""The `fastconv.functional` kernels ``--quick`` runs (the reports' layers and steps; the
+general convolutions are in the full run): only their kernels are compiled for it."""
+
+
 def kernel_calls(dtype, quick: bool):
     """(kernel, network, layer, shape text, flops, closure factory, conv layer or None)."""
     convs = cases.REPORT000_CONVS + (cases.REPORT003_CONVS[3:4] if quick else cases.REPORT003_CONVS)
@@ -101,7 +107,8 @@ def kernel_calls(dtype, quick: bool):
             yield ("im2col", layer, 0.0, lambda x=x, k=k, s=s, p=p: F.im2col(x, k, s, p))
             yield ("col2im", layer, 0.0,
                    lambda c=cols, hw=x.shape[2:], k=k, s=s, p=p: F.col2im(c, hw, k, s, p))
-    yield from general_conv_calls(dtype)
+    if not quick:
+        yield from general_conv_calls(dtype)
     pools = cases.REPORT000_POOLS + cases.REPORT003_POOLS[(1 if quick else 0):]
     for pool in pools:
         x = np.random.default_rng(1).standard_normal(pool.shape).astype(dtype)
@@ -298,7 +305,7 @@ def first_step_latency(cache_dir: str | None, warmup: bool = True) -> dict:
     ``warmup``, else lazily by the first steps.  Run again on the same directory and
     the process only loads the cache (warm).
     """
-    env = dict(os.environ, FASTCONV_BACKEND="numba")
+    env = dict(os.environ, FASTCONV_BACKEND="numba", FASTCONV_BACKGROUND_COMPILE="0")  # every kernel, this process
     if cache_dir:
         env["NUMBA_CACHE_DIR"] = cache_dir
     t0 = time.perf_counter()
