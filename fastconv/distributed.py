@@ -96,6 +96,9 @@ class MPIWorld(LocalWorld):
         host.Free()
         self.threads = threads_per_rank(self.ranks_on_host)
         self.compile_jobs = 1  # the cores are the ranks' already
+        # every kernel before the first step (rank 0 compiles, the others load): a helper
+        # per rank would compile the same kernels on the ranks' cores
+        self.background_compile = False
         self._buffer = None
         # per purpose ("gradients", "batch norm", "sums"): [calls, bytes, seconds]
         self.allreduce_stats = {purpose: [0, 0, 0.0] for purpose in ("gradients", "batch norm", "sums")}

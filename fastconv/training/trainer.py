@@ -251,9 +251,12 @@ class Trainer:
             self.log(f"nothing to train: the checkpoint already has {self.state.epochs_done} epochs "
                      f"(ask for more with --epochs)")
         else:
-            # Only the kernels this model runs; a cold cache is announced, with a progress bar.
+            # Only the kernels this model runs; a cold cache is announced, with progress lines.
             from fastconv.startup import prepare_backend
 
+            set_background = getattr(fastconv.get_backend(), "set_background_compile", None)
+            if set_background is not None and not self.world.background_compile:
+                set_background(False)
             seconds = self.world.writer_first(lambda: prepare_backend(
                 self.run.model, self.run.dtype, log=self.log, progress=self.show_progress,
                 jobs=self.world.compile_jobs))

@@ -29,6 +29,7 @@ class LocalWorld:
     size = 1
     is_writer = True
     compile_jobs = 2  # processes the backend's warm-up may use
+    background_compile = True  # whether a helper may compile while the run works
 
     def shard(self, count: int) -> slice:
         """Rank ``r`` of ``n`` takes ``[r * count // n, (r + 1) * count // n)``: shares
