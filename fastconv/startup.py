@@ -156,13 +156,17 @@ def compile_kernels(backend, model=None, dtypes=np.float32, log=print, progress:
 
 
 def prepare_backend(model=None, dtypes=np.float32, log=print, progress: bool = True,
-                    jobs: int = 2, ops=None) -> float | None:
+                    jobs: int = 2, ops=None, background: bool | None = None) -> float | None:
     """Everything before a timed run on the current backend: a misconfigured
     ``FASTCONV_*`` variable fails now (not minutes in), a busy machine gets a line of
     advice, `compile_kernels` runs, and from then on a kernel whose first use compiles
-    for seconds is named (the backend's ``watch_compiles``).  Returns the compile
-    seconds (None: nothing compiled)."""
+    for seconds is named (the backend's ``watch_compiles``).  ``background=False``
+    compiles every candidate now (a benchmark times nothing while a helper compiles);
+    None follows the backend's setting.  Returns the compile seconds (None: nothing
+    compiled)."""
     backend = fastconv.get_backend()
+    if background is not None:
+        getattr(backend, "set_background_compile", lambda enabled: None)(background)
     check_mode = getattr(backend, "get_conv_algorithm_mode", None)
     if check_mode is not None:
         check_mode()                   # raises EnvironmentVariableError on a bad FASTCONV_CONV_ALGO

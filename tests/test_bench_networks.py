@@ -57,14 +57,22 @@ def test_a_tiny_run_measures_every_mode(monkeypatch):
                                  networks=["report000 cnn"], batches=(1, 2))
     rows += networks.run_networks(repeat=1, quick=True, log=logged.append, networks=["letters-cnn"], batches=(1,))
     assert [(r["network"], r["mode"], r["batch"]) for r in rows] == [
-        ("report000 cnn", "train", 1), ("report000 cnn", "inference", 1),
-        ("report000 cnn", "train", 2), ("report000 cnn", "inference", 2),
+        ("report000 cnn", "train", 1), ("report000 cnn", "train", 2),
+        ("report000 cnn", "inference", 1), ("report000 cnn", "inference", 2),
         ("letters-cnn", "inference", 1)]      # BatchNorm1d cannot train on one image
     for row in rows:
         assert row["fastconv_ms"] > 0 and row["torch_ms"] > 0
         assert row["torch_over_fastconv"] == pytest.approx(row["torch_ms"] / row["fastconv_ms"])
     assert any("skipped (BatchNorm1d needs batch > 1)" in line for line in logged)
     assert networks.markdown(rows).count("\n") == 2 + len(rows)
+    train, inference = networks.summary(rows)
+    assert train.startswith("train: geometric mean") and "over 2 rows" in train
+    assert inference.startswith("inference: geometric mean") and "over 3 rows" in inference
+
+
+def test_training_is_measured_at_training_batches_and_inference_at_1_and_8():
+    assert min(networks.BATCHES["train"]) >= 32 and 128 in networks.BATCHES["train"]
+    assert networks.BATCHES["inference"] == (1, 8)
 
 
 def test_fastconv_bench_networks_writes_its_tables(monkeypatch, tmp_path, capsys):
@@ -72,7 +80,7 @@ def test_fastconv_bench_networks_writes_its_tables(monkeypatch, tmp_path, capsys
 
     monkeypatch.setattr(networks, "FASTCONV_BACKEND", "numpy")
     monkeypatch.setattr(networks, "NETWORKS", {"report000 cnn": networks.NETWORKS["report000 cnn"]})
-    monkeypatch.setattr(networks, "BATCHES", (1,))
+    monkeypatch.setattr(networks, "BATCHES", {"train": (1,), "inference": (1,)})
     with fastconv.use_backend("numpy"):
         assert benchmark.main(["--networks", "--quick", "--repeat", "1", "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "networks.json").read_text())

@@ -163,11 +163,11 @@ def main(argv=None) -> int:
 
         from fastconv.startup import prepare_backend
 
-        with fastconv.use_backend("numba") as numba_backend:
-            # nothing is timed before every candidate is compiled, nor while a helper compiles
-            numba_backend.set_background_compile(False)
+        with fastconv.use_backend("numba"):
             t0 = time.perf_counter()
-            prepare_backend(None, dtype, log=log, ops=runner.QUICK_OPS if args.quick and not args.zoo else None)
+            # nothing is timed before every candidate is compiled, nor while a helper compiles
+            prepare_backend(None, dtype, log=log, ops=runner.QUICK_OPS if args.quick and not args.zoo else None,
+                            background=False)
             results["numba_first_calls_s"] = time.perf_counter() - t0
         log(f"numba first calls (compile or cache load) in this process: {results['numba_first_calls_s']:.2f} s")
     results["compile"] = {}

@@ -2,13 +2,14 @@
 `torch.nn`.
 
 For report 000's CNN, the letters CNN, resnet20, vgg11 and mobilenetv2: a training
-step (forward, softmax cross-entropy, backward, SGD-momentum update) and inference
-(eval-mode forward) at batch 1 and 8.  The PyTorch network is the fastconv one
+step (forward, softmax cross-entropy, backward, SGD-momentum update) at the training
+batches `TRAIN_BATCHES` and inference (eval-mode forward) at batch 1 and 8.  The PyTorch network is the fastconv one
 converted module by module (`fastconv.benchmark.torch_convert`, same weights), so
 both run one architecture.  The two are measured in interleaved bursts
 (`measure_interleaved`) and compared by their medians.  A training step at batch 1
-is left out where batch norm sees one value per channel (a ``BatchNorm1d`` after a
-linear layer), which neither framework can train.
+(``--networks`` asked for it with ``batches``) is left out where batch norm sees one
+value per channel (a ``BatchNorm1d`` after a linear layer), which neither framework
+can train.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ NETWORKS = {
     "vgg11": ("vgg11", {"in_channels": 3}, (3, 32, 32), 10),
     "mobilenetv2": ("mobilenetv2", {"in_channels": 3}, (3, 32, 32), 10),
 }
-BATCHES = (1, 8)
+BATCHES = {"train": (32, 128), "inference": (1, 8)}
+"""Per mode, the batches measured: training at the sizes networks train with,
+inference as a deployed network runs it."""
 MODES = ("train", "inference")
 SGD_SETTINGS = dict(lr=0.01, momentum=0.9, weight_decay=5e-4)
 FASTCONV_BACKEND = "numba"
@@ -107,34 +110,53 @@ def _fastconv_context():
         yield
 
 
+def _measure(name, mode, batch, dtype, repeat, quick) -> dict | None:
+    """One row: median milliseconds of each framework and their ratio (None: a
+    training step this batch cannot take)."""
+    model, torch_model, images, labels = _problem(name, batch, dtype)
+    if mode == "train" and not _trains_at(model, batch):
+        return None
+    options = dict(repeat=repeat, warmup=2, budget=1.0 if quick else 4.0, min_seconds=0.0 if quick else 1.0)
+    times = measure_interleaved({
+        FASTCONV_BACKEND: (fastconv_runner(model, images, labels, mode), options, _fastconv_context),
+        "torch": (torch_runner(torch_model, images, labels, mode), options),
+    }, rounds=2 if quick else 3)
+    ours, theirs = times[FASTCONV_BACKEND], times["torch"]
+    return dict(network=name, mode=mode, batch=batch, fastconv_backend=FASTCONV_BACKEND,
+                fastconv_ms=ours.median * 1e3, torch_ms=theirs.median * 1e3,
+                fastconv_iqr_ms=[ours.q1 * 1e3, ours.q3 * 1e3], torch_iqr_ms=[theirs.q1 * 1e3, theirs.q3 * 1e3],
+                torch_over_fastconv=theirs.median / ours.median)
+
+
 def run_networks(dtype=np.float32, repeat: int = 7, quick: bool = False, log=print,
                  networks=None, batches=None) -> list[dict]:
-    """One row per network, mode and batch (default: every one of `NETWORKS` at
-    `BATCHES`): median milliseconds of each framework and their ratio
-    (``torch_over_fastconv`` > 1: fastconv is faster)."""
+    """One row per network, mode and batch (default: every one of `NETWORKS` at its
+    mode's `BATCHES`; ``batches`` for both modes): median milliseconds of each
+    framework and their ratio (``torch_over_fastconv`` > 1: fastconv is faster)."""
     rows = []
     for name in networks or NETWORKS:
-        for batch in batches or BATCHES:
-            model, torch_model, images, labels = _problem(name, batch, dtype)
-            for mode in MODES:
-                if mode == "train" and not _trains_at(model, batch):
+        for mode in MODES:
+            for batch in batches or BATCHES[mode]:
+                row = _measure(name, mode, batch, dtype, repeat, quick)
+                if row is None:
                     log(f"  {name:14s} {mode:9s} batch {batch}: skipped (BatchNorm1d needs batch > 1)")
                     continue
-                options = dict(repeat=repeat, warmup=2, budget=1.0 if quick else 4.0,
-                               min_seconds=0.0 if quick else 1.0)
-                times = measure_interleaved({
-                    FASTCONV_BACKEND: (fastconv_runner(model, images, labels, mode), options, _fastconv_context),
-                    "torch": (torch_runner(torch_model, images, labels, mode), options),
-                }, rounds=2 if quick else 3)
-                ours, theirs = times[FASTCONV_BACKEND].median, times["torch"].median
-                rows.append(dict(network=name, mode=mode, batch=batch, fastconv_backend=FASTCONV_BACKEND,
-                                 fastconv_ms=ours * 1e3, torch_ms=theirs * 1e3,
-                                 fastconv_iqr_ms=[times[FASTCONV_BACKEND].q1 * 1e3, times[FASTCONV_BACKEND].q3 * 1e3],
-                                 torch_iqr_ms=[times["torch"].q1 * 1e3, times["torch"].q3 * 1e3],
-                                 torch_over_fastconv=theirs / ours))
-                log(f"  {name:14s} {mode:9s} batch {batch}: {FASTCONV_BACKEND} {ours * 1e3:9.2f} ms, "
-                    f"torch {theirs * 1e3:9.2f} ms, ratio {theirs / ours:5.2f}")
+                rows.append(row)
+                log(f"  {name:14s} {mode:9s} batch {batch:3d}: {FASTCONV_BACKEND} {row['fastconv_ms']:9.2f} ms, "
+                    f"torch {row['torch_ms']:9.2f} ms, ratio {row['torch_over_fastconv']:5.2f}")
     return rows
+
+
+def summary(rows: list[dict]) -> list[str]:
+    """Per mode: the geometric mean of the ratios and the lowest."""
+    lines = []
+    for mode in MODES:
+        ratios = [row["torch_over_fastconv"] for row in rows if row["mode"] == mode]
+        if ratios:
+            geomean = float(np.exp(np.mean(np.log(ratios))))
+            lines.append(f"{mode}: geometric mean {geomean:.2f}x torch.nn over {len(ratios)} rows, "
+                         f"lowest {min(ratios):.2f}x")
+    return lines
 
 
 def markdown(rows: list[dict]) -> str:
@@ -168,7 +190,8 @@ def main_networks(args, log=print) -> int:
     settings.apply()
     try:
         with fastconv.use_backend(FASTCONV_BACKEND):
-            prepare_backend(None, dtype, log=log)        # compile or load every kernel before timing
+            # every kernel before timing, and no helper compiling while it times
+            prepare_backend(None, dtype, log=log, background=False)
         log(f"\nwhole networks, {FASTCONV_BACKEND} vs the same network in torch.nn ({threads} threads, "
             f"{dtype.name}; ratio = torch time / fastconv time):")
         rows = run_networks(dtype, args.repeat or (3 if args.quick else 7), args.quick, log)
@@ -177,5 +200,7 @@ def main_networks(args, log=print) -> int:
     report.write_atomic(args.out / "networks.json", json.dumps(rows, indent=2))
     report.write_atomic(args.out / "networks.md", markdown(rows))
     log("\n" + markdown(rows))
+    for line in summary(rows):
+        log(line)
     log(f"wrote {args.out / 'networks.json'}, {args.out / 'networks.md'}")
     return 0

@@ -254,12 +254,9 @@ class Trainer:
             # Only the kernels this model runs; a cold cache is announced, with progress lines.
             from fastconv.startup import prepare_backend
 
-            set_background = getattr(fastconv.get_backend(), "set_background_compile", None)
-            if set_background is not None and not self.world.background_compile:
-                set_background(False)
             seconds = self.world.writer_first(lambda: prepare_backend(
                 self.run.model, self.run.dtype, log=self.log, progress=self.show_progress,
-                jobs=self.world.compile_jobs))
+                jobs=self.world.compile_jobs, background=None if self.world.background_compile else False))
             if seconds is not None:
                 self.log(f"{self.backend_name} kernels ready in {seconds:.1f} s "
                          f"(compiled, or loaded from the cache)")
