@@ -83,7 +83,27 @@ def test_fastconv_bench_networks_writes_its_tables(monkeypatch, tmp_path, capsys
     monkeypatch.setattr(networks, "BATCHES", {"train": (1,), "inference": (1,)})
     with fastconv.use_backend("numpy"):
         assert benchmark.main(["--networks", "--quick", "--repeat", "1", "--out", str(tmp_path)]) == 0
-    rows = json.loads((tmp_path / "networks.json").read_text())
-    assert [(r["mode"], r["batch"]) for r in rows] == [("train", 1), ("inference", 1)]
-    assert "| report000 cnn | train | 1 |" in (tmp_path / "networks.md").read_text()
+    written = json.loads((tmp_path / "networks.json").read_text())
+    assert [(r["mode"], r["batch"]) for r in written["rows"]] == [("train", 1), ("inference", 1)]
+    (split,) = written["breakdown"]
+    assert split["network"] == "report000 cnn" and split["fastconv_ms"]["conv"] > 0
+    assert split["torch_ms"]["conv"] > 0 and split["torch_ms"]["optimizer"] > 0
+    text = (tmp_path / "networks.md").read_text()
+    assert "| report000 cnn | train | 1 |" in text and "| conv |" in text
     assert "wrote" in capsys.readouterr().out
+
+
+def test_a_step_is_split_by_kind_of_layer():
+    """Every kind of layer a ResNet has gets its share; the modules are unwrapped after."""
+    import numpy as np
+
+    from fastconv.benchmark import breakdown
+
+    model, torch_model, images, labels = networks._problem("resnet20", 2, np.float64)
+    with fastconv.use_backend("numpy"):
+        ours = breakdown.fastconv_split(model, images, labels, steps=1)
+    theirs = breakdown.torch_split(torch_model, images, labels, steps=1)
+    for split in (ours, theirs):
+        assert {"conv", "batch norm", "activation", "adds and joins", "optimizer"} <= set(split)
+        assert all(value >= 0 for value in split.values()) and split["conv"] > 0
+    assert not any(callable(module.__dict__.get("forward")) for module in model.modules())  # unwrapped

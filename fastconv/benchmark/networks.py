@@ -159,6 +159,23 @@ def summary(rows: list[dict]) -> list[str]:
     return lines
 
 
+def run_breakdowns(dtype=np.float32, log=print, networks=None, batch: int | None = None) -> list[dict]:
+    """Where one training step's time goes per kind of layer (`breakdown`), for each
+    network at the first training batch: one dict per network."""
+    from fastconv.benchmark import breakdown
+
+    found = []
+    batch = batch or BATCHES["train"][0]
+    for name in networks or NETWORKS:
+        model, torch_model, images, labels = _problem(name, batch, dtype)
+        with _fastconv_context():
+            ours = breakdown.fastconv_split(model, images, labels)
+        theirs = breakdown.torch_split(torch_model, images, labels)
+        found.append(dict(network=name, batch=batch, fastconv_ms=ours, torch_ms=theirs))
+        log(breakdown.markdown(name, batch, ours, theirs))
+    return found
+
+
 def markdown(rows: list[dict]) -> str:
     lines = ["| network | mode | batch | fastconv ms | torch.nn ms | torch / fastconv |",
              "|---|---|---:|---:|---:|---:|"]
@@ -195,10 +212,17 @@ def main_networks(args, log=print) -> int:
         log(f"\nwhole networks, {FASTCONV_BACKEND} vs the same network in torch.nn ({threads} threads, "
             f"{dtype.name}; ratio = torch time / fastconv time):")
         rows = run_networks(dtype, args.repeat or (3 if args.quick else 7), args.quick, log)
+        log("\nwhere a training step's time goes:")
+        splits = run_breakdowns(dtype, log)
     finally:
         settings.restore()
-    report.write_atomic(args.out / "networks.json", json.dumps(rows, indent=2))
-    report.write_atomic(args.out / "networks.md", markdown(rows))
+    from fastconv.benchmark import breakdown
+
+    text = "\n".join([markdown(rows), *summary(rows), ""] + [
+        breakdown.markdown(split["network"], split["batch"], split["fastconv_ms"], split["torch_ms"])
+        for split in splits])
+    report.write_atomic(args.out / "networks.json", json.dumps(dict(rows=rows, breakdown=splits), indent=2))
+    report.write_atomic(args.out / "networks.md", text)
     log("\n" + markdown(rows))
     for line in summary(rows):
         log(line)
