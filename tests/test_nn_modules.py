@@ -225,11 +225,11 @@ KERNEL_OPS = [
     (lambda: nn.AdaptiveAvgPool2d((2, 1)), {"avg_pool2d"}),
     (lambda: nn.AdaptiveMaxPool2d(1), set()),
     (lambda: nn.AdaptiveMaxPool2d(2), {"max_pool2d"}),
-    (nn.ReLU, set()), (nn.Sigmoid, set()), (nn.Tanh, set()), (nn.LeakyReLU, set()), (nn.ReLU6, set()),
+    (nn.ReLU, {"relu"}), (nn.Sigmoid, set()), (nn.Tanh, set()), (nn.LeakyReLU, set()), (nn.ReLU6, {"clamp"}),
     (nn.Identity, set()), (nn.Flatten, set()), (lambda: nn.Dropout(0.5, rng=0), set()),
     (lambda: nn.Upsample(scale_factor=2), set()),
-    (lambda: nn.Sequential(nn.Conv2d(2, 2, 3)), set()), (lambda: nn.Residual(nn.ReLU()), set()),
-    (lambda: nn.Concat(nn.ReLU()), set()), (lambda: nn.Add(nn.ReLU()), set()),
+    (lambda: nn.Sequential(nn.Conv2d(2, 2, 3)), set()), (lambda: nn.Residual(nn.ReLU()), {"add"}),
+    (lambda: nn.Concat(nn.ReLU()), {"add"}), (lambda: nn.Add(nn.ReLU()), {"add"}),
 ]
 
 

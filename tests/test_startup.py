@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # ------------------------------------------------------------------ which kernels
 def test_ops_of_the_report_models():
-    assert startup.ops_of(build_model("mlp1")) == {"linear", "softmax_cross_entropy"}
+    assert startup.ops_of(build_model("mlp1")) == {"linear", "relu", "softmax_cross_entropy"}
     assert startup.ops_of(build_model("cnn")) == {"conv2d_relu_avgpool2", "linear", "softmax_cross_entropy",
                                                   ("conv2d", (5, 5), (1, 1), (2, 2))}
     letters = startup.ops_of(build_model("letters-cnn"))
@@ -58,7 +58,7 @@ def test_groups_follow_the_ops_and_the_algorithm_registry(monkeypatch):
     assert runnable <= set(letters) and "norm" in letters
     assert warmup.groups_for(None) == warmup.groups() == tuple(
         name for name in select.ALGORITHMS if name in runnable) + (
-        "loss", "pool", "norm", "dense", "unfold", "general")
+        "loss", "pool", "norm", "dense", "elementwise", "unfold", "general")
     assert warmup.groups_for({"some_new_op"}) == warmup.groups()
     assert warmup.groups_for({"conv_transpose2d"}) == ("general",)
     # a layer's geometry: only the algorithms that can run it
@@ -106,7 +106,7 @@ def test_compile_plan_puts_one_algorithm_first_and_the_rest_in_the_background():
     letters_now, _ = warmup.compile_plan(startup.ops_of(build_model("letters-cnn")), background=True)
     assert "pool" in letters_now                        # its max pooling layers need it
     mlp = startup.ops_of(build_model("mlp1"))
-    assert warmup.compile_plan(mlp, background=True) == (("loss", "dense"), ())
+    assert warmup.compile_plan(mlp, background=True) == (("loss", "dense", "elementwise"), ())
 
 
 # ------------------------------------------------------------------ notice and bar
@@ -135,7 +135,7 @@ def test_cold_cache_is_announced_before_compiling_with_progress_lines(capsys):
     backend, messages = FakeBackend(cached=False), []
     seconds = startup.compile_kernels(backend, build_model("mlp1"), np.float32, messages.append)
     assert seconds == 1.5
-    assert backend.calls == [((np.dtype(np.float32),), 2, {"linear", "softmax_cross_entropy"})]
+    assert backend.calls == [((np.dtype(np.float32),), 2, {"linear", "relu", "softmax_cross_entropy"})]
     notice, *lines = messages
     for words in ("First run", "the fake kernels this model needs first", "float32", "about 25 s", "once",
                   "later runs load them"):
@@ -230,8 +230,8 @@ MLP_IN_A_COLD_CACHE = textwrap.dedent("""
 
 
 def test_a_model_without_convolutions_compiles_no_conv_kernels(tmp_path):
-    """mlp1 in an empty numba cache: only the loss and fully connected kernels are
-    compiled (~4 s), not the minutes of every kernel."""
+    """mlp1 in an empty numba cache: only the loss, fully connected and elementwise
+    kernels are compiled (seconds), not the minutes of every kernel."""
     pytest.importorskip("numba")
     env = {k: v for k, v in os.environ.items() if not k.startswith("FASTCONV_")}
     env.update(NUMBA_CACHE_DIR=str(tmp_path / "cache"),
@@ -241,7 +241,8 @@ def test_a_model_without_convolutions_compiles_no_conv_kernels(tmp_path):
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     compiled = {name for name, count in result["signatures"].items() if count}
-    assert compiled == {"softmax_cross_entropy", "linear_forward", "linear_backward"}, compiled
+    assert compiled == {"softmax_cross_entropy", "linear_forward", "linear_backward", "relu_forward",
+                        "relu_backward", "clamp_forward", "clamp_backward", "add"}, compiled
 
 
 def test_cold_cache_is_detected_in_a_fresh_process(tmp_path):

@@ -22,8 +22,8 @@ The kernels live in one module per family, each parsing its arguments once:
 `conv` (the convolution entry points, which send a call to `plain_conv` or, with
 dilation, groups or a string padding, to `general_conv`; `compose` builds the
 general cases for a backend without their kernels; `conv_params` checks their
-parameters), `unfold`, `pool`, `loss`, `norm` and `dense`; `arguments` holds the
-checks they share.
+parameters), `unfold`, `pool`, `loss`, `norm`, `dense` and `elementwise` (ReLU,
+clamp, sums); `arguments` holds the checks they share.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from fastconv.functional.conv import (
     conv2d_relu_avgpool2_backward, conv2d_relu_backward, conv_output_size, conv_transpose2d,
     conv_transpose2d_backward)
 from fastconv.functional.dense import linear, linear_backward
+from fastconv.functional.elementwise import add, clamp, clamp_backward, relu, relu_backward
 from fastconv.functional.loss import softmax_cross_entropy
 from fastconv.functional.norm import batch_norm, batch_norm_backward
 from fastconv.functional.pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
@@ -52,4 +53,5 @@ __all__ = [
     "batch_norm", "batch_norm_backward",
     "linear", "linear_backward",
     "softmax_cross_entropy",
+    "relu", "relu_backward", "clamp", "clamp_backward", "add",
 ]

@@ -1,7 +1,7 @@
 """Elementwise layers beside `ReLU`: `Identity`, `Sigmoid`, `Tanh`, `LeakyReLU`, `ReLU6`.
 
-Plain NumPy (no kernel needed), PyTorch's values and gradients, including at the
-kinks: `LeakyReLU`'s gradient at exactly 0 is ``negative_slope``, `ReLU6`'s at 0 and
+Plain NumPy but for `ReLU6` (`fastconv.functional.clamp`), PyTorch's values and
+gradients, including at the kinks: `LeakyReLU`'s gradient at exactly 0 is ``negative_slope``, `ReLU6`'s at 0 and
 at 6 is 0.
 """
 
@@ -116,18 +116,21 @@ class LeakyReLU(_Elementwise):
 
 
 class ReLU6(_Elementwise):
-    """``min(max(x, 0), 6)`` (MobileNet's activation); gradient 1 strictly inside (0, 6)."""
+    """``min(max(x, 0), 6)`` (MobileNet's activation); gradient 1 strictly inside (0, 6),
+    read off the output (`fastconv.functional.clamp_backward`)."""
 
     def __init__(self):
         super().__init__()
-        self._inside = None
+        self._y = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        x = F.as_array(x)
-        self._inside = ((x > 0) & (x < 6)).astype(x.dtype)
-        return np.clip(x, 0, 6)
+        self._y = F.clamp(x, 0.0, 6.0)
+        return self._y
 
     def backward(self, grad_y: np.ndarray) -> np.ndarray:
-        if self._inside is None:
+        if self._y is None:
             raise _not_run(self)
-        return grad_y * self._inside
+        return F.clamp_backward(grad_y, self._y, 0.0, 6.0)
+
+    def kernel_ops(self) -> frozenset:
+        return frozenset({"clamp"})

@@ -10,6 +10,7 @@ import fastconv.functional as F
 from fastconv.nn.module import Module
 
 _NO_KERNELS = frozenset()
+_SUM = frozenset({"add"})          # `fastconv.functional.add`
 
 
 def _check_modules(items, owner: str) -> list[Module]:
@@ -27,7 +28,7 @@ def _sum_arrays(arrays) -> np.ndarray | None:
     present = [array for array in arrays if array is not None]
     if not present:
         return None
-    total = present[0] + present[1] if len(present) > 1 else present[0].copy()
+    total = F.add(present[0], present[1]) if len(present) > 1 else present[0].copy()
     for array in present[2:]:
         total += array
     return total
@@ -173,12 +174,12 @@ class Residual(Module):
                 raise ValueError(f"Residual body changed the shape from {x.shape} to {y.shape}; "
                                  "the identity shortcut needs them equal (or give a shortcut module)")
             # Not in place: the body's last layer may still hold y (ReLU keeps its output).
-            return y + x
+            return F.add(y, x)
         shortcut = self.shortcut.forward(x)
         if y.shape != shortcut.shape:
             raise ValueError(f"Residual body gives shape {y.shape} but the shortcut gives "
                              f"{shortcut.shape}; they must be equal")
-        return y + shortcut
+        return F.add(y, shortcut)
 
     def backward(self, grad_y: np.ndarray) -> np.ndarray | None:
         grad_body = self.body.backward(grad_y)
@@ -186,7 +187,7 @@ class Residual(Module):
         return _sum_arrays((grad_body, grad_shortcut))
 
     def kernel_ops(self) -> frozenset:
-        return _NO_KERNELS
+        return _SUM
 
     def config(self) -> dict:
         return {"body": self.body, "shortcut": self.shortcut}
@@ -204,7 +205,7 @@ class _Branches(Module):
         self.branches = ModuleList(_check_modules(branches, type(self).__name__))
 
     def kernel_ops(self) -> frozenset:
-        return _NO_KERNELS
+        return _SUM                    # `_sum_arrays` of the branches' outputs or gradients
 
     def config(self) -> dict:
         return {"branches": list(self.branches)}

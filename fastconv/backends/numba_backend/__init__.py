@@ -9,8 +9,8 @@ Layout (planning in Python, arithmetic in ``kernels/``):
 * ``conv``     -- the convolution entry points (plain, +ReLU, +ReLU+2x2 avg pool);
 * ``general``  -- dilated, grouped and transposed convolution entry points, on
   ``depthwise`` (direct kernels) and ``grouped`` (per-group GEMMs);
-* ``unfold``, ``pool``, ``norm``, ``dense`` -- im2col/col2im, pooling and loss, batch
-  norm, fully connected layers;
+* ``unfold``, ``pool``, ``norm``, ``dense``, ``elementwise`` -- im2col/col2im, pooling
+  and loss, batch norm, fully connected layers, ReLU / clamp / sums;
 * ``warmup``   -- compile what a model needs up front; ``readiness`` (what is compiled),
   ``background`` (helper processes that compile the rest while a run works) and
   ``compile_clock`` (how long compiling takes here).
@@ -45,6 +45,8 @@ from fastconv.backends.numba_backend.conv import (  # noqa: E402,F401
     conv2d, conv2d_backward, conv2d_backward_weights, conv2d_relu, conv2d_relu_avgpool2,
     conv2d_relu_avgpool2_backward, conv2d_relu_backward)
 from fastconv.backends.numba_backend.dense import linear, linear_backward  # noqa: E402,F401
+from fastconv.backends.numba_backend.elementwise import (  # noqa: E402,F401
+    add, clamp, clamp_backward, relu, relu_backward)
 from fastconv.backends.numba_backend.general import (  # noqa: E402,F401
     col2im_dilated, conv2d_general, conv2d_general_backward, conv_transpose2d, conv_transpose2d_backward,
     im2col_dilated)

@@ -17,7 +17,7 @@ from fastconv import env
 # helpers an earlier one compiled (shifted_rows runs shifted's kernels).
 REFERENCE_SECONDS = {"direct": 18.2, "gemm": 20.4, "shifted": 21.6, "shifted_rows": 0.1, "winograd": 34.4,
                      "blocked": 17.2, "loss": 0.5, "pool": 7.4, "norm": 2.8, "dense": 3.2, "unfold": 1.3,
-                     "general": 45.2}
+                     "general": 45.2, "elementwise": 3.2}
 REFERENCE_MACHINE = "a 2-core AMD EPYC Zen 4"
 _UNKNOWN_GROUP_SECONDS = 10.0
 _FILE = "compile-seconds.json"

@@ -11,11 +11,12 @@ import numba
 import numpy as np
 
 from fastconv.backends.numba_backend import background as background_compile
-from fastconv.backends.numba_backend import (compile_clock, compile_watch, dense, general, jit_cache, norm, pool,
-                                             readiness, select, unfold)
+from fastconv.backends.numba_backend import (compile_clock, compile_watch, dense, elementwise, general, jit_cache,
+                                             norm, pool, readiness, select, unfold)
 from fastconv.backends.numba_backend.kernels import blocked as _blocked
 from fastconv.backends.numba_backend.kernels import dense as _dense
 from fastconv.backends.numba_backend.kernels import depthwise as _depthwise
+from fastconv.backends.numba_backend.kernels import elementwise as _elementwise
 from fastconv.backends.numba_backend.kernels import direct as _conv
 from fastconv.backends.numba_backend.kernels import gemm as _gemm
 from fastconv.backends.numba_backend.kernels import grouped as _grouped
@@ -28,7 +29,7 @@ from fastconv.backends.numba_backend.kernels import unfold_dilated as _unfold_di
 from fastconv.backends.numba_backend.kernels import winograd as _winograd
 
 KERNEL_MODULES = (_conv, _gemm, _shifted, _winograd, _blocked, _cols, _pool, _norm, _dense, _depthwise,
-                  _grouped, _unfold_dilated, _phases)
+                  _grouped, _unfold_dilated, _phases, _elementwise)
 
 # Warm-up groups besides one per convolution algorithm (`select.ALGORITHMS`), each
 # with the jitted entry points it compiles (for `kernels_cached`); None: every public
@@ -39,6 +40,7 @@ _OTHER_GROUPS = {
                         "max_pool2d_backward")),
     "norm": ((_norm,), ("batch_norm_forward", "batch_norm_backward")),
     "dense": ((_dense,), None),                     # fully connected layers
+    "elementwise": ((_elementwise,), None),         # ReLU, clamp, sums
     "unfold": ((_cols,), ("im2col_into", "col2im_from")),
     # dilated, grouped, depthwise and transposed convolution
     "general": ((_depthwise, _grouped, _unfold_dilated, _phases), None),
@@ -104,6 +106,8 @@ def groups_for(ops=None) -> tuple[str, ...]:
             needed.add("norm")
         elif op == "linear":
             needed.add("dense")
+        elif op in ("relu", "clamp", "add"):
+            needed.add("elementwise")
         elif op in ("im2col", "col2im"):
             needed.add("unfold")
         elif op in ("conv2d_general", "conv_transpose2d"):
@@ -166,6 +170,8 @@ def _warm(dtype, group: str) -> None:
         dense.linear_backward(y, flat, flat[::-1].copy())
     elif group == "general":
         general.warm(dtype)
+    elif group == "elementwise":
+        elementwise.warm(dtype)
     else:
         raise ValueError(f"unknown warm-up group {group!r}; groups: {', '.join(groups())}")
 
