@@ -1,7 +1,8 @@
 """Elementwise kernels over flat arrays, one contiguous slice per chunk: ReLU, clamp,
 their gradients from the output, and the sum of two arrays.  One pass and one output
 array each; NumPy's versions of the backward passes make a mask array first, and run
-on one thread.
+on one thread.  Each chunk loops over slices (indices from 0, provably non-negative),
+which is what lets LLVM drop numba's negative-index handling and vectorise.
 
 Every function trusts its caller (`numba_backend.elementwise`): flat C-contiguous
 arrays of one dtype and length.
@@ -19,9 +20,11 @@ def relu_forward(x, out, n_chunks):
     zero = x.dtype.type(0)
     n = x.shape[0]
     for chunk in prange(n_chunks):
-        for i in range(n * chunk // n_chunks, n * (chunk + 1) // n_chunks):
-            v = x[i]
-            out[i] = zero if v < zero else v          # NaN stays NaN, as np.maximum
+        lo, hi = n * chunk // n_chunks, n * (chunk + 1) // n_chunks
+        src, dst = x[lo:hi], out[lo:hi]
+        for i in range(src.shape[0]):
+            v = src[i]
+            dst[i] = zero if v < zero else v          # NaN stays NaN, as np.maximum
     return out
 
 
@@ -33,20 +36,24 @@ def relu_backward(grad_y, y, out, n_chunks):
     one = y.dtype.type(1)
     n = y.shape[0]
     for chunk in prange(n_chunks):
-        for i in range(n * chunk // n_chunks, n * (chunk + 1) // n_chunks):
-            out[i] = grad_y[i] * (one if y[i] > zero else zero)
+        lo, hi = n * chunk // n_chunks, n * (chunk + 1) // n_chunks
+        g, v, dst = grad_y[lo:hi], y[lo:hi], out[lo:hi]
+        for i in range(g.shape[0]):
+            dst[i] = g[i] * (one if v[i] > zero else zero)
     return out
 
 
 @njit(**_PJIT)
 def clamp_forward(x, low, high, out, n_chunks):
-    lo = x.dtype.type(low)
-    hi = x.dtype.type(high)
+    lo_value = x.dtype.type(low)
+    hi_value = x.dtype.type(high)
     n = x.shape[0]
     for chunk in prange(n_chunks):
-        for i in range(n * chunk // n_chunks, n * (chunk + 1) // n_chunks):
-            v = x[i]
-            out[i] = lo if v < lo else (hi if v > hi else v)
+        lo, hi = n * chunk // n_chunks, n * (chunk + 1) // n_chunks
+        src, dst = x[lo:hi], out[lo:hi]
+        for i in range(src.shape[0]):
+            v = src[i]
+            dst[i] = lo_value if v < lo_value else (hi_value if v > hi_value else v)
     return out
 
 
@@ -54,13 +61,14 @@ def clamp_forward(x, low, high, out, n_chunks):
 def clamp_backward(grad_y, y, low, high, out, n_chunks):
     zero = y.dtype.type(0)
     one = y.dtype.type(1)
-    lo = y.dtype.type(low)
-    hi = y.dtype.type(high)
+    lo_value = y.dtype.type(low)
+    hi_value = y.dtype.type(high)
     n = y.shape[0]
     for chunk in prange(n_chunks):
-        for i in range(n * chunk // n_chunks, n * (chunk + 1) // n_chunks):
-            v = y[i]
-            out[i] = grad_y[i] * (one if (v > lo and v < hi) else zero)
+        lo, hi = n * chunk // n_chunks, n * (chunk + 1) // n_chunks
+        g, v, dst = grad_y[lo:hi], y[lo:hi], out[lo:hi]
+        for i in range(g.shape[0]):
+            dst[i] = g[i] * (one if (v[i] > lo_value and v[i] < hi_value) else zero)
     return out
 
 
@@ -68,6 +76,8 @@ def clamp_backward(grad_y, y, low, high, out, n_chunks):
 def add(a, b, out, n_chunks):
     n = a.shape[0]
     for chunk in prange(n_chunks):
-        for i in range(n * chunk // n_chunks, n * (chunk + 1) // n_chunks):
-            out[i] = a[i] + b[i]
+        lo, hi = n * chunk // n_chunks, n * (chunk + 1) // n_chunks
+        first, second, dst = a[lo:hi], b[lo:hi], out[lo:hi]
+        for i in range(first.shape[0]):
+            dst[i] = first[i] + second[i]
     return out
