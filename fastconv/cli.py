@@ -196,6 +196,16 @@ def build_parser() -> argparse.ArgumentParser:
     # -- bench: its arguments are parsed by fastconv.benchmark (see main)
     commands.add_parser("bench", add_help=False, help="kernel and training-step benchmarks "
                                                       "(fastconv bench --help)")
+    compile_ = commands.add_parser(
+        "compile", help="compile every numba kernel this CPU can use, now",
+        formatter_class=HelpFormatter,
+        description="Compile (or load from numba's on-disk cache) every kernel of the numba backend that "
+                    "this CPU can use, on two processes, with progress lines: for a machine image, a "
+                    "shared installation or before a benchmark, so that no later run waits.  Runs also "
+                    "compile what they need on their own.")
+    compile_.add_argument("--dtype", default="float32", choices=("float32", "float64", "both"),
+                          help="the kernels' dtype")
+    compile_.add_argument("--jobs", type=_positive_int, default=2, help="processes that compile")
     commands.add_parser("info", help="version, backends, threads and environment problems",
                         description="Print the fastconv and Python versions, the backends that load here "
                                     "(and why another does not), the cores and threads, numba's threading "
@@ -329,7 +339,22 @@ def _run_info(args) -> int:
     return 0
 
 
-COMMANDS = {"train": _run_train, "viz": _run_viz, "compare": _run_compare, "info": _run_info}
+def _run_compile(args) -> int:
+    import fastconv
+    from fastconv.startup import prepare_backend
+
+    if "numba" not in fastconv.available_backends():
+        print("fastconv compile: the numba backend cannot load here (fastconv info says why)", file=sys.stderr)
+        return 2
+    dtypes = ("float32", "float64") if args.dtype == "both" else (args.dtype,)
+    with fastconv.use_backend("numba"):
+        seconds = prepare_backend(None, dtypes, jobs=args.jobs, background=False)
+    print(f"numba kernels ({'/'.join(dtypes)}) ready in {seconds:.1f} s")
+    return 0
+
+
+COMMANDS = {"train": _run_train, "viz": _run_viz, "compare": _run_compare, "info": _run_info,
+            "compile": _run_compile}
 
 
 def _one_checkpoint(parser, args) -> Path:

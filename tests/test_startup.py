@@ -303,3 +303,18 @@ def test_busy_machine_gets_one_line_of_advice(monkeypatch):
     monkeypatch.setenv("FASTCONV_NUM_THREADS", "2")       # the user chose: no advice
     startup._advise_if_busy(Threaded(), messages.append)
     assert len(messages) == 1
+
+
+def test_fastconv_compile_compiles_everything_up_front(monkeypatch, capsys):
+    """`fastconv compile` asks for every kernel of the dtypes, now, not in the background."""
+    pytest.importorskip("numba")
+    from fastconv import cli
+
+    calls = []
+    monkeypatch.setattr(startup, "prepare_backend", lambda model, dtypes, **kw: calls.append((model, dtypes, kw))
+                        or 1.25)
+    assert cli.main(["compile", "--dtype", "both", "--jobs", "1"]) == 0
+    ((model, dtypes, options),) = calls
+    assert model is None and dtypes == ("float32", "float64")
+    assert options["background"] is False and options["jobs"] == 1
+    assert "numba kernels (float32/float64) ready in 1.2 s" in capsys.readouterr().out
