@@ -204,7 +204,7 @@ def batch_norm_backward(grad_y, x, weight, eps):
     return grad_x, grad_w, grad_b
 
 
-# --------------------------------------------------------------------------- issue 13
+# --------------------------------------------------------------------------- general convolution
 # Dilated / grouped convolution, dilated unfold and transposed convolution, each
 # straight from its definition (PyTorch's docs): output channel o of group
 # g = o // (C_out/G) sees input channels g*C_in/G ... (g+1)*C_in/G - 1 only, and tap

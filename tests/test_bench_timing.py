@@ -75,7 +75,7 @@ def test_measure_interleaved_gives_each_variant_its_own_times():
     assert result["slow"].repeats == 3
 
 
-# ------------------------------------------------------------------ peak and load (issue 11 item 17)
+# ------------------------------------------------------------------ peak and load
 def test_peak_is_the_best_of_several_rounds(monkeypatch):
     minima = iter([0.4, 0.2, 0.3])
     monkeypatch.setattr(timing, "measure", lambda fn, **kw: timing.Timing(1, 1, 1, next(minima), 1, 1))

@@ -1,6 +1,5 @@
 """Checkpoint files: damaged or hostile ones are refused before they cost memory or a
-traceback (issue 11 items 7 and 8), and the Python API saves and loads models
-(item 14)."""
+traceback, and the Python API saves and loads models."""
 
 from __future__ import annotations
 

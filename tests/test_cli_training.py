@@ -1,5 +1,5 @@
 """``fastconv train`` / ``viz`` / ``compare`` on bad files, full disks and first use:
-one line naming the file or flag and a non-zero exit (issue 11 items 8 and 15)."""
+one line naming the file or flag and a non-zero exit."""
 
 from __future__ import annotations
 

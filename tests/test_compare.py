@@ -1,5 +1,5 @@
 """`fastconv compare`'s table: no speed-up for models without convolutions, whose
-layers are the same NumPy code on every backend (issue 11 item 18)."""
+layers are the same NumPy code on every backend."""
 
 from __future__ import annotations
 

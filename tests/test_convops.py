@@ -1,4 +1,4 @@
-"""Issue 13 on every backend against plain loops: dilated and grouped (depthwise with
+"""General convolution on every backend against plain loops: dilated and grouped (depthwise with
 channel multipliers 1 and 2) convolution, its fused variants, ``padding="same"`` /
 ``"valid"``, dilated unfold/fold, and transposed convolution; plus the composition a
 backend without the optional general kernels gets."""

@@ -1,4 +1,4 @@
-"""Issue 13 against PyTorch (when installed): dilated / grouped / depthwise
+"""General convolution against PyTorch (when installed): dilated / grouped / depthwise
 convolution, ``padding="same"``, dilated unfold/fold and transposed convolution,
 forward and autograd, float32 and float64, on every backend."""
 

@@ -147,7 +147,7 @@ def _idx_folder(folder, test_labels, train_labels=None):
 
 
 def test_idx_folder_label_beyond_the_class_count_is_an_error(isolated):
-    """A label of 2e9 in 20 images is not 2e9 classes (issue 11 item 6)."""
+    """A label of 2e9 in 20 images is not 2e9 classes."""
     folder = _idx_folder(isolated / "odd", [0, 1, 2, 2_000_000_000] * 3, [0, 1, 2, 3] * 2)
     with pytest.raises(DataError, match=r"largest label, 2,000,000,000, would make 2,000,000,001 classes "
                                         r"for 20 labelled images"):

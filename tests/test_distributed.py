@@ -1,4 +1,4 @@
-"""Data-parallel training on MPI (issue 12): launched with ``mpiexec -n 2`` from here.
+"""Data-parallel training on MPI: launched with ``mpiexec -n 2`` from here.
 
 Every run is float64 on the numpy backend (no JIT compilation, so each launch takes
 a few seconds) on 100 digits with a global batch of 35: batches of 35, 35, 30 split

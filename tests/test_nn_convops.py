@@ -1,4 +1,4 @@
-"""Issue 13's layers: `Conv2d` with dilation / groups / ``padding="same"`` and
+"""The general convolution layers: `Conv2d` with dilation / groups / ``padding="same"`` and
 `ConvTranspose2d` -- float64 central-difference gradient checks on every backend,
 PyTorch agreement, and construction errors."""
 

@@ -90,7 +90,7 @@ BAD_CALLS = [
     ("labels one-hot shape", lambda: F.softmax_cross_entropy(LOGITS, np.zeros((3, 5)))),
     ("labels 3-D", lambda: F.softmax_cross_entropy(LOGITS, np.zeros((3, 4, 1)))),
     ("logits int", lambda: F.softmax_cross_entropy(LOGITS.astype(np.int32), np.array([0, 1, 2]))),
-    # issue 13: groups, dilation, padding modes, transposed convolution
+    # general convolution: groups, dilation, padding modes, transposed convolution
     ("groups not dividing C_in", lambda: F.conv2d(X, W[:, :1], groups=2)),
     ("groups not dividing C_out", lambda: F.conv2d(X6, np.zeros((4, 2, 3, 3), np.float32), groups=3)),
     ("grouped channel mismatch", lambda: F.conv2d(X6, np.zeros((6, 3, 3, 3), np.float32), groups=3)),
@@ -129,7 +129,7 @@ BAD_CALLS = [
     ("im2col: zero dilation", lambda: F.im2col(X, 3, dilation=0)),
     ("im2col: dilated kernel too large", lambda: F.im2col(X, 3, dilation=4)),
     ("col2im: dilated windows", lambda: F.col2im(np.zeros((1, 9, 36), np.float32), (8, 8), 3, dilation=2)),
-    # sizes no kernel can index safely (issue 11 item 3)
+    # sizes no kernel can index safely
     ("avg pool window area beyond int64", lambda: F.avg_pool2d(ONES, (2**62, 4), padding=(2**61, 0))),
     ("max pool huge window", lambda: F.max_pool2d(ONES, 2**40, padding=2**39)),
     ("conv huge padding and stride", lambda: F.conv2d(X, W, padding=10**9, stride=10**12)),
@@ -143,7 +143,7 @@ BAD_CALLS = [
     ("max backward input gradient beyond memory",
      lambda: F.max_pool2d_backward(G, np.zeros(G.shape, np.int64), HUGE_X_SHAPE, HUGE_WINDOW)),
     ("max pool padded input beyond memory", lambda: F.max_pool2d(ONES, 2**30, padding=2**29)),
-    # masked arrays: the mask would be ignored (item 4)
+    # masked arrays: the mask would be ignored
     ("masked x", lambda: F.conv2d(np.ma.masked_array(X), W)),
     ("masked labels", lambda: F.softmax_cross_entropy(LOGITS, np.ma.masked_array([0, 1, 2]))),
     ("masked indices", lambda: F.max_pool2d_backward(G, np.ma.masked_array(np.zeros(G.shape, np.int64)),

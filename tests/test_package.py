@@ -1,5 +1,5 @@
 """``import fastconv``: fast (no numba), sub-modules on attribute access (PEP 562),
-and `fastconv.manual_seed` seeding every default generator (issue 11 items 12, 13)."""
+and `fastconv.manual_seed` seeding every default generator."""
 
 from __future__ import annotations
 

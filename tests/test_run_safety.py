@@ -1,6 +1,5 @@
 """A run never loses another run, never saves NaN, never resumes with settings it
-was not trained with, and never leaves logs ahead of its checkpoint (issue 11,
-items 1, 2 and 10)."""
+was not trained with, and never leaves logs ahead of its checkpoint."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """Before a run: compile only what the model needs, announce a cold compile with a
-progress bar, fail fast on a bad configuration, advise on a busy machine (issue 11
-items 11 and 17)."""
+progress lines, fail fast on a bad configuration, advise on a busy machine."""
 
 from __future__ import annotations
 

@@ -141,7 +141,7 @@ def test_visualize_reloads_the_named_data_set(trained_run, tmp_path):
 
 @pytest.mark.parametrize("epochs", [[1], [1, 2], list(range(1, 31))])
 def test_epoch_axes_have_whole_number_ticks(monkeypatch, tmp_path, epochs):
-    """A one-epoch run used to get ticks 0.96, 0.98, ... (issue 11 item 18)."""
+    """A one-epoch run used to get ticks 0.96, 0.98, ...."""
     import fastconv.viz as viz
 
     figures = []

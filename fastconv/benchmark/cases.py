@@ -163,9 +163,10 @@ class GeneralConvLayer:
         return x, w, b, grad_y
 
 
-# Issue 13: a MobileNet depthwise 3x3 layer, a DeepLab-style dilated 3x3, and a DCGAN
-# generator's 4x4 stride-2 transposed convolution (16x16 -> 32x32).
-ISSUE13_LAYERS = (
+# The general convolutions of the full run: a MobileNet depthwise 3x3 layer, a
+# DeepLab-style dilated 3x3, and a DCGAN generator's 4x4 stride-2 transposed
+# convolution (16x16 -> 32x32).
+GENERAL_LAYERS = (
     GeneralConvLayer("mobilenet", "dw3x3", 16, 32, 32, 56, 3, padding=1, groups=32),
     GeneralConvLayer("deeplab", "dil3x3", 16, 64, 64, 28, 3, padding=2, dilation=2),
     GeneralConvLayer("dcgan", "convT4", 16, 128, 64, 16, 4, stride=2, padding=1, transposed=True),

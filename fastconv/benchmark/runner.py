@@ -133,7 +133,7 @@ def kernel_calls(dtype, quick: bool):
 
 def general_conv_calls(dtype):
     """The general-convolution rows: depthwise, dilated and transposed convolution, each way."""
-    for layer in cases.ISSUE13_LAYERS:
+    for layer in cases.GENERAL_LAYERS:
         x, w, b, grad_y = layer.inputs(dtype)
         kw = layer.kwargs
         if layer.transposed:

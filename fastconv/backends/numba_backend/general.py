@@ -1,4 +1,4 @@
-"""Entry points of the numba backend's general convolution kernels (issue 13):
+"""Entry points of the numba backend's general convolution kernels:
 dilated im2col/col2im, grouped / dilated convolution and transposed convolution.
 
 Depthwise problems (``groups == C_in``) with a small channel multiplier run the direct
