@@ -20,7 +20,7 @@ computing asynchronously).
 * ``onnxruntime``: a one-node ``Conv`` (``ConvTranspose``) model with the weights and
   bias as initializers, built in memory with ``onnx.helper``, run by an
   ``onnxruntime.InferenceSession`` on the CPU with ``intra_op_num_threads`` = the thread
-  count, ``inter_op_num_threads=1``, sequential execution and every graph
+  count, ``inter_op_num_threads=1``, no spinning threads, sequential execution and every graph
   optimisation.  Inference in float32 only.
 
 A peer whose package is missing is skipped with one line naming the extra to install.
@@ -198,6 +198,9 @@ class OnnxRuntimePeer(Peer):
         options.inter_op_num_threads = 1
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Its pool's threads spin after each run by default, holding the cores the
+        # next library's calls need: interleaved, that slowed everything timed after it.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._options = options
 
     def supports(self, problem):
