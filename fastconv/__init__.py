@@ -11,6 +11,7 @@ numba) is loaded on first use, where ``FASTCONV_BACKEND`` is read.
 """
 
 import importlib
+import sys
 
 from fastconv.backends import (
     available_backends,
@@ -19,7 +20,12 @@ from fastconv.backends import (
     set_backend,
     use_backend,
 )
-from fastconv.seeding import manual_seed
+from fastconv.system import env as _env
+from fastconv.system.seeding import manual_seed
+
+# ``fastconv.env`` stays an import path (``from fastconv.env import
+# EnvironmentVariableError``); the module lives with the other system modules.
+sys.modules[f"{__name__}.env"] = _env
 
 __version__ = "0.1.0"
 __all__ = [
@@ -65,8 +71,8 @@ def load_state(path):
 # PEP 562: ``fastconv.nn`` and the rest without importing them (and numba) up front.
 _SUBMODULES = frozenset({
     "activations", "backends", "benchmark", "checkpoint", "cli", "compare", "data",
-    "distributed", "entropy", "env", "functional", "machine", "models", "nn", "optim",
-    "seeding", "train", "training", "viz",
+    "distributed", "entropy", "env", "functional", "models", "nn", "optim", "system",
+    "train", "training", "viz",
 })
 
 

@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from fastconv.console import bad_environment, one_line_notices
-from fastconv.env import EnvironmentVariableError
+from fastconv.system.env import EnvironmentVariableError
 
 # Errors a user can cause and fix without reading code: shown as one line.  OSError
 # covers the environment's refusals too (a full disk, a too-long path, a folder in

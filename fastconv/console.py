@@ -12,14 +12,14 @@ import logging
 import sys
 import warnings
 
-from fastconv import env
-from fastconv.env import EnvironmentVariableError
+from fastconv.system import env
+from fastconv.system.env import EnvironmentVariableError
 
 EXIT_USAGE = 2      # argparse's status for a bad invocation: a bad variable is one too
 
 
 def check_environment() -> None:
-    """Every ``FASTCONV_*`` variable the commands read (`fastconv.env.check`, and the
+    """Every ``FASTCONV_*`` variable the commands read (`fastconv.system.env.check`, and the
     backend name): raises `EnvironmentVariableError` naming the first bad one.  The
     algorithm and BLAS names are the numba backend's, asked only when set (importing
     it takes a second)."""

@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 import fastconv
-from fastconv import env, machine_load
+from fastconv.system import env, load as machine_load
 
 # Below this (rough) wait the compile goes unannounced: a notice would be noise.
 _ANNOUNCE_SECONDS = 2.0

@@ -55,7 +55,7 @@ def test_gemm_matches_matmul(seed, dtype):
 def test_provider_is_known():
     assert blas.provider() in ("mkl", "openblas", "none")
     if blas._mkl_library() is not None and os.environ.get("FASTCONV_BLAS", "auto") == "auto":
-        from fastconv.machine import cpu_vendor
+        from fastconv.system.cpu import cpu_vendor
 
         assert (blas.provider() == "mkl") == (cpu_vendor() == "GenuineIntel")
 

@@ -62,7 +62,7 @@ def test_thread_cap_notice_is_one_clean_line():
 
 
 def test_train_checks_the_environment_before_the_data(monkeypatch, tmp_path):
-    from fastconv.env import EnvironmentVariableError
+    from fastconv.system.env import EnvironmentVariableError
     from fastconv.train import train
 
     monkeypatch.setenv("FASTCONV_NUM_THREADS", "-3")

@@ -26,10 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "fastconv"
 API_PAGES = ROOT / "docs" / "api"
 PUBLIC = ["fastconv.functional", "fastconv.nn", "fastconv.optim", "fastconv.models", "fastconv.data",
-          "fastconv.checkpoint", "fastconv.viz", "fastconv.train", "fastconv.distributed"]
+          "fastconv.checkpoint", "fastconv.viz", "fastconv.train", "fastconv.distributed", "fastconv.system",
+          "fastconv.env"]
 # Packages grouping modules by concern: their modules import siblings, never the
 # package itself, and each imports first in a fresh interpreter.
-PACKAGES = ["fastconv.functional", "fastconv.checkpoint"]
+PACKAGES = ["fastconv.functional", "fastconv.checkpoint", "fastconv.system"]
 
 
 def module_files() -> dict[str, Path]:
@@ -236,3 +237,12 @@ def test_functional_keeps_its_public_names():
                "add"}
     assert set(F.__all__) == kernels
     assert {"FLOAT_DTYPES", "MAX_AXIS", "as_array", "get_backend"} <= set(dir(F))
+
+
+def test_env_keeps_its_import_path():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    code = ("import fastconv.env, fastconv.system.env as system_env; "
+            "from fastconv.env import EnvironmentVariableError; "
+            "assert fastconv.env is system_env and EnvironmentVariableError is system_env.EnvironmentVariableError")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -15,7 +15,7 @@ pytest.importorskip("numba")
 import fastconv  # noqa: E402
 import fastconv.functional as F  # noqa: E402
 from fastconv.backends import numba_backend as NB  # noqa: E402
-from fastconv.env import EnvironmentVariableError  # noqa: E402
+from fastconv.system.env import EnvironmentVariableError  # noqa: E402
 from tests import loops  # noqa: E402
 
 ALGORITHMS = tuple(NB.ALGORITHMS)

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastconv import machine_load, nn, startup
+from fastconv import nn, startup
+from fastconv.system import load as machine_load
 from fastconv.models import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,7 +188,7 @@ def test_real_warmup_reports_progress_per_group():
 def test_bad_conv_algorithm_fails_before_compiling(monkeypatch):
     pytest.importorskip("numba")
     import fastconv
-    from fastconv.env import EnvironmentVariableError
+    from fastconv.system.env import EnvironmentVariableError
 
     monkeypatch.setenv("FASTCONV_CONV_ALGO", "fastest")
     with fastconv.use_backend("numba") as backend:

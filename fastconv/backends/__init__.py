@@ -28,7 +28,7 @@ import contextlib
 import importlib
 from typing import Iterator
 
-from fastconv import env
+from fastconv.system import env
 
 KERNELS = (
     "im2col",

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import torch
 
-from fastconv import env
+from fastconv.system import env
 
 name = "torch"
 

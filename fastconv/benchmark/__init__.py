@@ -121,7 +121,7 @@ def main(argv=None) -> int:
 
         return main_networks(args)
     import fastconv
-    from fastconv import env
+    from fastconv.system import env
     from fastconv.benchmark import printed, report, runner
     from fastconv.benchmark.timing import machine_info, matmul_peak_gflops
 

@@ -193,7 +193,7 @@ def main_networks(args, log=print) -> int:
     import os
     import sys
 
-    from fastconv import env
+    from fastconv.system import env
     from fastconv.benchmark import report, runner
     from fastconv.startup import prepare_backend
 

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from fastconv.machine import cpu_model
+from fastconv.system.cpu import cpu_model
 
 
 @dataclass

@@ -6,7 +6,7 @@ from typing import Iterator
 
 import numpy as np
 
-from fastconv.seeding import default_generator
+from fastconv.system.seeding import default_generator
 
 __all__ = ["to_float", "batches", "num_batches"]
 

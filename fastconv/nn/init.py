@@ -14,7 +14,7 @@ import numbers
 
 import numpy as np
 
-from fastconv.seeding import default_generator
+from fastconv.system.seeding import default_generator
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 

@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 import fastconv
-from fastconv import env
+from fastconv.system import env
 from fastconv.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_rng_states
 from fastconv.checkpoint.meta import MalformedCheckpointError
 from fastconv.data.dataset import Dataset

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 
-from fastconv import env
+from fastconv.system import env
 
 _lock = threading.Lock()
 _requested: set = set()      # items asked for in this process (each compiled once)

@@ -38,8 +38,8 @@ import sys
 
 import llvmlite.binding as llvm
 
-from fastconv import env
-from fastconv.machine import cpu_vendor
+from fastconv.system import env
+from fastconv.system.cpu import cpu_vendor
 
 PROVIDERS = ("auto", "mkl", "openblas")
 _MKL_SEQUENTIAL = 1           # MKL_THREADING_SEQUENTIAL for mkl_set_threading_layer

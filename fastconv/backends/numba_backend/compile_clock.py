@@ -10,7 +10,7 @@ import os
 import stat
 import tempfile
 
-from fastconv import env
+from fastconv.system import env
 
 # Seconds per group, float32, one process, cold cache, in `warmup.groups()` order, on
 # a 2-core AMD EPYC Zen 4 (`python bench/compile_times.py`).  A later group loads the

@@ -32,7 +32,7 @@ import pickle
 import stat
 import tempfile
 
-from fastconv import env
+from fastconv.system import env
 
 _log = logging.getLogger(__name__)
 _PACKAGE = "fastconv."

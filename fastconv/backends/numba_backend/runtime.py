@@ -15,7 +15,7 @@ import warnings
 import numba
 import numpy as np
 
-from fastconv import env
+from fastconv.system import env
 from fastconv.backends.numba_backend import blas
 
 _num_threads = numba.config.NUMBA_NUM_THREADS
@@ -51,7 +51,7 @@ def set_num_threads(n: int) -> int:
 
 
 def threads_from_env() -> None:
-    """Apply ``FASTCONV_NUM_THREADS`` (a bad value: `fastconv.env.EnvironmentVariableError`)."""
+    """Apply ``FASTCONV_NUM_THREADS`` (a bad value: `fastconv.system.env.EnvironmentVariableError`)."""
     count = env.num_threads()
     if count is not None:
         set_num_threads(count)

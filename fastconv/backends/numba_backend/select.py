@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from fastconv import env
+from fastconv.system import env
 from fastconv.backends.numba_backend import background, readiness
 from fastconv.backends.numba_backend import blas as _blas
 from fastconv.backends.numba_backend import blocked, direct, gemm, shifted, shifted_rows, winograd

@@ -23,8 +23,8 @@ import os
 import stat
 import tempfile
 
-from fastconv import env
-from fastconv.machine import cpu_model
+from fastconv.system import env
+from fastconv.system.cpu import cpu_model
 
 MAX_BYTES = 4 << 20              # a few thousand entries of ~250 bytes fit many times over
 MAX_ENTRIES = 4000
