@@ -30,7 +30,7 @@ PUBLIC = ["fastconv.functional", "fastconv.nn", "fastconv.optim", "fastconv.mode
           "fastconv.env"]
 # Packages grouping modules by concern: their modules import siblings, never the
 # package itself, and each imports first in a fresh interpreter.
-PACKAGES = ["fastconv.functional", "fastconv.checkpoint", "fastconv.system"]
+PACKAGES = ["fastconv.functional", "fastconv.checkpoint", "fastconv.system", "fastconv.cli"]
 
 
 def module_files() -> dict[str, Path]:

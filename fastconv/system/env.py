@@ -112,7 +112,7 @@ def folder(name: str) -> str | None:
 def check() -> None:
     """Validate the variables whose valid values this module knows (raises
     `EnvironmentVariableError` naming the first bad one); the backend and algorithm
-    names are checked by their owners (`fastconv.cli` asks them)."""
+    names are checked by their owners (`fastconv.cli.console` asks them)."""
     num_threads()
     for name in (CONV_EXACT, BACKGROUND_COMPILE):
         flag(name)

@@ -1,41 +1,19 @@
-"""The ``fastconv`` command.
+"""The ``fastconv`` command's options: the argparse types that check them
+(`_positive_int`, `_probability`, `_setting`, `_names`), `HelpFormatter`, and
+`build_parser` with one sub-parser per command (``bench`` only forwards its
+arguments to `fastconv.benchmark`, which parses them).
 
-    fastconv train --model cnn --dataset fashion-mnist --epochs 5 --backend numba --out runs/fashion
-    fastconv train --model cnn --dataset fashion-mnist --epochs 10 --out runs/fashion --resume
-    fastconv viz --checkpoint runs/fashion/model.npz --out runs/fashion/figures
-    fastconv compare --dataset mnist --epochs 5 --backends numpy,numba --out runs/compare
-    fastconv bench --quick
-    fastconv info
-    mpiexec -n 2 fastconv train --model cnn --dataset digits --out runs/digits-2ranks   # fastconv[mpi]
-
-A user mistake (unknown data set, missing files, a checkpoint that does not fit)
-prints one ``fastconv: error: ...`` line and exits with status 1, in every command
-including ``bench``; bad options exit with argparse's status 2, and so does a bad
-``FASTCONV_*`` environment variable, checked before anything is created or loaded;
-Ctrl-C during training saves and exits with 130.  ``--debug`` shows the full
-traceback instead.  ``--help``, ``--version`` and ``info`` work whatever the
-environment holds; bare ``fastconv`` prints the help.  Warnings (fastconv's and
-Python's) are one ``fastconv: ...`` line each on stderr.
+Imports nothing heavy: the hyper-parameter ranges, the models and the version are
+imported when the parser is built or an option is parsed.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from pathlib import Path
 
-from fastconv.console import bad_environment, one_line_notices
-from fastconv.system.env import EnvironmentVariableError
 
-# Errors a user can cause and fix without reading code: shown as one line.  OSError
-# covers the environment's refusals too (a full disk, a too-long path, a folder in
-# use); the messages name the file.
-USER_ERRORS = (ValueError, OSError, ImportError, EnvironmentVariableError)
-EXIT_USER_ERROR = 1
-EXIT_INTERRUPTED = 130
-
-
+# ------------------------------------------------------------------ argument types
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -96,6 +74,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+# ------------------------------------------------------------------ the parser
 def _add_data_options(parser: argparse.ArgumentParser, dataset_default: str | None) -> None:
     parser.add_argument("--dataset", default=dataset_default,
                         help="mnist, fashion-mnist, digits, letters, or a folder (IDX files or one "
@@ -113,7 +92,6 @@ def _add_data_options(parser: argparse.ArgumentParser, dataset_default: str | No
 
 def build_parser() -> argparse.ArgumentParser:
     from fastconv import __version__
-    from fastconv.models import MODELS
 
     parser = argparse.ArgumentParser(prog="fastconv", formatter_class=HelpFormatter, description=(
         "Numba-JIT convolution kernels and a from-scratch CNN framework: train, visualise "
@@ -121,8 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fastconv {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_train(commands)
+    _add_viz(commands)
+    _add_compare(commands)
+    _add_tools(commands)
+    return parser
 
-    # -- train
+
+def _add_train(commands) -> None:
+    from fastconv.models import MODELS
+
     train = commands.add_parser("train", help="train a model, writing checkpoint, logs and curves",
                                 formatter_class=HelpFormatter,
                                 description="Train a model; hyper-parameters left out take the "
@@ -160,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    # -- viz
+
+def _add_viz(commands) -> None:
     viz = commands.add_parser("viz", help="figures and entropy table of a trained model",
                               formatter_class=HelpFormatter,
                               description="Curves, conv kernels, feature maps, t-SNE and the entropy "
@@ -179,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     viz.add_argument("--backend", default=None, help="numpy, numba, ... (default: FASTCONV_BACKEND or numba)")
     viz.add_argument("--seed", type=int, default=0, help="t-SNE and image choice")
 
-    # -- compare
+
+def _add_compare(commands) -> None:
     compare = commands.add_parser("compare", help="CNN vs MLP-1 vs MLP-2 (report 000 section 4)",
                                   formatter_class=HelpFormatter,
                                   description="Train cnn, mlp1 and mlp2 with the report's settings "
@@ -193,7 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", type=Path, default=Path("runs/compare"), help="output folder")
     compare.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    # -- bench: its arguments are parsed by fastconv.benchmark (see main)
+
+def _add_tools(commands) -> None:
+    """``bench``, ``compile`` and ``info``."""
+    # bench: its arguments are parsed by fastconv.benchmark (see fastconv.cli.dispatch)
     commands.add_parser("bench", add_help=False, help="kernel and training-step benchmarks "
                                                       "(fastconv bench --help)")
     compile_ = commands.add_parser(
@@ -211,150 +202,6 @@ def build_parser() -> argparse.ArgumentParser:
                                     "(and why another does not), the cores and threads, numba's threading "
                                     "layer, the BLAS the kernels' GEMMs call and the PyTorch version.  It "
                                     "works whatever the FASTCONV_* variables hold.")
-    return parser
-
-
-# ------------------------------------------------------------------ commands
-def _run_train(args) -> int:
-    from fastconv.distributed import launch_world
-
-    world = launch_world()  # this process alone, unless mpiexec started several
-    if world.size == 1:
-        return _train(args, world)
-    threads = world.configure_threads()
-    with world.abort_on_error(lambda exc, rank: _report_failure(exc, args.debug, rank)):
-        if world.is_writer:
-            print(f"fastconv: {world.size} MPI ranks on {world.hosts} host(s), {threads} thread(s) per rank "
-                  f"({os.cpu_count()} cores per host / {world.ranks_on_host} ranks on this host)", flush=True)
-        return _train(args, world)
-
-
-def _train(args, world) -> int:
-    from fastconv.train import train
-
-    say = print if world.is_writer else (lambda *a, **k: None)
-    model = args.model or "cnn"
-    dataset = args.dataset
-    if dataset is None and not args.resume:
-        dataset = default_dataset(model)
-        say(f"no --dataset given: training on {dataset!r}, which needs no download "
-            f"(for MNIST pass --dataset mnist --download)")
-    dataset_label = Path(str(dataset or default_dataset(model))).name or "data"
-    out = args.out or Path("runs") / f"{model}-{dataset_label}"
-    result = train(
-        args.model if args.resume else model, dataset, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay, lr_step=args.lr_step,
-        lr_gamma=args.lr_gamma, batch_norm=False if args.no_bn else None, dropout=args.dropout,
-        out_dir=out, seed=args.seed, resume=args.resume, overwrite=args.overwrite,
-        progress=not args.no_progress, limit=args.limit, data_root=args.data_root,
-        download=args.download, dtype=args.dtype, backend=args.backend, world=world,
-        optimizer=args.optimizer)
-    if result.interrupted:
-        return EXIT_INTERRUPTED
-    say(f"wrote {out}/model.npz, history.json, iterations.json and curves")
-    return 0
-
-
-def _report_failure(exc: BaseException, debug: bool, rank: int = 0) -> None:
-    """What `main` prints for an error, for a rank that is about to abort the job."""
-    import traceback
-
-    where = f"[rank {rank}] " if rank else ""
-    if isinstance(exc, KeyboardInterrupt):
-        print(f"fastconv: {where}interrupted", file=sys.stderr)
-    elif debug or not isinstance(exc, USER_ERRORS):
-        # The error first: an MPI abort can cut a rank's output short, and the
-        # traceback is the part that may be lost.
-        print(f"fastconv: {where}failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-        traceback.print_exception(exc)
-    else:
-        print(f"fastconv: error: {where}{exc}", file=sys.stderr)
-
-
-def _run_viz(args) -> int:
-    from fastconv.viz import visualize
-
-    out = args.out or (args.checkpoint if args.checkpoint.is_dir() else args.checkpoint.parent) / "figures"
-    result = visualize(args.checkpoint, out, dataset=args.dataset, sample_indices=args.images,
-                       tsne_points=args.tsne_points, entropy_images=args.entropy_images,
-                       data_root=args.data_root, seed=args.seed)
-    print(f"wrote {len(result['files'])} files to {out}")
-    return 0
-
-
-def _run_compare(args) -> int:
-    from fastconv.compare import compare
-
-    backends = _names(args.backends, "--backends") if args.backends is not None else None
-    models = _names(args.models, "--models")
-    summary = compare(args.dataset, epochs=args.epochs, backends=backends, models=models,
-                      out_dir=args.out, seed=args.seed, limit=args.limit, data_root=args.data_root,
-                      download=args.download, progress=not args.no_progress)
-    return EXIT_INTERRUPTED if summary["interrupted"] else 0
-
-
-def _current_backend_name() -> str:
-    import fastconv
-
-    try:
-        return fastconv.get_backend().name
-    except (ValueError, ImportError, EnvironmentVariableError) as exc:
-        return f"none: {exc}"
-
-
-def _run_info(args) -> int:
-    """Always works: a backend that cannot load is listed with the reason."""
-    import numpy as np
-
-    import fastconv
-    from fastconv.backends import backend_problems, registered_backends
-
-    print(f"fastconv {fastconv.__version__}")
-    print(f"python {sys.version.split()[0]}, numpy {np.__version__}")
-    problems = backend_problems()
-    available = [name for name in registered_backends() if name not in problems]
-    print(f"backends: {', '.join(available) or 'none'} (current: {_current_backend_name()}; "
-          f"FASTCONV_BACKEND={os.environ.get('FASTCONV_BACKEND', '') or 'unset'})")
-    for name, why in problems.items():
-        print(f"  {name}: not usable: {why}")
-    print(f"cpu cores: {os.cpu_count()}; FASTCONV_NUM_THREADS="
-          f"{os.environ.get('FASTCONV_NUM_THREADS', '') or 'unset (all cores)'}")
-    if "numba" in available:
-        import numba
-
-        try:  # only known once a parallel kernel has run
-            layer = numba.threading_layer()
-        except ValueError:
-            layer = f"{numba.config.THREADING_LAYER} (none started yet)"
-        print(f"numba {numba.__version__}: {numba.get_num_threads()} threads, threading layer {layer}")
-        from fastconv.backends.numba_backend.blas import describe
-
-        print(f"kernel GEMMs: {describe()} (FASTCONV_BLAS={os.environ.get('FASTCONV_BLAS', '') or 'unset (auto)'})")
-    try:
-        import torch
-
-        print(f"torch {torch.__version__}: {torch.get_num_threads()} threads (benchmark anchor only)")
-    except ImportError:
-        print("torch: not installed (optional)")
-    return 0
-
-
-def _run_compile(args) -> int:
-    import fastconv
-    from fastconv.startup import prepare_backend
-
-    if "numba" not in fastconv.available_backends():
-        print("fastconv compile: the numba backend cannot load here (fastconv info says why)", file=sys.stderr)
-        return 2
-    dtypes = ("float32", "float64") if args.dtype == "both" else (args.dtype,)
-    with fastconv.use_backend("numba"):
-        seconds = prepare_backend(None, dtypes, jobs=args.jobs, background=False)
-    print(f"numba kernels ({'/'.join(dtypes)}) ready in {seconds:.1f} s")
-    return 0
-
-
-COMMANDS = {"train": _run_train, "viz": _run_viz, "compare": _run_compare, "info": _run_info,
-            "compile": _run_compile}
 
 
 def _one_checkpoint(parser, args) -> Path:
@@ -366,77 +213,3 @@ def _one_checkpoint(parser, args) -> Path:
         commands.choices["viz"].error("give one checkpoint: fastconv viz RUN/model.npz "
                                       "(or --checkpoint RUN/model.npz)")
     return given.pop()
-
-
-def _run_command(args) -> int:
-    import contextlib
-
-    import fastconv
-
-    # Selected before any data is loaded (a bad name fails fast) and restored on
-    # return, so calling main() from Python leaves the caller's backend alone.
-    backend = getattr(args, "backend", None)
-    with fastconv.use_backend(backend) if backend else contextlib.nullcontext():
-        return COMMANDS[args.command](args)
-
-
-def _run_bench(argv) -> int:
-    # Forwarded untouched: fastconv.benchmark owns its own options and --help.
-    from fastconv.benchmark import main as bench_main
-
-    try:
-        return bench_main(argv)
-    except SystemExit as exc:  # --help or a usage error: argparse already printed why
-        return int(exc.code or 0)
-
-
-def _guarded(run, debug: bool) -> int:
-    """``run()``'s status; a user error is one line (the traceback with ``--debug``)."""
-    try:
-        return run()
-    except KeyboardInterrupt:
-        print("fastconv: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except USER_ERRORS as exc:
-        if debug:
-            raise
-        print(f"fastconv: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
-
-
-# ------------------------------------------------------------------ entry point
-def main(argv=None) -> int:
-    """Entry point of the ``fastconv`` console script; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    with one_line_notices():
-        return _main(argv)
-
-
-def _main(argv: list) -> int:
-    debug = "--debug" in argv[:1]
-    if argv[int(debug):int(debug) + 1] == ["bench"]:
-        bench_argv = argv[int(debug) + 1:]
-        if not {"-h", "--help"} & set(bench_argv):
-            bad = bad_environment(debug)
-            if bad is not None:
-                return bad
-        return _guarded(lambda: _run_bench(bench_argv), debug)
-    parser = build_parser()
-    if not argv[int(debug):]:
-        parser.print_help()
-        return 0
-    try:
-        args = parser.parse_args(argv)
-        if args.command == "viz":
-            args.checkpoint = _one_checkpoint(parser, args)
-    except SystemExit as exc:  # --help or a usage error: argparse already printed why
-        return int(exc.code or 0)
-    if args.command != "info":                 # info reports the environment's problems
-        bad = bad_environment(args.debug)
-        if bad is not None:
-            return bad
-    return _guarded(lambda: _run_command(args), args.debug)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,7 +2,7 @@
 environment checked before a command creates or loads anything, and warnings as one
 ``fastconv: ...`` line each.
 
-Imports nothing heavy: `fastconv.cli` imports it before it knows the command.
+Imports nothing heavy: `fastconv.cli.dispatch` imports it before it knows the command.
 """
 
 from __future__ import annotations
