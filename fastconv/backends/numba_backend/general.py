@@ -2,16 +2,16 @@
 dilated im2col/col2im, grouped / dilated convolution and transposed convolution.
 
 Depthwise problems (``groups == C_in``) with a small channel multiplier run the direct
-kernels of `depthwise`.
-Dilated and grouped ones run the register blocks of `blocked` where the CPU has
-AVX-512 (`_blocked_runs`; DeepLab's 64->64 3x3 dilation 2: 1.3x forward, 1.1x
-backward over `shifted` here; 4 groups of 32 channels, 3x3 at 28x28: 1.6 ms forward
-against 4.8 for the per-group GEMMs), else dilated ones the GEMMs on shifted views of
-`shifted` (1.1-2x the dilated-im2col GEMMs); everything else, and transposed
-convolution, the GEMMs of `grouped`.  Without a BLAS (neither MKL nor SciPy to bind, see `blas`) the
-non-depthwise cases fall back to the composition of `fastconv.functional.compose` on this
-backend's unfold kernels.  Arguments arrive validated
-and normalised by `fastconv.functional`.
+kernels of `depthwise`.  Ungrouped dilated problems are timed per problem
+(`_dilated_plans`) on the register blocks of `blocked` (AVX-512), the GEMMs on
+shifted views of `shifted` and, at stride 1, the undilated convolution engine on
+sub-grids (`dilated`).  Grouped ones run `blocked` where the CPU has AVX-512 and the
+groups are wide enough (`_blocked_runs`; 4 groups of 32 channels, 3x3 at 28x28: 1.6 ms
+forward against 4.8 for the per-group GEMMs), else the GEMMs of `grouped`, as
+transposed convolution does.  Without a BLAS (neither MKL nor SciPy to bind, see
+`blas`) what has no plan left falls back to the composition of
+`fastconv.functional.compose` on this backend's unfold kernels.  Arguments arrive
+validated and normalised by `fastconv.functional`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 
-from fastconv.backends.numba_backend import blocked, conv, depthwise, gemm, grouped, select, shifted
+from fastconv.backends.numba_backend import blocked, conv, depthwise, dilated, gemm, grouped, select, shifted
 from fastconv.backends.numba_backend import runtime as rt
 from fastconv.backends.numba_backend.kernels import unfold_dilated as _unfold
 
@@ -99,18 +99,52 @@ def _blocked_runs(w_shape, groups) -> bool:
                            and w_shape[2] * w_shape[3] > 1)
 
 
+def _dilated_pass(direction, dilation):
+    """The autotuning pass of a dilated problem: the dilation is not in the key."""
+    return f"dilated_{direction}/dilation{dilation}"
+
+
+def _dilated_plans(stride, dilation, groups) -> tuple:
+    """What an ungrouped dilated problem is timed on, the rule's choice first:
+    `blocked` (AVX-512), the GEMMs on shifted views (with a BLAS) and, at stride 1,
+    the sub-grids of `dilated`.  Measured here: `blocked` ran DeepLab's 256-channel
+    dilation-2 layer fastest forward, `shifted` its 512-channel dilation-4 backward
+    (100 ms against 135 for `blocked`, batch 8 at 14x14), the sub-grids the
+    dilation-2 forward at batch 8 (8 ms against 11) and most layers at batch 1
+    without AVX-512; none won everywhere.  Empty: not a case for them."""
+    if groups != 1 or dilation == (1, 1):
+        return ()
+    plans = ("blocked",) if blocked.worth_timing() else ()
+    plans += ("shifted",) if gemm.available() else ()
+    return plans + (("composed",) if dilated.applies(stride, dilation, groups) else ())
+
+
 def conv2d_general(x, w, b, stride, padding, dilation, groups):
     x, w = rt.kernel_array(x), rt.kernel_array(w)
     b = np.zeros(w.shape[0], dtype=x.dtype) if b is None else rt.kernel_array(b)
     if _depthwise_runs(x.shape, w.shape, groups):
         return depthwise.forward(x, w, b, stride, padding, dilation)
+    plans = _dilated_plans(stride, dilation, groups)
+    if not plans:
+        return _grouped_forward(x, w, b, stride, padding, dilation, groups)
+
+    def run(plan):
+        if plan == "composed":
+            return dilated.forward(x, w, b, padding, dilation)
+        if plan == "blocked":
+            return blocked.forward(x, w, b, stride, padding, False, dilation)
+        return shifted.forward(x, w, b, stride, padding, False, dilation)
+
+    return select.run_chosen(_dilated_pass("forward", dilation), x, w, stride, padding, run, plans=plans)
+
+
+def _grouped_forward(x, w, b, stride, padding, dilation, groups):
+    """A grouped convolution (or, without a BLAS, any): the kernels that take it as it is."""
     if _blocked_runs(w.shape, groups):
         return blocked.forward(x, w, b, stride, padding, False, dilation)
     if not gemm.available():
         compose, backend = _composed()
         return compose.conv2d(backend, x, w, b, _spec(x.shape, w.shape, stride, padding, dilation, groups))
-    if groups == 1:
-        return shifted.forward(x, w, b, stride, padding, False, dilation)
     return grouped.forward(x, w, b, stride, padding, dilation, groups)
 
 
@@ -118,14 +152,29 @@ def conv2d_general_backward(grad_y, x, w, stride, padding, dilation, groups, inp
     grad_y, x, w = rt.kernel_array(grad_y), rt.kernel_array(x), rt.kernel_array(w)
     if _depthwise_runs(x.shape, w.shape, groups):
         return depthwise.backward(grad_y, x, w, stride, padding, dilation, input_grad)
+    plans = _dilated_plans(stride, dilation, groups)
+    if not plans:
+        return _grouped_backward(grad_y, x, w, stride, padding, dilation, groups, input_grad)
+
+    def run(plan):
+        if plan == "composed":
+            return dilated.backward(grad_y, x, w, padding, dilation, input_grad)
+        if plan == "blocked":
+            return blocked.backward(grad_y, x, w, None, stride, padding, input_grad, dilation)
+        return shifted.backward(grad_y, x, w, None, stride, padding, input_grad, dilation)
+
+    return select.run_chosen(_dilated_pass("backward" if input_grad else "weights", dilation), x, w, stride,
+                             padding, run, plans=plans)
+
+
+def _grouped_backward(grad_y, x, w, stride, padding, dilation, groups, input_grad):
+    """The backward of `_grouped_forward`."""
     if _blocked_runs(w.shape, groups):
         return blocked.backward(grad_y, x, w, None, stride, padding, input_grad, dilation)
     if not gemm.available():
         compose, backend = _composed()
         spec = _spec(x.shape, w.shape, stride, padding, dilation, groups)
         return compose.conv2d_backward(backend, grad_y, x, w, spec, input_grad)
-    if groups == 1:
-        return shifted.backward(grad_y, x, w, None, stride, padding, input_grad, dilation)
     return grouped.backward(grad_y, x, w, stride, padding, dilation, groups, input_grad)
 
 
