@@ -217,8 +217,8 @@ KERNEL_OPS = [
     (lambda: nn.Conv2dReLUAvgPool(2, 2, 3), {"conv2d_relu_avgpool2"}),
     (lambda: nn.ConvTranspose2d(2, 2, 3), {"conv_transpose2d"}),
     (lambda: nn.Linear(8, 3), {"linear"}),
-    (lambda: nn.BatchNorm2d(2), {"batch_norm"}),
-    (lambda: nn.BatchNorm1d(8), {"batch_norm"}),
+    (lambda: nn.BatchNorm2d(2), {"batch_norm", "channel_affine"}),
+    (lambda: nn.BatchNorm1d(8), {"batch_norm", "channel_affine"}),
     (lambda: nn.AvgPool2d(2), {"avg_pool2d"}),
     (lambda: nn.MaxPool2d(2), {"max_pool2d"}),
     (lambda: nn.AdaptiveAvgPool2d(1), set()),
@@ -261,7 +261,8 @@ LEAF_KERNEL_OPS = [(build, expected) for build, expected in KERNEL_OPS if not bu
 @pytest.mark.parametrize("build, expected", LEAF_KERNEL_OPS)
 def test_kernel_ops_cover_every_kernel_forward_and_backward_call(monkeypatch, build, expected):
     """Spy on `fastconv.functional`: the outermost calls a layer makes in forward and
-    backward, each named by its forward function, are exactly its `kernel_ops`."""
+    backward, in training and eval mode, each named by its forward function, are
+    exactly its `kernel_ops`."""
     import fastconv
 
     kernels = {name for name in F.__all__ if inspect.isfunction(getattr(F, name))} - {"conv_output_size"}
@@ -284,6 +285,8 @@ def test_kernel_ops_cover_every_kernel_forward_and_backward_call(monkeypatch, bu
     layer = build()
     with fastconv.use_backend("numpy"):
         x = random_input(SPY_INPUTS.get(type(layer).__name__, (3, 2, 6, 6))).astype(np.float32)
-        y = layer(x)
-        layer.backward(np.ones_like(y))
+        for training in (True, False):          # batch norm's eval mode has its own kernel
+            layer.train(training)
+            y = layer(x)
+            layer.backward(np.ones_like(y))
     assert called == layer.kernel_ops()

@@ -242,7 +242,7 @@ def test_a_model_without_convolutions_compiles_no_conv_kernels(tmp_path):
     result = json.loads(done.stdout.strip().splitlines()[-1])
     compiled = {name for name, count in result["signatures"].items() if count}
     assert compiled == {"softmax_cross_entropy", "linear_forward", "linear_backward", "relu_forward",
-                        "relu_backward", "clamp_forward", "clamp_backward", "add"}, compiled
+                        "relu_backward", "clamp_forward", "clamp_backward", "add", "channel_affine"}, compiled
 
 
 def test_cold_cache_is_detected_in_a_fresh_process(tmp_path):

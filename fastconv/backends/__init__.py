@@ -47,8 +47,9 @@ OPTIONAL_KERNELS = ("conv2d_relu", "conv2d_relu_backward", "conv2d_backward_weig
                     "conv2d_relu_avgpool2", "conv2d_relu_avgpool2_backward",
                     "batch_norm", "batch_norm_backward", "linear", "linear_backward",
                     # elementwise (`fastconv.functional.elementwise`): relu(x), relu_backward(grad_y, y),
-                    # clamp(x, low, high), clamp_backward(grad_y, y, low, high), add(a, b) -> new array
-                    "relu", "relu_backward", "clamp", "clamp_backward", "add")
+                    # clamp(x, low, high), clamp_backward(grad_y, y, low, high), add(a, b),
+                    # channel_affine(x, scale, shift) -> new array
+                    "relu", "relu_backward", "clamp", "clamp_backward", "add", "channel_affine")
 # General convolution, also optional; `fastconv.functional.compose` composes
 # them from `KERNELS` (dilated unfold + one batched matmul over the groups):
 #   im2col_dilated(x, kernel_size, stride, padding, dilation)

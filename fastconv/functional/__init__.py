@@ -37,7 +37,7 @@ from fastconv.functional.conv import (
     conv2d_relu_avgpool2_backward, conv2d_relu_backward, conv_output_size, conv_transpose2d,
     conv_transpose2d_backward)
 from fastconv.functional.dense import linear, linear_backward
-from fastconv.functional.elementwise import add, clamp, clamp_backward, relu, relu_backward
+from fastconv.functional.elementwise import add, channel_affine, clamp, clamp_backward, relu, relu_backward
 from fastconv.functional.loss import softmax_cross_entropy
 from fastconv.functional.norm import batch_norm, batch_norm_backward
 from fastconv.functional.pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
@@ -53,5 +53,5 @@ __all__ = [
     "batch_norm", "batch_norm_backward",
     "linear", "linear_backward",
     "softmax_cross_entropy",
-    "relu", "relu_backward", "clamp", "clamp_backward", "add",
+    "relu", "relu_backward", "clamp", "clamp_backward", "add", "channel_affine",
 ]

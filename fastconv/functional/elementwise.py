@@ -1,6 +1,7 @@
 """`fastconv.functional`'s elementwise ops of the layers: ReLU, the clamp of ReLU6 and
-hardtanh, and the sum of two branches, each backward computed from the forward's
-output (what a layer keeps anyway).
+hardtanh, the sum of two branches, each backward computed from the forward's output
+(what a layer keeps anyway), and the per-channel affine map of batch norm in eval
+mode.
 
 The backend runs them where it has the kernel (optional kernels, `fastconv.backends`)
 and the arrays are what kernels take -- float32/float64 of one dtype, C-contiguous,
@@ -83,3 +84,24 @@ def add(a, b) -> np.ndarray:
     a, b = as_array(a, "a"), as_array(b, "b")
     kernel = _kernel("add", a, b)
     return kernel(a, b) if kernel is not None else a + b
+
+
+def channel_affine(x, scale, shift) -> np.ndarray:
+    """``x * scale + shift`` with one ``scale`` and ``shift`` value per channel (axis
+    1 of an ``(N, C, ...)`` array; batch norm with running statistics), a new array.
+    Multiply, then add: the same two roundings whichever backend runs it."""
+    x = as_array(x)
+    scale, shift = as_array(scale, "scale"), as_array(shift, "shift")
+    if x.ndim < 2:
+        raise ValueError(f"channel_affine: x must have a channel axis (rank >= 2), got shape {x.shape}")
+    for name, values in (("scale", scale), ("shift", shift)):
+        if values.shape != (x.shape[1],):
+            raise ValueError(f"channel_affine: {name} must have shape ({x.shape[1]},) for x of shape "
+                             f"{x.shape}, got {values.shape}")
+    kernel = _kernel("channel_affine", x)
+    if kernel is not None and scale.dtype == shift.dtype == x.dtype:
+        return kernel(x, np.ascontiguousarray(scale), np.ascontiguousarray(shift))
+    x3 = x.reshape(x.shape[0], x.shape[1], -1)
+    y = x3 * scale[:, None]
+    y += shift[:, None]
+    return y.reshape(x.shape)

@@ -64,8 +64,8 @@ class _BatchNorm(Module):
             )
         return x
 
-    # Training mode runs `fastconv.functional.batch_norm` (a backend kernel where the
-    # backend has one); eval mode is one per-channel affine map, done here.
+    # Training mode runs `fastconv.functional.batch_norm`, eval mode its per-channel
+    # affine map `channel_affine` (backend kernels where the backend has them).
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = self._check(x)
         if self.training and self.stats_reducer is not None:
@@ -77,13 +77,12 @@ class _BatchNorm(Module):
             return y
         # Running statistics are constants: one per-channel affine map.  Keep x (not
         # x - mean) so eval forwards cost no extra pass; backward derives it.
-        x3 = x.reshape(x.shape[0], self.num_features, -1)
         inv_std = 1.0 / np.sqrt(self.running_var + self.eps)
         scale = self.weight.data * inv_std
-        y = x3 * scale[:, None]
-        y += (self.bias.data - self.running_mean * scale)[:, None]
-        self._cache = ("running", x3, inv_std, self.running_mean.copy())
-        return y.reshape(x.shape)
+        y = F.channel_affine(x, scale, self.bias.data - self.running_mean * scale)
+        self._cache = ("running", x.reshape(x.shape[0], self.num_features, -1), inv_std,
+                       self.running_mean.copy())
+        return y
 
     def _update_running(self, mean: np.ndarray, var: np.ndarray, count) -> None:
         self.running_mean *= 1.0 - self.momentum
@@ -149,7 +148,7 @@ class _BatchNorm(Module):
         return (grad3 * (self.weight.data * inv_std)[:, None]).reshape(grad_y.shape)
 
     def kernel_ops(self) -> frozenset:
-        return frozenset({"batch_norm"})
+        return frozenset({"batch_norm", "channel_affine"})
 
     def config(self) -> dict:
         return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum,

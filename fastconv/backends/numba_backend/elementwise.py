@@ -45,6 +45,15 @@ def add(a, b):
     return _run(_k.add, (a, b))
 
 
+def channel_affine(x, scale, shift):
+    x = rt.kernel_array(x)
+    planes = x.reshape(x.shape[0] * x.shape[1], -1)
+    out = np.empty_like(planes)
+    rt.launch(_k.channel_affine, planes, rt.kernel_array(scale), rt.kernel_array(shift), out,
+              rt.chunks(planes.shape[0], x.size, _MIN_ELEMENTS))
+    return out.reshape(x.shape)
+
+
 def warm(dtype) -> None:
     """Run every kernel here once on a tiny ``dtype`` array (for `warmup`)."""
     x = np.linspace(-1.0, 7.0, 9).astype(dtype)
@@ -53,3 +62,5 @@ def warm(dtype) -> None:
     c = clamp(x, 0.0, 6.0)
     clamp_backward(x, c, 0.0, 6.0)
     add(x, y)
+    planes = x[:8].reshape(2, 2, 2)
+    channel_affine(planes, x[:2].copy(), x[2:4].copy())

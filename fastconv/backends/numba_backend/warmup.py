@@ -106,7 +106,7 @@ def groups_for(ops=None) -> tuple[str, ...]:
             needed.add("norm")
         elif op == "linear":
             needed.add("dense")
-        elif op in ("relu", "clamp", "add"):
+        elif op in ("relu", "clamp", "add", "channel_affine"):
             needed.add("elementwise")
         elif op in ("im2col", "col2im"):
             needed.add("unfold")

@@ -1,11 +1,12 @@
 """Elementwise kernels over flat arrays, one contiguous slice per chunk: ReLU, clamp,
-their gradients from the output, and the sum of two arrays.  One pass and one output
+their gradients from the output, the sum of two arrays, and a per-channel affine
+map (rows of channel planes).  One pass and one output
 array each; NumPy's versions of the backward passes make a mask array first, and run
 on one thread.  Each chunk loops over slices (indices from 0, provably non-negative),
 which is what lets LLVM drop numba's negative-index handling and vectorise.
 
 Every function trusts its caller (`numba_backend.elementwise`): flat C-contiguous
-arrays of one dtype and length.
+arrays of one dtype and length (planes of one length, a value per channel).
 """
 
 from __future__ import annotations
@@ -69,6 +70,22 @@ def clamp_backward(grad_y, y, low, high, out, n_chunks):
         g, v, dst = grad_y[lo:hi], y[lo:hi], out[lo:hi]
         for i in range(g.shape[0]):
             dst[i] = g[i] * (one if (v[i] > lo_value and v[i] < hi_value) else zero)
+    return out
+
+
+@njit(**_PJIT)
+def channel_affine(x, scale, shift, out, n_chunks):
+    """``out[r] = x[r] * scale[r % C] + shift[r % C]`` over the rows ``r`` of
+    ``(N*C, L)`` arrays: two roundings, as NumPy's multiply then add."""
+    rows = x.shape[0]
+    channels = scale.shape[0]
+    for chunk in prange(n_chunks):
+        for r in range(rows * chunk // n_chunks, rows * (chunk + 1) // n_chunks):
+            s = scale[r % channels]
+            t = shift[r % channels]
+            src, dst = x[r], out[r]
+            for i in range(src.shape[0]):
+                dst[i] = src[i] * s + t
     return out
 
 
