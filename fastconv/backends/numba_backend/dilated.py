@@ -41,25 +41,20 @@ def _geometry(in_hw, kernel, padding, dilation):
 
 def _to_grid(a, offset, dilation, sub_hw):
     """``a`` placed at ``offset`` in zeros of ``sub_hw * dilation`` rows and columns
-    (cropped where it reaches beyond), as ``(N*dh*dw, C, *sub_hw)`` sub-grids."""
+    (`_geometry` makes them cover it), as ``(N*dh*dw, C, *sub_hw)`` sub-grids."""
     n, c, height, width = a.shape
     (dh, dw), (sh, sw) = dilation, sub_hw
     padded = np.zeros((n, c, sh * dh, sw * dw), dtype=a.dtype)
-    rows, cols = min(height, sh * dh - offset[0]), min(width, sw * dw - offset[1])
-    padded[:, :, offset[0]:offset[0] + rows, offset[1]:offset[1] + cols] = a[:, :, :rows, :cols]
+    padded[:, :, offset[0]:offset[0] + height, offset[1]:offset[1] + width] = a
     grid = padded.reshape(n, c, sh, dh, sw, dw).transpose(0, 3, 5, 1, 2, 4)
     return np.ascontiguousarray(grid).reshape(n * dh * dw, c, sh, sw)
 
 
 def _from_grid(grid, n, dilation, offset, out_hw):
-    """The inverse of `_to_grid`: ``(N, C, *out_hw)`` read from ``offset`` (zeros where
-    the sub-grids do not reach)."""
+    """The inverse of `_to_grid`: the ``(N, C, *out_hw)`` window at ``offset``."""
     (dh, dw), (_, c, sh, sw) = dilation, grid.shape
     full = grid.reshape(n, dh, dw, c, sh, sw).transpose(0, 3, 4, 1, 5, 2).reshape(n, c, sh * dh, sw * dw)
-    out = np.zeros((n, c, *out_hw), dtype=grid.dtype)
-    rows, cols = min(out_hw[0], sh * dh - offset[0]), min(out_hw[1], sw * dw - offset[1])
-    out[:, :, :rows, :cols] = full[:, :, offset[0]:offset[0] + rows, offset[1]:offset[1] + cols]
-    return out
+    return np.ascontiguousarray(full[:, :, offset[0]:offset[0] + out_hw[0], offset[1]:offset[1] + out_hw[1]])
 
 
 def forward(x, w, b, padding, dilation):
