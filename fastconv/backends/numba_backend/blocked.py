@@ -6,8 +6,8 @@ forward, input gradient and weight gradient are then register blocks over flat r
 of positions (the module doc of ``kernels/blocked.py``).  Any kernel size, stride and
 padding.  Exact: plain products and sums, in another order than direct summation.
 
-Written for 32 vector registers (AVX-512); elsewhere it stays correct but spills,
-so autotuning only times it where the registers exist (`worth_timing`).
+Its register blocks fit the target's vector registers (`kernels/blocked_tiles.py`);
+autotuning times it where the target has FMA instructions (`worth_timing`).
 """
 
 from __future__ import annotations
@@ -34,8 +34,10 @@ def supports(x_shape, w_shape, stride, padding) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def worth_timing() -> bool:
-    """Whether autotuning should time it: the host has 32 512-bit registers."""
-    return simd.fits_registers()
+    """Whether autotuning should time it: the target (`simd.target`) has FMA
+    instructions (AVX2, AVX-512, NEON); without them it is a multiply and an add
+    per product and never wins."""
+    return simd.target().fma
 
 
 @functools.lru_cache(maxsize=1024)     # Python-side planning: ~10 us per call otherwise

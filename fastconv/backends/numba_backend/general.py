@@ -3,9 +3,9 @@ dilated im2col/col2im, grouped / dilated convolution and transposed convolution.
 
 Depthwise problems (``groups == C_in``) with a small channel multiplier run the direct
 kernels of `depthwise`.  Ungrouped dilated problems are timed per problem
-(`_dilated_plans`) on the register blocks of `blocked` (AVX-512), the GEMMs on
+(`_dilated_plans`) on the register blocks of `blocked` (with FMA), the GEMMs on
 shifted views of `shifted` and, at stride 1, the undilated convolution engine on
-sub-grids (`dilated`).  Grouped ones run `blocked` where the CPU has AVX-512 and the
+sub-grids (`dilated`).  Grouped ones run `blocked` where the CPU has FMA and the
 groups are wide enough (`_blocked_runs`; 4 groups of 32 channels, 3x3 at 28x28: 1.6 ms
 forward against 4.8 for the per-group GEMMs), else the GEMMs of `grouped`, as
 transposed convolution does.  Without a BLAS (neither MKL nor SciPy to bind, see
@@ -89,8 +89,8 @@ def _depthwise_transpose_runs(w_shape, groups) -> bool:
 
 
 def _blocked_runs(w_shape, groups) -> bool:
-    """Dilated and grouped convolutions run `blocked` on CPUs with 32 vector registers
-    (AVX-512); grouped ones where each group has channels enough for its register
+    """Dilated and grouped convolutions run `blocked` where autotuning times it
+    (`blocked.worth_timing`); grouped ones where each group has channels enough for its register
     blocks and the kernel is more than 1x1 (a grouped 1x1 layer is a GEMM per group
     without any unfolding: 3.1 ms forward + backward against 3.4 for `blocked`)."""
     if not blocked.worth_timing():
@@ -106,12 +106,12 @@ def _dilated_pass(direction, dilation):
 
 def _dilated_plans(stride, dilation, groups) -> tuple:
     """What an ungrouped dilated problem is timed on, the rule's choice first:
-    `blocked` (AVX-512), the GEMMs on shifted views (with a BLAS) and, at stride 1,
+    `blocked` (with FMA), the GEMMs on shifted views (with a BLAS) and, at stride 1,
     the sub-grids of `dilated`.  Measured here: `blocked` ran DeepLab's 256-channel
     dilation-2 layer fastest forward, `shifted` its 512-channel dilation-4 backward
     (100 ms against 135 for `blocked`, batch 8 at 14x14), the sub-grids the
     dilation-2 forward at batch 8 (8 ms against 11) and most layers at batch 1
-    without AVX-512; none won everywhere.  Empty: not a case for them."""
+    when `blocked` was not timed; none won everywhere.  Empty: not a case for them."""
     if groups != 1 or dilation == (1, 1):
         return ()
     plans = ("blocked",) if blocked.worth_timing() else ()

@@ -146,7 +146,7 @@ def heuristic(x_shape, w_shape, stride, padding, dtype, pass_, allowed=None) -> 
 
 def candidates(x_shape, w_shape, stride, padding) -> list[str]:
     """Algorithms that can run this problem (exact ones only if so asked), but not
-    one that says it is not worth timing on this machine (`blocked` without AVX-512)
+    one that says it is not worth timing on this machine (`blocked` without FMA)
     unless it is the one forced."""
     exact = exact_only()
     forced = get_conv_algorithm_mode()

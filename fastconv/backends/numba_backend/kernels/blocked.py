@@ -11,9 +11,10 @@ With stride 1 neighbours share their padding (``pwid`` and ``phase_size`` from t
 caller, `numba_backend.blocked._layout`): a row's right padding is the next row's
 left padding, an image's bottom padding the next image's top padding.
 
-Forward.  `_block` computes 8 output channels x 3 vectors of positions (24
-accumulators in registers): per (input channel, tap), 3 vector loads and 8 weight
-broadcasts feed 24 FMAs.  The weights are read in place through strides
+Forward.  `_block` computes ``OUT_BLOCK`` output channels x ``VECTORS`` vectors of
+positions, its accumulators in registers (`kernels/blocked_tiles.py` sizes it to the
+target's registers; 8 x 3 with AVX-512): per (input channel, tap), 3 vector loads and
+8 weight broadcasts feed 24 FMAs.  The weights are read in place through strides
 (``w[o*so + s*ss + tmap[t]]``), so the same block also runs the input gradient.
 
 Input gradient.  Padded input pixel ``r`` of phase ``P`` gets ``w[k, c, t] *
@@ -23,7 +24,7 @@ with the taps of ``P`` at negative shifts.  Same block, per phase; the phases ar
 then read back into the input's planes.
 
 Weight gradient.  ``gw[k, c, t] = sum_q g[k, q] * x[c, offs[t] + q]``: `_wblock`
-holds 4 x 4 (output, input channel) accumulators over vectors of q, per tap, and
+holds ``WG_BLOCK`` x ``WG_BLOCK`` (output, input channel) accumulators over vectors of q, per tap, and
 sums their lanes at the end of each chunk of q.
 
 Channel counts that are not a multiple of the block repeat their last channel and
@@ -37,20 +38,20 @@ import numpy as np
 from numba import njit, prange
 
 from fastconv.backends.numba_backend.kernels.phases import _fill_phases, _read_phases
-from fastconv.backends.numba_backend.kernels.simd import vfma, vlanes, vload, vsplat, vstore, vsum, vzero
+from fastconv.backends.numba_backend.kernels.blocked_tiles import OUT_BLOCK, VECTORS, WG_BLOCK
+from fastconv.backends.numba_backend.kernels.blocked_tiles import block as _block
+from fastconv.backends.numba_backend.kernels.blocked_tiles import wblock as _wblock
+from fastconv.backends.numba_backend.kernels.simd import vlanes
 
 _JIT = dict(cache=True, nogil=True)
 _PJIT = dict(cache=True, nogil=True, parallel=True)
 
-OUT_BLOCK = 8      # output channels per `_block`
-VECTORS = 3        # vectors of positions per `_block`
-WG_BLOCK = 4       # output and input channels per `_wblock`
 WG_CHUNK = 2048    # positions per `_wblock` call: its rows stay in L1
 
 
 @njit(**_JIT)
 def _pack(w, o0, n_out, so, ss, n_src, tmap, packed):
-    """packed[(s*taps + t)*8 + k] = w[o*so + s*ss + tmap[t]] for the 8 output channels
+    """packed[(s*taps + t)*B + k] = w[o*so + s*ss + tmap[t]] for the B = OUT_BLOCK channels
     o = o0 + k (past ``n_out``: the last one again): the weights one `_block` reads,
     in the order it reads them (per item: 1/positions of its work)."""
     taps = tmap.shape[0]
@@ -59,70 +60,6 @@ def _pack(w, o0, n_out, so, ss, n_src, tmap, packed):
         for s in range(n_src):
             for t in range(taps):
                 packed[(s * taps + t) * OUT_BLOCK + k] = w[row + s * ss + tmap[t]]
-
-
-@njit(**_JIT)
-def _block(src, cstride, n_src, offs, taps, t0, t1, packed, dst, d0, q0):
-    """dst[k, d0 + v] = sum_{s < n_src, t0 <= t < t1} packed[(s*taps + t)*8 + k]
-    * src[s*cstride + offs[t] + q0 + v] for k < 8 and the 3*lanes positions v."""
-    lanes = vlanes(src)
-    a00 = a01 = a02 = a10 = a11 = a12 = a20 = a21 = a22 = a30 = a31 = a32 = vzero(src)
-    a40 = a41 = a42 = a50 = a51 = a52 = a60 = a61 = a62 = a70 = a71 = a72 = vzero(src)
-    for s in range(n_src):
-        base = s * cstride + q0
-        for t in range(t0, t1):
-            p = base + offs[t]
-            x0 = vload(src, p)
-            x1 = vload(src, p + lanes)
-            x2 = vload(src, p + 2 * lanes)
-            wt = (s * taps + t) * OUT_BLOCK
-            c = vsplat(src, packed[wt])
-            a00 = vfma(c, x0, a00)
-            a01 = vfma(c, x1, a01)
-            a02 = vfma(c, x2, a02)
-            c = vsplat(src, packed[wt + 1])
-            a10 = vfma(c, x0, a10)
-            a11 = vfma(c, x1, a11)
-            a12 = vfma(c, x2, a12)
-            c = vsplat(src, packed[wt + 2])
-            a20 = vfma(c, x0, a20)
-            a21 = vfma(c, x1, a21)
-            a22 = vfma(c, x2, a22)
-            c = vsplat(src, packed[wt + 3])
-            a30 = vfma(c, x0, a30)
-            a31 = vfma(c, x1, a31)
-            a32 = vfma(c, x2, a32)
-            c = vsplat(src, packed[wt + 4])
-            a40 = vfma(c, x0, a40)
-            a41 = vfma(c, x1, a41)
-            a42 = vfma(c, x2, a42)
-            c = vsplat(src, packed[wt + 5])
-            a50 = vfma(c, x0, a50)
-            a51 = vfma(c, x1, a51)
-            a52 = vfma(c, x2, a52)
-            c = vsplat(src, packed[wt + 6])
-            a60 = vfma(c, x0, a60)
-            a61 = vfma(c, x1, a61)
-            a62 = vfma(c, x2, a62)
-            c = vsplat(src, packed[wt + 7])
-            a70 = vfma(c, x0, a70)
-            a71 = vfma(c, x1, a71)
-            a72 = vfma(c, x2, a72)
-    _store3(dst[0], d0, lanes, a00, a01, a02)
-    _store3(dst[1], d0, lanes, a10, a11, a12)
-    _store3(dst[2], d0, lanes, a20, a21, a22)
-    _store3(dst[3], d0, lanes, a30, a31, a32)
-    _store3(dst[4], d0, lanes, a40, a41, a42)
-    _store3(dst[5], d0, lanes, a50, a51, a52)
-    _store3(dst[6], d0, lanes, a60, a61, a62)
-    _store3(dst[7], d0, lanes, a70, a71, a72)
-
-
-@njit(**_JIT)
-def _store3(row, start, lanes, v0, v1, v2):
-    vstore(row, start, v0)
-    vstore(row, start + lanes, v1)
-    vstore(row, start + 2 * lanes, v2)
 
 
 @njit(**_JIT)
@@ -150,7 +87,7 @@ def _fill_group(buf, x, img0, count, ph, pw, sh, sw, phase_size, pwid, cstride, 
 def blocked_forward(x, w, b, offs, tmap, sh, sw, ph, pw, phase_size, pwid, group, src_size, relu, y,
                     groups, n_chunks):
     """y = conv(x, w) + b (then max(., 0) if relu), parallel over (group of images,
-    block of 8 output channels); ``offs`` / ``tmap``: each tap's offset in the phase
+    block of ``OUT_BLOCK`` output channels); ``offs`` / ``tmap``: each tap's offset in the phase
     layout and index in a weight row; ``src_size``: one group's buffer with slack.
     With ``groups`` > 1 a block's channels lie in one convolution group and read that
     group's input channels only."""
@@ -232,7 +169,7 @@ def _fill_grad(buf, gy, mask, use_mask, img0, count, group, phase_size, pwid, ma
 def blocked_input_grad(gy, mask, use_mask, w, offs, tmap, tap_start, sh, sw, ph, pw, phase_size, pwid,
                        group, margin, gstride, bias, grad_x, groups, n_chunks):
     """grad_x of `blocked_forward` (plus ``bias[c]``), parallel over (group of images,
-    block of 8 input channels of one convolution group).  Phase P's taps are
+    block of ``OUT_BLOCK`` input channels of one convolution group).  Phase P's taps are
     ``tap_start[P] .. tap_start[P+1]`` of ``offs`` (``margin - shift``) and ``tmap``
     (their index in a weight row)."""
     n, c_in = grad_x.shape[0], grad_x.shape[1]
@@ -285,70 +222,11 @@ def blocked_input_grad(gy, mask, use_mask, w, offs, tmap, tap_start, sh, sw, ph,
                                  bias[o0 + k])
 
 
-@njit(**_JIT)
-def _wblock(g, g0, gs, n_g, xs, x0, xstride, n_x, length, sums):
-    """sums[a, b] += sum_{q < length} g[g0 + a'*gs + q] * xs[x0 + b'*xstride + q] for
-    a < 4, b < 4 (a' = min(a, n_g - 1), b' = min(b, n_x - 1)); ``length`` a multiple
-    of the lanes, the entries read past a run's end zero in ``g``."""
-    lanes = vlanes(g)
-    ga = g0
-    gb = g0 + min(1, n_g - 1) * gs
-    gc = g0 + min(2, n_g - 1) * gs
-    gd = g0 + min(3, n_g - 1) * gs
-    xa = x0
-    xb = x0 + min(1, n_x - 1) * xstride
-    xc = x0 + min(2, n_x - 1) * xstride
-    xd = x0 + min(3, n_x - 1) * xstride
-    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = vzero(g)
-    s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = vzero(g)
-    for q in range(0, length, lanes):
-        v0 = vload(g, ga + q)
-        v1 = vload(g, gb + q)
-        v2 = vload(g, gc + q)
-        v3 = vload(g, gd + q)
-        u = vload(xs, xa + q)
-        s00 = vfma(v0, u, s00)
-        s10 = vfma(v1, u, s10)
-        s20 = vfma(v2, u, s20)
-        s30 = vfma(v3, u, s30)
-        u = vload(xs, xb + q)
-        s01 = vfma(v0, u, s01)
-        s11 = vfma(v1, u, s11)
-        s21 = vfma(v2, u, s21)
-        s31 = vfma(v3, u, s31)
-        u = vload(xs, xc + q)
-        s02 = vfma(v0, u, s02)
-        s12 = vfma(v1, u, s12)
-        s22 = vfma(v2, u, s22)
-        s32 = vfma(v3, u, s32)
-        u = vload(xs, xd + q)
-        s03 = vfma(v0, u, s03)
-        s13 = vfma(v1, u, s13)
-        s23 = vfma(v2, u, s23)
-        s33 = vfma(v3, u, s33)
-    sums[0, 0] += vsum(s00)
-    sums[0, 1] += vsum(s01)
-    sums[0, 2] += vsum(s02)
-    sums[0, 3] += vsum(s03)
-    sums[1, 0] += vsum(s10)
-    sums[1, 1] += vsum(s11)
-    sums[1, 2] += vsum(s12)
-    sums[1, 3] += vsum(s13)
-    sums[2, 0] += vsum(s20)
-    sums[2, 1] += vsum(s21)
-    sums[2, 2] += vsum(s22)
-    sums[2, 3] += vsum(s23)
-    sums[3, 0] += vsum(s30)
-    sums[3, 1] += vsum(s31)
-    sums[3, 2] += vsum(s32)
-    sums[3, 3] += vsum(s33)
-
-
 @njit(**_PJIT)
 def blocked_weight_grad(gy, mask, use_mask, x, offs, sh, sw, ph, pw, phase_size, pwid, group, src_size,
                         gstride, gw_parts, gb_parts, groups, n_chunks):
     """Weight and bias gradients of `blocked_forward`, parallel over (group of images,
-    block of 4 output channels of one convolution group); chunk t adds into
+    block of ``WG_BLOCK`` output channels of one convolution group); chunk t adds into
     ``gw_parts[t]`` (C_out, C_in/groups, taps) and ``gb_parts[t]``, the caller sums
     the parts."""
     n, c_in = x.shape[0], x.shape[1]

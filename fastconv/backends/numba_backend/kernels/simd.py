@@ -1,4 +1,4 @@
-"""Explicit SIMD vectors for numba kernels: a 512-bit vector type and the handful of
+"""Explicit SIMD vectors for numba kernels: a host-sized vector type and the handful of
 operations a register-blocked kernel needs (load, store, broadcast, fused
 multiply-add, horizontal sum).
 
@@ -11,32 +11,66 @@ them in local variables gets 24 vector registers, and its inner loop is loads,
 broadcasts and FMAs only (measured here: 205 GFLOP/s on one core, ~80 % of the FMA
 peak, against ~60 for the same loops written on arrays).
 
-Vectors are 512 bits wide whatever the host: 16 float32 or 8 float64 lanes
-(`lanes`).  LLVM splits them on a machine without AVX-512, where they stay correct
-but a 24-accumulator block no longer fits the 16 registers (`fits_registers`).
-Loads and stores are unaligned and unchecked: callers keep indices in bounds.
+Vectors are as wide as the registers of the CPU numba compiles for (`target`): 512
+bits with AVX-512, 256 with AVX/AVX2, 128 elsewhere (SSE, NEON), so ``lanes`` float32
+are 16, 8 or 4.  That CPU is this host unless numba's ``NUMBA_CPU_NAME`` /
+``NUMBA_CPU_FEATURES`` name another one; numba keys its on-disk cache by the same
+name and features, so code built for one target is never loaded for another.
+Register-blocked kernels size their blocks from `Target.registers`.  Loads and
+stores are unaligned and unchecked: callers keep indices in bounds.
 """
 
 from __future__ import annotations
 
+import functools
+import platform
+from dataclasses import dataclass
+
 import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils
+from numba.core import cgutils, config
 from numba.extending import intrinsic, models, register_model
 
-VECTOR_BITS = 512
+
+@dataclass(frozen=True)
+class Target:
+    """The vector unit of the CPU numba compiles for."""
+    cpu: str             # LLVM's name for it, e.g. "znver3"
+    vector_bits: int     # width of one vector register
+    registers: int       # vector registers the compiler can allocate
+    fma: bool            # fused multiply-add instructions
+
+
+def target_of(cpu: str, features: str, machine: str) -> Target:
+    """`Target` of an LLVM CPU name and feature string ("+avx2,-avx512f,...")."""
+    on = {f[1:] for f in features.split(",") if f.startswith("+")}
+    arm = machine.lower() in ("aarch64", "arm64")
+    if "avx512f" in on:
+        bits, registers = 512, 32
+    elif "avx" in on:
+        bits, registers = 256, 16
+    else:                                  # SSE: 16 xmm; NEON: 32 q registers
+        bits, registers = 128, 32 if arm else 16
+    return Target(cpu, bits, registers, "fma" in on or arm)
+
+
+@functools.lru_cache(maxsize=1)
+def target() -> Target:
+    """This host, or the CPU that ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` name."""
+    features = config.CPU_FEATURES
+    if features is None:
+        features = llvm.get_host_cpu_features().flatten()
+    return target_of(config.CPU_NAME or llvm.get_host_cpu_name(), features, platform.machine())
+
+
+VECTOR_BITS = target().vector_bits
 
 
 def lanes(dtype) -> int:
     """Lanes of a vector of ``dtype`` (a numpy dtype or its itemsize in bytes)."""
     itemsize = getattr(dtype, "itemsize", dtype)
     return VECTOR_BITS // (8 * int(itemsize))
-
-
-def fits_registers() -> bool:
-    """Whether this CPU has 512-bit registers (AVX-512: 32 of them)."""
-    return "+avx512f" in llvm.get_host_cpu_features().flatten().split(",")
 
 
 class Vec(types.Type):
@@ -128,11 +162,15 @@ def _intrinsic_name(base, vtype):
 
 @intrinsic
 def vfma(typingctx, a, b, c):
-    """``a * b + c`` lane by lane, one rounding (LLVM's ``fma``)."""
+    """``a * b + c`` lane by lane: one rounding (LLVM's ``fma``) where the CPU has
+    FMA instructions, a multiply and an add elsewhere (``fmuladd``; ``fma`` would
+    call the C library per lane there)."""
+    base = "fma" if target().fma else "fmuladd"
+
     def codegen(context, builder, sig, args):
         vtype = args[0].type
         fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vtype, [vtype] * 3),
-                                            _intrinsic_name("fma", vtype))
+                                            _intrinsic_name(base, vtype))
         return builder.call(fn, args)
 
     return a(a, b, c), codegen
