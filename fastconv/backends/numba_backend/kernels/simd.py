@@ -30,6 +30,7 @@ import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils, config
+from numba.core.codegen import get_host_cpu_features as host_cpu_features
 from numba.extending import intrinsic, models, register_model
 
 
@@ -59,8 +60,8 @@ def target_of(cpu: str, features: str, machine: str) -> Target:
 def target() -> Target:
     """This host, or the CPU that ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` name."""
     features = config.CPU_FEATURES
-    if features is None:
-        features = llvm.get_host_cpu_features().flatten()
+    if features is None:                   # numba's reading: "" where LLVM has none, no
+        features = host_cpu_features()     # AVX where numba's ENABLE_AVX turns it off
     return target_of(config.CPU_NAME or llvm.get_host_cpu_name(), features, platform.machine())
 
 
