@@ -20,7 +20,7 @@ from tests.simd_targets import TARGETS, target_env  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # The tests of every kernel built on `simd` vectors.
-VECTOR_TESTS = ("tests/test_conv_blocked.py",
+VECTOR_TESTS = ("tests/test_conv_blocked.py", "tests/test_conv_skinny.py",
                 "tests/test_convops_numba.py::test_depthwise_stacks_against_loops",
                 "tests/test_convops_numba.py::test_stride2_depthwise_by_rows_against_loops",
                 "tests/test_convops_numba.py::test_grouped_layers_run_blocked_where_its_blocks_fill")
@@ -55,8 +55,8 @@ def test_this_target_uses_its_register_block():
 
 @pytest.mark.parametrize("name", sorted(TARGETS))
 def test_vector_kernels_on_target(name):
-    """The blocked convolution, the SIMD intrinsics and the depthwise stacks against
-    loops, compiled for ``name`` (a subprocess: numba reads the target at start)."""
+    """The blocked convolution, the few-column GEMM, the SIMD intrinsics and the
+    depthwise stacks against loops, compiled for ``name`` (a subprocess: numba reads the target at start)."""
     env = target_env(name)
     if env is None:
         pytest.skip(f"this CPU cannot run code built for {name}")

@@ -3,7 +3,8 @@
 Each numba thread unfolds groups of images into its own L2-sized column buffer and
 calls single-threaded BLAS on it (see ``kernels/gemm.py`` for why not one
 whole-batch matmul); backward ``grad_w.T += cols @ G.T``, ``grad_cols = W.T @ G``,
-col2im.  Wins once channel counts make the GEMM big (report 003).
+col2im.  Wins once channel counts make the GEMM big (report 003).  A forward with few
+output positions (deep layers at batch 1-8) skips the BLAS (`_skinny`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import numpy as np
 from fastconv.backends.numba_backend import blas as _blas
 from fastconv.backends.numba_backend import runtime as rt
 from fastconv.backends.numba_backend.kernels import gemm as _gemm
+from fastconv.backends.numba_backend.kernels import gemm_skinny as _skinny_kernels
 from fastconv.backends.numba_backend.kernels import im2col as _cols
+from fastconv.backends.numba_backend.kernels import simd
 
 NAME = "gemm"
 EXACT = True
@@ -118,6 +121,35 @@ def _forward_bands(x, w, b, stride, padding, relu, out_hw, chunks):
     return y
 
 
+# A forward GEMM with at most this many columns (output positions of the whole batch)
+# runs on `kernels/gemm_skinny` instead of the BLAS, which packs the weights on every
+# call.  Forward, 2 threads, each call on weights not in cache, against the BLAS path:
+# 512->512 3x3 at 1x1, 2x2 (1-8 columns) 2.1-3.2x and 1.5x faster, 256->512 and
+# 256->256 at 2x2 1.7-2.0x, 128->256 1.1x, 64->128 0.97x (53 us); at 16 columns from
+# 0.61x (64->128 at 4x4) to 1.2x (256->512 1x1/2 at 7x7), at 32 0.71-0.78x.  A 1x1
+# stride-1 layer, a GEMM on the input as it is, stays on the BLAS (1024->1024 at 1x1:
+# 0.73x; 256->512 at 3x3: 0.70x).
+_SKINNY_MAX_COLUMNS = 8
+
+
+def _skinny(columns, depth, itemsize, pointwise) -> bool:
+    """Whether the forward GEMM runs `_forward_skinny`: few columns, an unfolded input
+    and a depth of whole vectors (its blocks have no tail)."""
+    return columns <= _SKINNY_MAX_COLUMNS and not pointwise and depth % simd.lanes(itemsize) == 0
+
+
+def _forward_skinny(x, w, b, stride, padding, relu, out_hw):
+    n, c_in = x.shape[:2]
+    c_out, _, kh, kw = w.shape
+    windows, depth = out_hw[0] * out_hw[1], c_in * kh * kw
+    rows = np.empty((n * windows, depth), dtype=x.dtype)
+    _skinny_kernels.im2row(x, kh, kw, *stride, *padding, *out_hw, rows)
+    y = np.empty((n, c_out, windows), dtype=x.dtype)
+    chunks = rt.chunks(-(-c_out // _skinny_kernels.WG_BLOCK), 2.0 * rows.size * c_out)
+    rt.launch(_skinny_kernels.skinny_forward, w.reshape(c_out, depth), rows, b, bool(relu), y, chunks)
+    return y.reshape(n, c_out, *out_hw)
+
+
 def forward(x, w, b, stride, padding, relu):
     n, c_in, height, width = x.shape
     c_out, _, kh, kw = w.shape
@@ -125,6 +157,8 @@ def forward(x, w, b, stride, padding, relu):
     out_h, out_w = rt.out_hw(height, width, (kh, kw), stride, padding)
     windows, depth = out_h * out_w, c_in * kh * kw
     pointwise = _pointwise(kh, kw, stride, padding)
+    if _skinny(n * windows, depth, x.itemsize, pointwise):
+        return _forward_skinny(x, w, b, stride, padding, relu, (out_h, out_w))
     split = _small_batch_split(n, c_out, depth, (out_h, out_w), pointwise)
     if split:
         how, threads = split
@@ -174,7 +208,11 @@ def backward(grad_y, x, w, mask, stride, padding, need_grad_x):
 
 
 def warm(x, w, b):
-    """Compile the small-batch paths (the warm-up's tiny problem fills the threads)."""
+    """Compile the small-batch and few-column paths (the warm-up's tiny problem fills
+    the threads and has many columns)."""
     out_hw = rt.out_hw(x.shape[2], x.shape[3], w.shape[2:], (1, 1), (1, 1))
     for run in (_forward_bands, _forward_channels):
         run(x[:1], w, b, (1, 1), (1, 1), True, out_hw, 2)
+    lanes = simd.lanes(x.dtype)           # a depth of whole vectors, 4 columns
+    _forward_skinny(np.ones((1, lanes, 2, 2), x.dtype), np.ones((2, lanes, 1, 1), x.dtype), b[:2], (1, 1),
+                    (0, 0), True, (2, 2))
