@@ -63,3 +63,24 @@ def test_grouped_and_transposed_weight_gradients_survive_the_next_call(threads):
     grad_y, x, w = _problem(3, (2, 4, 6, 5), (6, 2, 3, 3), groups)
     want = loops.conv2d_general_backward(grad_y, x, w, STRIDE, PADDING, dilation, groups)[1]
     np.testing.assert_allclose(gw_kept, want, rtol=1e-10, atol=1e-10)
+
+
+def test_a_one_chunk_launch_runs_alone_and_restores_the_team():
+    """`rt.launch` runs a one-chunk kernel on the calling thread alone and gives numba
+    back the full thread count (also inside and after a `thread_limit`)."""
+    import numba
+
+    @numba.njit(parallel=True)
+    def team_size(n_chunks):
+        sizes = np.zeros(n_chunks, dtype=np.int64)
+        for chunk in numba.prange(n_chunks):
+            sizes[chunk] = numba.get_num_threads()
+        return sizes.max()
+
+    full = rt.get_num_threads()
+    assert rt.launch(team_size, 1) == 1
+    assert numba.get_num_threads() == full
+    assert rt.launch(team_size, 2) == full
+    with rt.thread_limit(1):
+        assert numba.get_num_threads() == 1 and rt.launch(team_size, 1) == 1
+    assert numba.get_num_threads() == full

@@ -14,6 +14,7 @@ import warnings
 
 import numba
 import numpy as np
+from numba.np.ufunc import parallel as _numba_parallel
 
 from fastconv.system import env
 from fastconv.backends.numba_backend import blas
@@ -57,6 +58,18 @@ def threads_from_env() -> None:
         set_num_threads(count)
 
 
+def _set_team(n: int) -> None:
+    """numba's thread count for the next kernels, ``n`` already checked (1 ..
+    its pool): numba's own setter without its checks once its threading layer runs
+    (0.25 us a call against 1 us; a one-chunk launch sets it twice), the public one
+    where numba has no such function."""
+    unchecked = getattr(_numba_parallel, "_set_num_threads", None)
+    if unchecked is None or not getattr(_numba_parallel, "_is_initialized", False):
+        numba.set_num_threads(n)        # starts the threading layer, checks n
+    else:
+        unchecked(n)
+
+
 def launch(kernel, *args):
     """Call a parallel kernel whose last argument is its number of chunks.
 
@@ -66,11 +79,11 @@ def launch(kernel, *args):
     more on a loaded machine where a worker may not get a core for a time slice.
     """
     if args[-1] == 1 and _num_threads > 1:
-        numba.set_num_threads(1)
+        _set_team(1)
         try:
             return kernel(*args)
         finally:
-            numba.set_num_threads(_num_threads)
+            _set_team(_num_threads)
     return kernel(*args)
 
 
@@ -82,12 +95,12 @@ class _ThreadLimit:
         global _num_threads
         self.previous = _num_threads
         _num_threads = self.threads
-        numba.set_num_threads(self.threads)
+        _set_team(self.threads)
 
     def __exit__(self, *exc):
         global _num_threads
         _num_threads = self.previous
-        numba.set_num_threads(self.previous)
+        _set_team(self.previous)
 
 
 _NO_LIMIT = contextlib.nullcontext()
