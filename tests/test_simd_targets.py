@@ -48,11 +48,6 @@ def test_register_blocks_fit_their_budget(registers):
     assert wg * wg + wg + 1 <= registers
 
 
-def test_this_target_uses_its_register_block():
-    assert (blocked_tiles.OUT_BLOCK, blocked_tiles.VECTORS, blocked_tiles.WG_BLOCK) == \
-        blocked_tiles.SHAPES[simd.target().registers]
-
-
 @pytest.mark.parametrize("name", sorted(TARGETS))
 def test_vector_kernels_on_target(name):
     """The blocked convolution, the few-column GEMM, the SIMD intrinsics and the
