@@ -212,3 +212,16 @@ def test_a_cold_first_call_then_the_helpers_kernels_are_tuned(tmp_path):
     assert result["first"] == "direct" and result["asked"] == ["float32:gemm"]
     assert result["ready"] == ["float32:gemm"] and result["tuned"] == 1
     assert max(result["errors"]) <= 1e-5 * result["scale"], result
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/autogroup"), reason="no scheduler autogroups on this OS")
+def test_a_background_helper_is_niced_with_its_session():
+    """The helper runs in a session of its own; where the scheduler groups tasks by
+    session, its nice must be its autogroup's too, or it takes half the run's cores."""
+    code = ("from fastconv.backends.numba_backend import background; background.lower_priority(7); "
+            "print(open('/proc/self/autogroup').read().split()[-1], __import__('os').nice(0))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                            start_new_session=True, timeout=60, check=True)
+    autogroup_nice, task_nice = result.stdout.split()
+    assert int(task_nice) >= 7
+    assert int(autogroup_nice) == 7
