@@ -225,3 +225,23 @@ def test_a_background_helper_is_niced_with_its_session():
     autogroup_nice, task_nice = result.stdout.split()
     assert int(task_nice) >= 7
     assert int(autogroup_nice) == 7
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs /proc")
+def test_a_niced_helper_is_not_load():
+    """A background helper (here one left by an earlier run) yields its core: the
+    busy-machine check must not advise one thread because of it."""
+    from fastconv.system import load
+
+    assert load.COMPILE_HELPER == background.__name__
+    spin = "import os, sys, time\nos.nice(10)\nend = time.time() + 30\nwhile time.time() < end: pass\n"
+    helper = subprocess.Popen([sys.executable, "-c", spin, load.COMPILE_HELPER])
+    try:
+        import time
+
+        time.sleep(0.5)
+        assert load._helper_cpu_seconds() > 0.2
+        assert load.busy_cores(1.0) < 0.5
+    finally:
+        helper.kill()
+        helper.wait()

@@ -42,9 +42,36 @@ def _cpu_times(cpus) -> dict[int, tuple[int, int]]:
     return times
 
 
+COMPILE_HELPER = "fastconv.backends.numba_backend.background"
+"""The module a background compile helper runs (``python -m``): niced with its
+session, it yields its core to this process, so its CPU time is not load."""
+
+
 def _own_cpu_seconds() -> float:
+    """CPU seconds of this process and of fastconv's niced compile helpers (one
+    started by an earlier run may still be finishing the kernels of the next)."""
     times = os.times()
-    return times.user + times.system
+    return times.user + times.system + _helper_cpu_seconds()
+
+
+def _helper_cpu_seconds() -> float:
+    ticks = 0
+    try:
+        pids = [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                if COMPILE_HELPER.encode() not in cmdline.read():
+                    continue
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:              # ended meanwhile, or not ours to read
+            continue
+        if int(fields[16]) > 0:      # nice: a helper compiling in the background
+            ticks += int(fields[11]) + int(fields[12])          # utime + stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def busy_cores(seconds: float = 0.25) -> float | None:
