@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from fastconv.system import env
+
 ROOT = Path(__file__).resolve().parents[1]
 # The console script, in a fresh process; "block torch" makes `import torch` fail.
 CLI = "import sys; from fastconv.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -71,3 +73,24 @@ def test_backend_list_leaves_out_a_missing_torch(tmp_path):
     assert "valid backends are: numba, numpy (not usable here: torch:" in line
     line = one_line(fastconv(*TRAIN, "--backend", "torch", code=CLI_WITHOUT_TORCH))
     assert "backend 'torch' is not available here" in line
+
+
+def test_snapshot_follows_every_change_of_the_environment(monkeypatch):
+    """`env.snapshot` keys per-call memos: a variable set, changed or removed after
+    the first call must change it, as ``os.environ.get`` would."""
+    monkeypatch.delenv(env.CONV_ALGO, raising=False)
+    unset = env.snapshot(env.CONV_ALGO, env.CONV_EXACT)
+    assert unset[0] is None
+    monkeypatch.setenv(env.CONV_ALGO, "gemm")
+    gemm = env.snapshot(env.CONV_ALGO, env.CONV_EXACT)
+    monkeypatch.setenv(env.CONV_ALGO, "direct")
+    direct = env.snapshot(env.CONV_ALGO, env.CONV_EXACT)
+    assert len({unset, gemm, direct}) == 3
+    assert gemm[1] == direct[1] == unset[1]
+    monkeypatch.delenv(env.CONV_ALGO)
+    assert env.snapshot(env.CONV_ALGO, env.CONV_EXACT) == unset
+
+
+def test_snapshot_without_cpythons_mapping(monkeypatch):
+    monkeypatch.setattr(os, "environ", {env.CONV_ALGO: "gemm"})
+    assert env.snapshot(env.CONV_ALGO, env.CONV_EXACT) == ("gemm", None)

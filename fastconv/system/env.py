@@ -45,6 +45,28 @@ def raw(name: str) -> str:
     return os.environ.get(name, "").strip()
 
 
+def snapshot(*names: str) -> tuple:
+    """The variables' values as they stand, for a memo key on a per-call path: not
+    decoded or checked, but cheap -- 20 ns a variable, against the 0.7 us of
+    ``os.environ.get`` (which encodes the name and decodes the value every time)."""
+    environ = os.environ
+    data = getattr(environ, "_data", None)          # CPython's encoded mapping behind it
+    encode = getattr(environ, "encodekey", None)
+    if data is None or encode is None:
+        return tuple(environ.get(name) for name in names)
+    return tuple(data.get(_encoded(encode, name)) for name in names)
+
+
+_ENCODED: dict = {}
+
+
+def _encoded(encode, name: str):
+    key = _ENCODED.get(name)
+    if key is None:
+        key = _ENCODED[name] = encode(name)
+    return key
+
+
 def positive_int(name: str) -> int | None:
     """The variable as a positive int, None when unset or empty."""
     value = raw(name)

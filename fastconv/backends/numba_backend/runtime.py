@@ -188,10 +188,10 @@ _dummy_cache: dict = {}
 
 def dummy(dtype, ndim: int) -> np.ndarray:
     """Placeholder for an unused optional array argument (keeps one specialisation)."""
-    key = (np.dtype(dtype), ndim)
-    if key not in _dummy_cache:
-        _dummy_cache[key] = np.zeros((1,) * ndim, dtype=dtype)
-    return _dummy_cache[key]
+    array = _dummy_cache.get((dtype, ndim))
+    if array is None:
+        array = _dummy_cache[(dtype, ndim)] = np.zeros((1,) * ndim, dtype=dtype)
+    return array
 
 
 _local = threading.local()

@@ -26,7 +26,6 @@ arithmetic differs from direct summation (Winograd), for results closest to it.
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import numpy as np
@@ -166,7 +165,6 @@ def _as_pair(v):
 # --------------------------------------------------------------------------- autotune cache
 # The file itself is `tuning_cache`'s (bounded, read once per process, written atomically).
 _decided: dict = {}              # `choose`'s per-call memo: -> `_decide`'s (algorithm, threads, key, revisit)
-_environ = os.environ
 
 
 def _tuned_key(k, exact, names) -> str:
@@ -352,8 +350,7 @@ def choose(pass_, x, w, stride, padding, run, plans=None):
     50-500 us).
     """
     memo = (pass_, x.shape, w.shape, stride, padding, x.dtype, _forced, _exact_only,
-            rt.get_num_threads(), _environ.get(env.CONV_ALGO), _environ.get(env.CONV_EXACT),
-            _environ.get(env.CACHE_DIR), plans)
+            rt.get_num_threads(), env.snapshot(env.CONV_ALGO, env.CONV_EXACT, env.CACHE_DIR), plans)
     decided = _decided.get(memo)
     if decided is None or (decided[3] is not None and decided[3] != background.generation):
         decided = _decided[memo] = _decide(pass_, x, w, stride, padding, run, plans)
