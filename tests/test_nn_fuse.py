@@ -88,3 +88,30 @@ def test_rejects_training_mode_and_non_modules():
         nn.fuse_conv_bn(model)
     with pytest.raises(TypeError, match="Module"):
         nn.fuse_conv_bn([model])
+
+
+@pytest.mark.parametrize("name", ["resnet20", "vgg11"])
+def test_frozen_networks_match_eval_mode(backend, name):
+    """Read-only parameters: the numba backend runs the deep layers on packed panels
+    (their batch-2 planes have 9-128 columns); every backend gives eval mode's outputs,
+    twice (the second call on the cached panels)."""
+    rng = np.random.default_rng(2)
+    model = randomise_norms(getattr(models, name)(num_classes=10, in_channels=3, dtype=np.float32), rng).eval()
+    x = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
+    want = model(x)
+    frozen = nn.freeze(nn.fuse_conv_bn(model))
+    assert all(not p.data.flags.writeable for p in frozen.parameters())
+    assert all(p.data.flags.writeable for p in model.parameters())
+    for _ in range(2):
+        np.testing.assert_allclose(frozen(x), want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
+
+
+def test_freeze_rejects_training_mode_and_non_modules():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, rng=0))
+    with pytest.raises(ValueError, match="eval"):
+        nn.freeze(model)
+    with pytest.raises(TypeError, match="Module"):
+        nn.freeze([model])
+    frozen = nn.freeze(model.eval())
+    with pytest.raises(ValueError, match="read-only"):
+        frozen.layers[0].weight.data += 1

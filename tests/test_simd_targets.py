@@ -20,7 +20,7 @@ from tests.simd_targets import TARGETS, target_env  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # The tests of every kernel built on `simd` vectors.
-VECTOR_TESTS = ("tests/test_conv_blocked.py", "tests/test_conv_skinny.py",
+VECTOR_TESTS = ("tests/test_conv_blocked.py", "tests/test_conv_skinny.py", "tests/test_conv_packed.py",
                 "tests/test_convops_numba.py::test_depthwise_stacks_against_loops",
                 "tests/test_convops_numba.py::test_stride2_depthwise_by_rows_against_loops",
                 "tests/test_convops_numba.py::test_grouped_layers_run_blocked_where_its_blocks_fill")

@@ -9,6 +9,7 @@ semantics against PyTorch's.  Arrays are shared with PyTorch without copying.
 from __future__ import annotations
 
 import sys
+import warnings
 
 import numpy as np
 import torch
@@ -24,6 +25,10 @@ _aten = torch.ops.aten
 
 
 def _t(array: np.ndarray) -> torch.Tensor:
+    if not array.flags.writeable:       # frozen weights (`nn.freeze`): the ops here only read them
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.from_numpy(array)
     return torch.from_numpy(array)
 
 

@@ -26,7 +26,8 @@ The package's modules:
     containers  `Sequential`, `ModuleList`, `Residual`, `Concat`, `Add`
     losses      `CrossEntropyLoss` (= `SoftmaxCrossEntropyLoss`), `EuclideanLoss`, `BCEWithLogitsLoss`
     architecture  a module tree as JSON (`describe`) and back (`build`), for `fastconv.save`
-    fuse        `fuse_conv_bn`: an inference copy with batch norms folded into convolutions
+    fuse        `fuse_conv_bn`: an inference copy with batch norms folded into convolutions;
+                `freeze`: an inference copy with read-only parameters (weights packed once)
     init        seeding (`as_generator`) and Kaiming initialisation
 """
 
@@ -34,7 +35,7 @@ from fastconv.nn.activations import Identity, LeakyReLU, ReLU6, Sigmoid, Tanh
 from fastconv.nn.adaptive_pool import AdaptiveAvgPool2d, AdaptiveMaxPool2d
 from fastconv.nn.containers import Add, Concat, ModuleList, Residual, Sequential
 from fastconv.nn.conv_transpose import ConvTranspose2d
-from fastconv.nn.fuse import fuse_conv_bn
+from fastconv.nn.fuse import freeze, fuse_conv_bn
 from fastconv.nn.init import as_generator, kaiming_normal
 from fastconv.nn.layers import AvgPool2d, Conv2d, Conv2dReLU, Conv2dReLUAvgPool, Dropout, Flatten, Linear, MaxPool2d, ReLU
 from fastconv.nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, EuclideanLoss, Loss, SoftmaxCrossEntropyLoss
@@ -50,5 +51,5 @@ __all__ = [
     "BatchNorm1d", "BatchNorm2d",
     "Sequential", "ModuleList", "Residual", "Concat", "Add",
     "Loss", "CrossEntropyLoss", "SoftmaxCrossEntropyLoss", "EuclideanLoss", "BCEWithLogitsLoss",
-    "as_generator", "kaiming_normal", "fuse_conv_bn",
+    "as_generator", "kaiming_normal", "fuse_conv_bn", "freeze",
 ]

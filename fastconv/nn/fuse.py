@@ -1,5 +1,8 @@
 """Inference copies of trained models: batch norms folded into the convolutions
-before them, as ``torch.ao.quantization.fuse_modules`` does for a PyTorch model.
+before them, as ``torch.ao.quantization.fuse_modules`` does for a PyTorch model
+(`fuse_conv_bn`), and parameters made read-only (`freeze`), as ONNX Runtime holds a
+model's weights constant: the numba backend then packs each convolution's weights
+once instead of on every call.
 
 In eval mode ``BatchNorm2d(Conv2d(x))`` is a convolution too: per output channel
 ``k`` the norm multiplies by ``s_k = gamma_k / sqrt(var_k + eps)`` and adds
@@ -38,7 +41,7 @@ def fuse_conv_bn(model: Module) -> Module:
     for module in fused.modules():
         if isinstance(module, Sequential):
             _fuse_runs(module.layers)
-    return fused
+    return fused.eval()          # the Identity layers put in are new modules
 
 
 def _fuse_runs(layers: list) -> None:
@@ -65,3 +68,21 @@ def _folded(conv: Conv2d, norm: BatchNorm2d, relu: bool) -> Conv2d:
     layer.weight.data[...] = conv.weight.data * scale[:, None, None, None]
     layer.bias.data[...] = (bias - norm.running_mean) * scale + norm.bias.data
     return layer.eval()
+
+
+def freeze(model: Module) -> Module:
+    """A copy of eval-mode ``model`` whose parameters are read-only arrays, for
+    inference.  The numba backend keeps what it derives from a read-only weight (a
+    writeable copy for its kernels, the GEMM panels of `kernels/gemm_packed`) while
+    the array lives, instead of redoing it on every call: up to two more copies of
+    the convolution weights in memory.  ``model`` itself is left as it is; the copy
+    cannot be trained (an optimizer's update of a read-only array raises)."""
+    if not isinstance(model, Module):
+        raise TypeError(f"freeze expects a fastconv Module, got {type(model).__name__}")
+    if any(module.training for module in model.modules()):
+        raise ValueError("freeze makes an inference copy; call model.eval() first")
+    frozen = copy.deepcopy(model)
+    for parameter in frozen.parameters():
+        parameter.data = np.ascontiguousarray(parameter.data)
+        parameter.data.flags.writeable = False
+    return frozen

@@ -4,13 +4,15 @@ Fused variants: `conv2d_relu`, `conv2d_relu_backward` (``input_grad=False`` skip
 grad_x), `conv2d_backward_weights`, and `conv2d_relu_avgpool2` /
 `conv2d_relu_avgpool2_backward` (report 000's block: conv, bias, ReLU and 2x2 average
 pooling in one pass each way when the direct algorithm runs; other algorithms run the
-pooling as a separate kernel).
+pooling as a separate kernel).  Frozen (read-only) weights are copied and packed once
+(`frozen_weights`), and the algorithms that can use packed panels get them.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from fastconv.backends.numba_backend import frozen_weights as _frozen
 from fastconv.backends.numba_backend import pool as _pool
 from fastconv.backends.numba_backend import runtime as rt
 from fastconv.backends.numba_backend import select
@@ -20,23 +22,29 @@ _POOL2 = ((2, 2), (2, 2), (0, 0))   # kernel, stride, padding of the fused pooli
 
 def _forward(x, w, b, stride, padding, relu, pool=False):
     x = rt.kernel_array(x)
-    w = rt.kernel_array(w)
-    b = np.zeros(w.shape[0], dtype=x.dtype) if b is None else rt.kernel_array(b)
+    frozen = _frozen.frozen(w)
+    weights = w                    # the frozen array itself keys its cached panels
+    w = _frozen.weight_array(w)
+    b = np.zeros(w.shape[0], dtype=x.dtype) if b is None else _frozen.weight_array(b)
 
     def run(name):
         algorithm = select.ALGORITHMS[name]
         if pool and algorithm.FUSES_POOL:
             return algorithm.forward(x, w, b, stride, padding, relu, pool=True)
-        y = algorithm.forward(x, w, b, stride, padding, relu)
+        if frozen and getattr(algorithm, "TAKES_PANELS", False):
+            y = algorithm.forward(x, w, b, stride, padding, relu, panels=lambda: _frozen.panels(weights))
+        else:
+            y = algorithm.forward(x, w, b, stride, padding, relu)
         return (_pool.avg_pool2d(y, *_POOL2), y) if pool else y
 
-    return select.run_chosen("forward", x, w, stride, padding, run)
+    # frozen weights are a problem of their own: packed panels change the GEMM's speed
+    return select.run_chosen("forward frozen" if frozen else "forward", x, w, stride, padding, run)
 
 
 def _backward(grad_y, x, w, mask, stride, padding, need_grad_x, pooled=False):
     grad_y = rt.kernel_array(grad_y)
     x = rt.kernel_array(x)
-    w = rt.kernel_array(w)
+    w = _frozen.weight_array(w)
     mask = None if mask is None else rt.kernel_array(mask)
 
     def run(name):

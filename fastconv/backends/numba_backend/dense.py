@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastconv.backends.numba_backend import runtime as rt
+from fastconv.backends.numba_backend.frozen_weights import weight_array
 from fastconv.backends.numba_backend.kernels import dense as _dense
 
 # A slice of a GEMM per thread pays from here (flops); smaller ones run on one.
@@ -21,10 +22,10 @@ def linear(x, w, b):
     if x.shape[0] < _GEMM_ROWS:
         y = x @ w.T
         return y if b is None else y + b
-    x, w = rt.kernel_array(x), rt.kernel_array(w)
+    x, w = rt.kernel_array(x), weight_array(w)
     y = np.empty((x.shape[0], w.shape[0]), dtype=x.dtype)
     use_bias = b is not None
-    bias = rt.kernel_array(b) if use_bias else rt.dummy(x.dtype, 1)
+    bias = weight_array(b) if use_bias else rt.dummy(x.dtype, 1)
     chunks = rt.chunks(w.shape[0], 2.0 * y.size * x.shape[1], _SPLIT_FLOPS)
     rt.launch(_dense.linear_forward, x, w, bias, use_bias, y, chunks)
     return y
@@ -33,7 +34,7 @@ def linear(x, w, b):
 def linear_backward(grad_y, x, w):
     if x.shape[0] < _GEMM_ROWS:
         return grad_y @ w, grad_y.T @ x, grad_y.sum(axis=0)
-    grad_y, x, w = rt.kernel_array(grad_y), rt.kernel_array(x), rt.kernel_array(w)
+    grad_y, x, w = rt.kernel_array(grad_y), rt.kernel_array(x), weight_array(w)
     grad_x = np.empty_like(x)
     grad_w = np.empty_like(w)
     grad_b = np.empty(w.shape[0], dtype=x.dtype)

@@ -14,6 +14,7 @@ import numpy as np
 from fastconv.backends.numba_backend import blas as _blas
 from fastconv.backends.numba_backend import runtime as rt
 from fastconv.backends.numba_backend.kernels import gemm as _gemm
+from fastconv.backends.numba_backend.kernels import gemm_packed as _packed_kernels
 from fastconv.backends.numba_backend.kernels import gemm_skinny as _skinny_kernels
 from fastconv.backends.numba_backend.kernels import im2col as _cols
 from fastconv.backends.numba_backend.kernels import simd
@@ -21,6 +22,7 @@ from fastconv.backends.numba_backend.kernels import simd
 NAME = "gemm"
 EXACT = True
 FUSES_POOL = False
+TAKES_PANELS = True   # frozen weights: `forward` gets their packed panels
 
 def available() -> bool:
     """Whether the kernels' GEMMs have a BLAS to call (MKL or SciPy's OpenBLAS, bound
@@ -150,12 +152,48 @@ def _forward_skinny(x, w, b, stride, padding, relu, out_hw):
     return y.reshape(n, c_out, *out_hw)
 
 
-def forward(x, w, b, stride, padding, relu):
+# Frozen weights: a forward with more columns than the few-column GEMM takes and at
+# most this many runs on their packed panels (`kernels/gemm_packed`).  Forward, 2
+# threads, autotuned, frozen against writeable weights (bench/frozen_weights.py):
+# 512->512 3x3 at 4x4, batch 1 (16 columns) 1.38x, batch 8 1.15x; at 2x2, batch 8
+# 1.64x; 256->256 at 8x8, batch 1 1.56x, at 14x14 (196 columns) 1.10x.  With 1-8
+# columns the few-column GEMM stays faster (0.44-0.73x).
+_PACKED_MAX_COLUMNS = 256
+
+
+def _forward_packed(x, panels, b, stride, padding, relu, out_hw, c_out, kernel):
+    """The GEMM on frozen weights' panels, reading the zero-padded input in place."""
+    n, c_in, height, width = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    hp, wp = height + 2 * ph, width + 2 * pw
+    src = x
+    if ph or pw:
+        src = np.zeros((n, c_in, hp, wp), dtype=x.dtype)
+        src[:, :, ph:ph + height, pw:pw + width] = x
+    c, i, j = np.ix_(np.arange(c_in), np.arange(kh), np.arange(kw))
+    taps = ((c * hp + i) * wp + j).ravel()
+    img, oh, ow = np.ix_(np.arange(n), np.arange(out_hw[0]), np.arange(out_hw[1]))
+    starts = ((img * c_in * hp + oh * sh) * wp + ow * sw).ravel()
+    block = _packed_kernels.BLOCK_COLUMNS
+    offs = np.zeros(-(-starts.size // block) * block, dtype=np.int64)   # past the end: 0, valid
+    offs[:starts.size] = starts
+    y = np.empty((n, c_out, out_hw[0] * out_hw[1]), dtype=x.dtype)
+    depth = taps.size
+    chunks = rt.chunks(panels.size // (depth * simd.lanes(x.dtype)), 2.0 * c_out * depth * offs.size)
+    rt.launch(_packed_kernels.packed_forward, panels, src.reshape(-1), taps.astype(np.int64), offs, b,
+              bool(relu), y, chunks)
+    return y.reshape(n, c_out, *out_hw)
+
+
+def forward(x, w, b, stride, padding, relu, panels=None):
+    """``panels``: for frozen weights, a callable returning their packed panels."""
     n, c_in, height, width = x.shape
     c_out, _, kh, kw = w.shape
     (sh, sw), (ph, pw) = stride, padding
     out_h, out_w = rt.out_hw(height, width, (kh, kw), stride, padding)
     windows, depth = out_h * out_w, c_in * kh * kw
+    if panels is not None and _SKINNY_MAX_COLUMNS < n * windows <= _PACKED_MAX_COLUMNS:
+        return _forward_packed(x, panels(), b, stride, padding, relu, (out_h, out_w), c_out, (kh, kw))
     pointwise = _pointwise(kh, kw, stride, padding)
     if _skinny(n * windows, depth, x.itemsize, pointwise):
         return _forward_skinny(x, w, b, stride, padding, relu, (out_h, out_w))

@@ -22,6 +22,7 @@ import numpy as np
 
 from fastconv.backends.numba_backend import blocked, conv, depthwise, dilated, gemm, grouped, select, shifted
 from fastconv.backends.numba_backend import runtime as rt
+from fastconv.backends.numba_backend.frozen_weights import weight_array
 from fastconv.backends.numba_backend.kernels import unfold_dilated as _unfold
 
 # `blocked` takes a grouped convolution when each group has this many input and
@@ -120,8 +121,8 @@ def _dilated_plans(stride, dilation, groups) -> tuple:
 
 
 def conv2d_general(x, w, b, stride, padding, dilation, groups):
-    x, w = rt.kernel_array(x), rt.kernel_array(w)
-    b = np.zeros(w.shape[0], dtype=x.dtype) if b is None else rt.kernel_array(b)
+    x, w = rt.kernel_array(x), weight_array(w)
+    b = np.zeros(w.shape[0], dtype=x.dtype) if b is None else weight_array(b)
     if _depthwise_runs(x.shape, w.shape, groups):
         return depthwise.forward(x, w, b, stride, padding, dilation)
     plans = _dilated_plans(stride, dilation, groups)
@@ -149,7 +150,7 @@ def _grouped_forward(x, w, b, stride, padding, dilation, groups):
 
 
 def conv2d_general_backward(grad_y, x, w, stride, padding, dilation, groups, input_grad):
-    grad_y, x, w = rt.kernel_array(grad_y), rt.kernel_array(x), rt.kernel_array(w)
+    grad_y, x, w = rt.kernel_array(grad_y), rt.kernel_array(x), weight_array(w)
     if _depthwise_runs(x.shape, w.shape, groups):
         return depthwise.backward(grad_y, x, w, stride, padding, dilation, input_grad)
     plans = _dilated_plans(stride, dilation, groups)
@@ -179,9 +180,9 @@ def _grouped_backward(grad_y, x, w, stride, padding, dilation, groups, input_gra
 
 
 def conv_transpose2d(x, w, b, stride, padding, output_padding, dilation, groups):
-    x, w = rt.kernel_array(x), rt.kernel_array(w)
+    x, w = rt.kernel_array(x), weight_array(w)
     c_out = w.shape[1] * groups
-    b = np.zeros(c_out, dtype=x.dtype) if b is None else rt.kernel_array(b)
+    b = np.zeros(c_out, dtype=x.dtype) if b is None else weight_array(b)
     out_hw = tuple((size - 1) * s - 2 * p + d * (k - 1) + op + 1 for size, k, s, p, op, d in zip(
         x.shape[2:], w.shape[2:], stride, padding, output_padding, dilation))
     if _depthwise_transpose_runs(w.shape, groups):
@@ -239,7 +240,7 @@ def _composed_transpose(x, w_conv, b, conv_padding, dilation, groups):
 
 
 def conv_transpose2d_backward(grad_y, x, w, stride, padding, output_padding, dilation, groups):
-    grad_y, x, w = rt.kernel_array(grad_y), rt.kernel_array(x), rt.kernel_array(w)
+    grad_y, x, w = rt.kernel_array(grad_y), rt.kernel_array(x), weight_array(w)
     if _depthwise_transpose_runs(w.shape, groups):
         return depthwise.transpose_backward(grad_y, x, w, stride, padding, dilation)
     if not gemm.available():

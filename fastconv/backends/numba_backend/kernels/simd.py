@@ -146,6 +146,24 @@ def vsplat(typingctx, like, scalar):
 
 
 @intrinsic
+def vsplat_at(typingctx, array, index):
+    """``array[index]`` in every lane of a vector of its dtype: one broadcast load,
+    at the raw ``index`` (no negative-index wraparound: that took a compare and a
+    conditional move per load)."""
+    vec = Vec(array.dtype)
+
+    def codegen(context, builder, sig, args):
+        vtype = context.get_value_type(vec)
+        value = builder.load(_address(context, builder, sig.args[0], args[0], args[1]))
+        one = builder.insert_element(ir.Constant(vtype, ir.Undefined), value,
+                                     ir.Constant(ir.IntType(32), 0))
+        mask = ir.Constant(ir.VectorType(ir.IntType(32), vec.lanes), [0] * vec.lanes)
+        return builder.shuffle_vector(one, ir.Constant(vtype, ir.Undefined), mask)
+
+    return vec(array, index), codegen
+
+
+@intrinsic
 def vzero(typingctx, like):
     """A zero vector of ``like``'s dtype."""
     vec = Vec(like.dtype)
