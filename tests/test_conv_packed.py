@@ -1,5 +1,5 @@
 """Frozen (read-only) weights: the GEMM on their packed panels (``kernels/gemm_packed.py``,
-`gemm._forward_packed`) against plain loops on random geometries (N=1, C_out=1, odd
+`gemm.forward_packed`) against plain loops on random geometries (N=1, C_out=1, odd
 channel counts, strides, padding, rectangular and 1x1 kernels, bias, fused ReLU), and
 the cache of `frozen_weights`: what counts as frozen, one copy per array, dropped with
 it, nothing kept for writeable arrays."""
@@ -68,8 +68,8 @@ def test_a_frozen_call_runs_the_panels_and_agrees_with_a_writeable_one(monkeypat
     x = rng.standard_normal((2, 24, 5, 5)).astype(np.float32)
     w = rng.standard_normal((40, 24, 3, 3)).astype(np.float32)
     calls = []
-    real = G._forward_packed
-    monkeypatch.setattr(G, "_forward_packed", lambda *args: calls.append(1) or real(*args))
+    real = G.forward_packed
+    monkeypatch.setattr(G, "forward_packed", lambda *args: calls.append(1) or real(*args))
     fastconv.set_backend("numba")
     select.set_conv_algorithm("gemm")
     try:
@@ -116,3 +116,23 @@ def test_writeable_weights_are_never_cached():
     w *= 2                                         # changed in place: no stale result
     np.testing.assert_allclose(F.conv2d(x, w, None, 1, 1), 2 * first, rtol=1e-5, atol=1e-5)
     assert frozen_weights.cached_arrays() == before
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_dilated_packed_forward_matches_the_writeable_path(seed):
+    """Dilation only moves the offsets the panels' GEMM reads; the plan joins the
+    dilated problem's autotuning when the weights are frozen."""
+    rng = np.random.default_rng(seed)
+    dilation = (int(rng.integers(1, 4)), int(rng.integers(2, 5)))
+    padding = (int(rng.integers(0, 5)), int(rng.integers(0, 5)))
+    n, c_in, c_out = int(rng.integers(1, 3)), int(rng.integers(1, 20)), int(rng.integers(1, 40))
+    x = rng.standard_normal((n, c_in, 9, 10)).astype(np.float32)
+    w = rng.standard_normal((c_out, c_in, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(c_out).astype(np.float32)
+    fastconv.set_backend("numba")
+    want = F.conv2d(x, w, b, 1, padding, dilation)
+    w_frozen = frozen(w)
+    got = G.forward_packed(x, frozen_weights.panels(w_frozen), b, (1, 1), padding, False, want.shape[2:],
+                           c_out, (3, 3), dilation)
+    assert relative_error(got, want) < bound(np.float32)
+    assert relative_error(F.conv2d(x, w_frozen, b, 1, padding, dilation), want) < bound(np.float32)

@@ -10,8 +10,10 @@ the same layers on the same arrays and thread count; each one's outputs are chec
 against fastconv's before it is timed.  ``<peer> time / numba time`` > 1: numba
 faster.  Effective GFLOP/s counts direct-convolution FLOPs (2 * N * C_out * H_out *
 W_out * C_in / groups * kh * kw per forward, twice that for the backward), whatever
-algorithm ran.  Nothing here is special-cased anywhere else: the numba backend sees
-these layers as any other problem (and autotunes them).
+algorithm ran.  Inference gives fastconv read-only weights, as a model after
+`fastconv.nn.freeze` (ONNX Runtime holds its weights constant too).  Nothing here is
+special-cased anywhere else: the numba backend sees these layers as any other
+problem (and autotunes them).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ MODES = (("train", None), ("infer b1", 1), ("infer b8", 8))
 def _numba_job(problem):
     """fastconv's work on ``problem``, returning its outputs (as the peers' jobs do)."""
     layer, (x, w, b, grad_y) = problem.layer, (problem.x, problem.w, problem.b, problem.grad_y)
+    if not problem.train:    # a deployed network's weights: read-only, as after `nn.freeze`
+        w, b = _read_only(w), _read_only(b)
     options = dict(stride=layer.stride, padding=layer.pad, dilation=layer.dilation, groups=layer.groups)
     if layer.transposed:
         forward, backward = F.conv_transpose2d, F.conv_transpose2d_backward
@@ -43,6 +47,12 @@ def _numba_job(problem):
         y = forward(x, w, b, **options)
         return (y, *backward(grad_y, x, w, **options)) if problem.train else (y,)
     return run
+
+
+def _read_only(array):
+    copy = array.copy()
+    copy.flags.writeable = False
+    return copy
 
 
 def _autotune_stats() -> dict:
@@ -58,7 +68,7 @@ def _algorithms(layer: Conv, batch: int, train: bool, dtype) -> str:
 
     if layer.general:
         return "general"
-    passes = ("forward", "backward") if train else ("forward",)
+    passes = ("forward", "backward") if train else ("forward frozen",)
     x_shape = (batch, layer.c_in, layer.size, layer.size)
     return "/".join(nb.conv_algorithm(x_shape, layer.w_shape, layer.stride, layer.pad, dtype, p) for p in passes)
 

@@ -11,7 +11,9 @@ does it for a functional call).  For a frozen array:
 
 Both are kept while the array lives (a weak reference drops them with it): about
 two more copies of a frozen model's convolution weights.  A writeable array is never
-cached -- it may change between calls, and nothing here could tell.
+cached -- it may change between calls, and nothing here could tell.  (Nor could it
+tell an array made writeable again, changed, and made read-only again: freezing is a
+promise that the weights stay as they are.)
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ output positions (deep layers at batch 1-8) skips the BLAS (`_skinny`).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from fastconv.backends.numba_backend import blas as _blas
@@ -161,28 +163,44 @@ def _forward_skinny(x, w, b, stride, padding, relu, out_hw):
 _PACKED_MAX_COLUMNS = 256
 
 
-def _forward_packed(x, panels, b, stride, padding, relu, out_hw, c_out, kernel):
-    """The GEMM on frozen weights' panels, reading the zero-padded input in place."""
+def packed_fits(columns: int) -> bool:
+    """Whether a forward of ``columns`` output positions (the whole batch's) runs on
+    frozen weights' panels."""
+    return _SKINNY_MAX_COLUMNS < columns <= _PACKED_MAX_COLUMNS
+
+
+def forward_packed(x, panels, b, stride, padding, relu, out_hw, c_out, kernel, dilation=(1, 1)):
+    """The GEMM on frozen weights' panels, reading the zero-padded input in place
+    (any stride and dilation: they only move the offsets)."""
     n, c_in, height, width = x.shape
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
     hp, wp = height + 2 * ph, width + 2 * pw
     src = x
     if ph or pw:
         src = np.zeros((n, c_in, hp, wp), dtype=x.dtype)
         src[:, :, ph:ph + height, pw:pw + width] = x
+    taps, offs = _packed_offsets(n, c_in, hp, wp, kernel, stride, dilation, tuple(out_hw))
+    y = np.empty((n, c_out, out_hw[0] * out_hw[1]), dtype=x.dtype)
+    depth = taps.size
+    chunks = rt.chunks(panels.size // (depth * simd.lanes(x.dtype)), 2.0 * c_out * depth * offs.size)
+    rt.launch(_packed_kernels.packed_forward, panels, src.reshape(-1), taps, offs, b, bool(relu), y, chunks)
+    return y.reshape(n, c_out, *out_hw)
+
+
+@functools.lru_cache(maxsize=256)
+def _packed_offsets(n, c_in, hp, wp, kernel, stride, dilation, out_hw):
+    """(taps, offs) of `kernels.gemm_packed.packed_forward` for a padded input of
+    ``(n, c_in, hp, wp)``: computed once per geometry (30-40 us each time otherwise).
+    Shared between calls, never written."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     c, i, j = np.ix_(np.arange(c_in), np.arange(kh), np.arange(kw))
-    taps = ((c * hp + i) * wp + j).ravel()
+    taps = ((c * hp + i * dh) * wp + j * dw).ravel().astype(np.int64)
     img, oh, ow = np.ix_(np.arange(n), np.arange(out_hw[0]), np.arange(out_hw[1]))
     starts = ((img * c_in * hp + oh * sh) * wp + ow * sw).ravel()
     block = _packed_kernels.BLOCK_COLUMNS
     offs = np.zeros(-(-starts.size // block) * block, dtype=np.int64)   # past the end: 0, valid
     offs[:starts.size] = starts
-    y = np.empty((n, c_out, out_hw[0] * out_hw[1]), dtype=x.dtype)
-    depth = taps.size
-    chunks = rt.chunks(panels.size // (depth * simd.lanes(x.dtype)), 2.0 * c_out * depth * offs.size)
-    rt.launch(_packed_kernels.packed_forward, panels, src.reshape(-1), taps.astype(np.int64), offs, b,
-              bool(relu), y, chunks)
-    return y.reshape(n, c_out, *out_hw)
+    return taps, offs
 
 
 def forward(x, w, b, stride, padding, relu, panels=None):
@@ -192,8 +210,8 @@ def forward(x, w, b, stride, padding, relu, panels=None):
     (sh, sw), (ph, pw) = stride, padding
     out_h, out_w = rt.out_hw(height, width, (kh, kw), stride, padding)
     windows, depth = out_h * out_w, c_in * kh * kw
-    if panels is not None and _SKINNY_MAX_COLUMNS < n * windows <= _PACKED_MAX_COLUMNS:
-        return _forward_packed(x, panels(), b, stride, padding, relu, (out_h, out_w), c_out, (kh, kw))
+    if panels is not None and packed_fits(n * windows):
+        return forward_packed(x, panels(), b, stride, padding, relu, (out_h, out_w), c_out, (kh, kw))
     pointwise = _pointwise(kh, kw, stride, padding)
     if _skinny(n * windows, depth, x.itemsize, pointwise):
         return _forward_skinny(x, w, b, stride, padding, relu, (out_h, out_w))

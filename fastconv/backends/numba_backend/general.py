@@ -22,7 +22,7 @@ import numpy as np
 
 from fastconv.backends.numba_backend import blocked, conv, depthwise, dilated, gemm, grouped, select, shifted
 from fastconv.backends.numba_backend import runtime as rt
-from fastconv.backends.numba_backend.frozen_weights import weight_array
+from fastconv.backends.numba_backend import frozen_weights
 from fastconv.backends.numba_backend.kernels import unfold_dilated as _unfold
 
 # `blocked` takes a grouped convolution when each group has this many input and
@@ -121,22 +121,30 @@ def _dilated_plans(stride, dilation, groups) -> tuple:
 
 
 def conv2d_general(x, w, b, stride, padding, dilation, groups):
-    x, w = rt.kernel_array(x), weight_array(w)
-    b = np.zeros(w.shape[0], dtype=x.dtype) if b is None else weight_array(b)
+    frozen, weights = frozen_weights.frozen(w), w
+    x, w = rt.kernel_array(x), frozen_weights.weight_array(w)
+    b = np.zeros(w.shape[0], dtype=x.dtype) if b is None else frozen_weights.weight_array(b)
     if _depthwise_runs(x.shape, w.shape, groups):
         return depthwise.forward(x, w, b, stride, padding, dilation)
     plans = _dilated_plans(stride, dilation, groups)
     if not plans:
         return _grouped_forward(x, w, b, stride, padding, dilation, groups)
+    out_hw = _conv_out_hw(x.shape[2:], w.shape[2:], stride, padding, dilation)
+    if frozen and gemm.available() and gemm.packed_fits(x.shape[0] * out_hw[0] * out_hw[1]):
+        plans += ("packed",)      # frozen weights' panels (DeepLab at batch 1: every tap, no unfold)
 
     def run(plan):
+        if plan == "packed":
+            return gemm.forward_packed(x, frozen_weights.panels(weights), b, stride, padding, False, out_hw,
+                                       w.shape[0], w.shape[2:], dilation)
         if plan == "composed":
             return dilated.forward(x, w, b, padding, dilation)
         if plan == "blocked":
             return blocked.forward(x, w, b, stride, padding, False, dilation)
         return shifted.forward(x, w, b, stride, padding, False, dilation)
 
-    return select.run_chosen(_dilated_pass("forward", dilation), x, w, stride, padding, run, plans=plans)
+    return select.run_chosen(_dilated_pass("forward frozen" if frozen else "forward", dilation), x, w, stride,
+                             padding, run, plans=plans)
 
 
 def _grouped_forward(x, w, b, stride, padding, dilation, groups):
@@ -150,7 +158,7 @@ def _grouped_forward(x, w, b, stride, padding, dilation, groups):
 
 
 def conv2d_general_backward(grad_y, x, w, stride, padding, dilation, groups, input_grad):
-    grad_y, x, w = rt.kernel_array(grad_y), rt.kernel_array(x), weight_array(w)
+    grad_y, x, w = rt.kernel_array(grad_y), rt.kernel_array(x), frozen_weights.weight_array(w)
     if _depthwise_runs(x.shape, w.shape, groups):
         return depthwise.backward(grad_y, x, w, stride, padding, dilation, input_grad)
     plans = _dilated_plans(stride, dilation, groups)
@@ -180,9 +188,9 @@ def _grouped_backward(grad_y, x, w, stride, padding, dilation, groups, input_gra
 
 
 def conv_transpose2d(x, w, b, stride, padding, output_padding, dilation, groups):
-    x, w = rt.kernel_array(x), weight_array(w)
+    x, w = rt.kernel_array(x), frozen_weights.weight_array(w)
     c_out = w.shape[1] * groups
-    b = np.zeros(c_out, dtype=x.dtype) if b is None else weight_array(b)
+    b = np.zeros(c_out, dtype=x.dtype) if b is None else frozen_weights.weight_array(b)
     out_hw = tuple((size - 1) * s - 2 * p + d * (k - 1) + op + 1 for size, k, s, p, op, d in zip(
         x.shape[2:], w.shape[2:], stride, padding, output_padding, dilation))
     if _depthwise_transpose_runs(w.shape, groups):
@@ -240,7 +248,7 @@ def _composed_transpose(x, w_conv, b, conv_padding, dilation, groups):
 
 
 def conv_transpose2d_backward(grad_y, x, w, stride, padding, output_padding, dilation, groups):
-    grad_y, x, w = rt.kernel_array(grad_y), rt.kernel_array(x), weight_array(w)
+    grad_y, x, w = rt.kernel_array(grad_y), rt.kernel_array(x), frozen_weights.weight_array(w)
     if _depthwise_transpose_runs(w.shape, groups):
         return depthwise.transpose_backward(grad_y, x, w, stride, padding, dilation)
     if not gemm.available():

@@ -203,8 +203,9 @@ def conv_algorithm(x_shape, w_shape, stride=(1, 1), padding=(0, 0), dtype=np.flo
                    pass_: str = "forward") -> str:
     """The algorithm a convolution with these arguments runs now, under the current
     mode: forced, tuned (if this problem was tuned already), or the rule."""
-    if pass_ not in ("forward", "backward"):
-        raise ValueError(f"pass_ must be 'forward' or 'backward', got {pass_!r}")
+    if pass_ not in ("forward", "backward", "forward frozen"):
+        raise ValueError(f"pass_ must be 'forward', 'forward frozen' (read-only weights) or 'backward', "
+                         f"got {pass_!r}")
     stride, padding = _as_pair(stride), _as_pair(padding)
     x_shape, w_shape = tuple(x_shape), tuple(w_shape)
     mode = get_conv_algorithm_mode()

@@ -93,7 +93,6 @@ def packed_forward(packed, src, taps, offs, b, relu, y, n_chunks):
     with a valid offset); parallel over panels."""
     lanes = vlanes(packed)
     n, c_out, windows = y.shape
-    positions = n * windows
     depth = taps.shape[0]
     width = offs.shape[0]
     panels = packed.shape[0] // (depth * lanes)
@@ -110,9 +109,11 @@ def packed_forward(packed, src, taps, offs, b, relu, y, n_chunks):
             for l in range(min(lanes, c_out - pn * lanes)):
                 o = pn * lanes + l
                 bias = b[o]
-                for p in range(positions):
-                    v = acc[p * lanes + l] + bias
-                    if relu and v < zero:
-                        v = zero
-                    img = p // windows
-                    y[img, o, p - img * windows] = v
+                for img in range(n):
+                    row = y[img, o]
+                    first = img * windows * lanes + l
+                    for q in range(windows):
+                        v = acc[first + q * lanes] + bias
+                        if relu and v < zero:
+                            v = zero
+                        row[q] = v
