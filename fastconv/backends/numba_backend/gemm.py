@@ -4,7 +4,8 @@ Each numba thread unfolds groups of images into its own L2-sized column buffer a
 calls single-threaded BLAS on it (see ``kernels/gemm.py`` for why not one
 whole-batch matmul); backward ``grad_w.T += cols @ G.T``, ``grad_cols = W.T @ G``,
 col2im.  Wins once channel counts make the GEMM big (report 003).  A forward with few
-output positions (deep layers at batch 1-8) skips the BLAS (`_skinny`).
+output positions (deep layers at batch 1-8) skips the BLAS (`_skinny`); on frozen
+weights one with a few dozen to 256 runs on their packed panels (`forward_packed`).
 """
 
 from __future__ import annotations
@@ -156,10 +157,11 @@ def _forward_skinny(x, w, b, stride, padding, relu, out_hw):
 
 # Frozen weights: a forward with more columns than the few-column GEMM takes and at
 # most this many runs on their packed panels (`kernels/gemm_packed`).  Forward, 2
-# threads, autotuned, frozen against writeable weights (bench/frozen_weights.py):
-# 512->512 3x3 at 4x4, batch 1 (16 columns) 1.38x, batch 8 1.15x; at 2x2, batch 8
-# 1.64x; 256->256 at 8x8, batch 1 1.56x, at 14x14 (196 columns) 1.10x.  With 1-8
-# columns the few-column GEMM stays faster (0.44-0.73x).
+# threads, autotuned, frozen against writeable weights (bench/frozen_weights.py, two
+# runs): 512->512 3x3 at 4x4, batch 1 (16 columns) 1.59-1.66x, batch 8 1.28-1.33x;
+# at 2x2, batch 8 1.40-1.67x; 256->256 at 8x8, batch 1 1.15-1.45x, at 14x14 (196
+# columns) 1.13-1.21x.  With 1-8 columns the few-column GEMM stays faster
+# (0.44-0.73x); a 1x1 stride-1 layer keeps its BLAS GEMM on the input as it is.
 _PACKED_MAX_COLUMNS = 256
 
 
@@ -210,9 +212,9 @@ def forward(x, w, b, stride, padding, relu, panels=None):
     (sh, sw), (ph, pw) = stride, padding
     out_h, out_w = rt.out_hw(height, width, (kh, kw), stride, padding)
     windows, depth = out_h * out_w, c_in * kh * kw
-    if panels is not None and packed_fits(n * windows):
-        return forward_packed(x, panels(), b, stride, padding, relu, (out_h, out_w), c_out, (kh, kw))
     pointwise = _pointwise(kh, kw, stride, padding)
+    if panels is not None and packed_fits(n * windows) and not pointwise:
+        return forward_packed(x, panels(), b, stride, padding, relu, (out_h, out_w), c_out, (kh, kw))
     if _skinny(n * windows, depth, x.itemsize, pointwise):
         return _forward_skinny(x, w, b, stride, padding, relu, (out_h, out_w))
     split = _small_batch_split(n, c_out, depth, (out_h, out_w), pointwise)

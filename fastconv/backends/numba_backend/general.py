@@ -20,9 +20,9 @@ import sys
 
 import numpy as np
 
-from fastconv.backends.numba_backend import blocked, conv, depthwise, dilated, gemm, grouped, select, shifted
+from fastconv.backends.numba_backend import (blocked, conv, depthwise, dilated, frozen_weights, gemm, grouped,
+                                             select, shifted)
 from fastconv.backends.numba_backend import runtime as rt
-from fastconv.backends.numba_backend import frozen_weights
 from fastconv.backends.numba_backend.kernels import unfold_dilated as _unfold
 
 # `blocked` takes a grouped convolution when each group has this many input and
