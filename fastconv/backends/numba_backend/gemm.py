@@ -165,10 +165,18 @@ def _forward_skinny(x, w, b, stride, padding, relu, out_hw):
 _PACKED_MAX_COLUMNS = 256
 
 
-def packed_fits(columns: int) -> bool:
+# A dilated layer's plans (`general`) time the panels up to this many columns, where
+# the per-thread partial sums (columns x one vector) still fit 256 KB of L2: its
+# other plans compute the padding taps on shifted views or sub-grids (DeepLab's
+# 512->512 dilation 4 at 14x14, batch 8, 1568 columns: panels 42-43 ms, shifted
+# views 54-56).
+_PACKED_MAX_COLUMNS_TIMED = 4096
+
+
+def packed_fits(columns: int, timed: bool = False) -> bool:
     """Whether a forward of ``columns`` output positions (the whole batch's) runs on
-    frozen weights' panels."""
-    return _SKINNY_MAX_COLUMNS < columns <= _PACKED_MAX_COLUMNS
+    frozen weights' panels (``timed``: may be timed against other plans)."""
+    return _SKINNY_MAX_COLUMNS < columns <= (_PACKED_MAX_COLUMNS_TIMED if timed else _PACKED_MAX_COLUMNS)
 
 
 def forward_packed(x, panels, b, stride, padding, relu, out_hw, c_out, kernel, dilation=(1, 1)):

@@ -130,8 +130,8 @@ def conv2d_general(x, w, b, stride, padding, dilation, groups):
     if not plans:
         return _grouped_forward(x, w, b, stride, padding, dilation, groups)
     out_hw = _conv_out_hw(x.shape[2:], w.shape[2:], stride, padding, dilation)
-    if frozen and gemm.available() and gemm.packed_fits(x.shape[0] * out_hw[0] * out_hw[1]):
-        plans += ("packed",)      # frozen weights' panels (DeepLab at batch 1: every tap, no unfold)
+    if frozen and gemm.available() and gemm.packed_fits(x.shape[0] * out_hw[0] * out_hw[1], timed=True):
+        plans += ("packed",)      # frozen weights' panels: every tap, no unfold
 
     def run(plan):
         if plan == "packed":
