@@ -19,6 +19,7 @@ from fastconv.backends import numba_backend as NB  # noqa: E402
 from fastconv.backends.numba_backend import frozen_weights, select  # noqa: E402
 from tests import loops  # noqa: E402
 from tests.test_conv_algorithms import bound, relative_error  # noqa: E402
+from tests.test_conv_skinny import conv_geometry  # noqa: E402
 
 G = NB.ALGORITHMS["gemm"]
 pytestmark = pytest.mark.skipif(not G.available(), reason="no BLAS: the gemm algorithm cannot run")
@@ -33,16 +34,8 @@ def frozen(a):
 def packed_problem(rng, dtype):
     """A problem whose batch has more columns than the few-column GEMM takes and at
     most as many as the packed panels do."""
-    while True:
-        kh, kw = (int(v) for v in rng.integers(1, 6, size=2))
-        stride = tuple(int(v) for v in rng.integers(1, 3, size=2))
-        padding = (int(rng.integers(0, kh)), int(rng.integers(0, kw)))
-        height, width = (int(v) for v in rng.integers(1, 12, size=2))
-        out = [loops.out_size(s, k, st, p) for s, k, st, p in
-               zip((height, width), (kh, kw), stride, padding)]
-        n = int(rng.integers(1, 4))
-        if min(out) >= 1 and G._SKINNY_MAX_COLUMNS < n * out[0] * out[1] <= G._PACKED_MAX_COLUMNS:
-            break
+    n, (kh, kw), stride, padding, (height, width) = conv_geometry(
+        rng, 5, 11, lambda columns, *_: G._SKINNY_MAX_COLUMNS < columns <= G._PACKED_MAX_COLUMNS)
     c_in = 1 if rng.random() < 0.2 else int(rng.integers(2, 40))
     c_out = 1 if rng.random() < 0.2 else int(rng.integers(2, 70))
     x = rng.standard_normal((n, c_in, height, width)).astype(dtype)

@@ -20,19 +20,27 @@ G = NB.ALGORITHMS["gemm"]
 pytestmark = pytest.mark.skipif(not G.available(), reason="no BLAS: the gemm algorithm cannot run")
 
 
-def skinny_problem(rng, dtype):
-    lanes = simd.lanes(np.dtype(dtype))
+def conv_geometry(rng, max_kernel, max_size, accept):
+    """A random ``(n, (kh, kw), stride, padding, (height, width))`` with at least one
+    output per axis, drawn until ``accept(columns, kernel, stride, padding)`` (columns:
+    the whole batch's output positions)."""
     while True:
-        kh, kw = (int(v) for v in rng.integers(1, 4, size=2))
+        kh, kw = (int(v) for v in rng.integers(1, max_kernel + 1, size=2))
         stride = tuple(int(v) for v in rng.integers(1, 3, size=2))
         padding = (int(rng.integers(0, kh)), int(rng.integers(0, kw)))
-        height, width = (int(v) for v in rng.integers(1, 6, size=2))
+        height, width = (int(v) for v in rng.integers(1, max_size + 1, size=2))
         out = [loops.out_size(s, k, st, p) for s, k, st, p in
                zip((height, width), (kh, kw), stride, padding)]
         n = int(rng.integers(1, 4))
-        pointwise = (kh, kw, *stride, *padding) == (1, 1, 1, 1, 0, 0)
-        if min(out) >= 1 and n * out[0] * out[1] <= G._SKINNY_MAX_COLUMNS and not pointwise:
-            break
+        if min(out) >= 1 and accept(n * out[0] * out[1], (kh, kw), stride, padding):
+            return n, (kh, kw), stride, padding, (height, width)
+
+
+def skinny_problem(rng, dtype):
+    lanes = simd.lanes(np.dtype(dtype))
+    n, (kh, kw), stride, padding, (height, width) = conv_geometry(
+        rng, 3, 5, lambda columns, kernel, stride, padding: columns <= G._SKINNY_MAX_COLUMNS
+        and (*kernel, *stride, *padding) != (1, 1, 1, 1, 0, 0))
     # a depth c_in*kh*kw of whole vectors
     c_in = lanes * int(rng.integers(1, 4)) // np.gcd(lanes, kh * kw)
     c_out = 1 if rng.random() < 0.2 else int(rng.integers(2, 19))

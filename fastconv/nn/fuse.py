@@ -82,7 +82,6 @@ def freeze(model: Module) -> Module:
     if any(module.training for module in model.modules()):
         raise ValueError("freeze makes an inference copy; call model.eval() first")
     frozen = copy.deepcopy(model)
-    for parameter in frozen.parameters():
-        parameter.data = np.ascontiguousarray(parameter.data)
+    for parameter in frozen.parameters():      # each deep-copied array owns its data
         parameter.data.flags.writeable = False
     return frozen

@@ -24,7 +24,7 @@ def _forward(x, w, b, stride, padding, relu, pool=False):
     x = rt.kernel_array(x)
     frozen = _frozen.frozen(w)
     weights = w                    # the frozen array itself keys its cached panels
-    w = _frozen.weight_array(w)
+    w = _frozen.writable(w) if frozen else rt.kernel_array(w)
     b = np.zeros(w.shape[0], dtype=x.dtype) if b is None else _frozen.weight_array(b)
 
     def run(name):

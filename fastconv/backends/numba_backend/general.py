@@ -122,7 +122,7 @@ def _dilated_plans(stride, dilation, groups) -> tuple:
 
 def conv2d_general(x, w, b, stride, padding, dilation, groups):
     frozen, weights = frozen_weights.frozen(w), w
-    x, w = rt.kernel_array(x), frozen_weights.weight_array(w)
+    x, w = rt.kernel_array(x), (frozen_weights.writable(w) if frozen else rt.kernel_array(w))
     b = np.zeros(w.shape[0], dtype=x.dtype) if b is None else frozen_weights.weight_array(b)
     if _depthwise_runs(x.shape, w.shape, groups):
         return depthwise.forward(x, w, b, stride, padding, dilation)
