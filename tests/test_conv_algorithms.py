@@ -196,6 +196,48 @@ def test_autotune_times_once_and_persists_for_other_processes(cache_dir):
     assert NB.autotune_stats()["problems"] == before + 1        # not timed again
 
 
+def test_weight_gradient_alone_is_tuned_as_its_own_problem(cache_dir, monkeypatch):
+    """A backward without the input gradient (a first layer) is a pass of its own:
+    the algorithm fastest at both gradients need not be fastest at one.  Each
+    pass's winner is what it runs, whichever was tuned first."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 16, 14, 14)).astype(np.float32)    # > 2 MFLOP: timed
+    w = rng.standard_normal((24, 16, 3, 3)).astype(np.float32)
+    grad_y = rng.standard_normal((2, 24, 14, 14)).astype(np.float32)
+    winners = iter(["gemm", "direct"])            # full backward first, then weights only
+    monkeypatch.setattr(NB.select, "_time_candidates", lambda names, run: next(winners))
+    with fastconv.use_backend("numba"):
+        want_x, want_w, want_b = F.conv2d_backward(grad_y, x, w, 1, 1)
+        got_w, got_b = F.conv2d_backward_weights(grad_y, x, w, 1, 1)
+    key = ("backward", x.shape, w.shape, (1, 1), (1, 1), "float32")
+    assert NB.last_conv_algorithms[key] == "gemm"
+    assert NB.last_conv_algorithms[("backward weights", *key[1:])] == "direct"
+    assert NB.conv_algorithm(x.shape, w.shape, 1, 1, np.float32, "backward weights") == "direct"
+    assert NB.conv_algorithm(x.shape, w.shape, 1, 1, np.float32, "backward") == "gemm"
+    np.testing.assert_allclose(got_w, want_w, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(got_b, want_b, rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="backward weights"):
+        NB.conv_algorithm(x.shape, w.shape, 1, 1, np.float32, "weights")
+
+
+def test_a_plan_chosen_while_kernels_compile_is_not_saved(cache_dir, monkeypatch):
+    """A plan timed while a helper still compiles some of its algorithms' kernels
+    may have lost for want of them: kept for this process, not written to the file."""
+    from fastconv.backends.numba_backend import background, select
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, 32, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((32, 16, 4, 4)).astype(np.float32)
+    grad_y = rng.standard_normal((4, 16, 16, 16)).astype(np.float32)
+    monkeypatch.setattr(background, "busy", lambda: True)
+    with fastconv.use_backend("numba"):
+        F.conv_transpose2d_backward(grad_y, x, w, 2, 1)
+    k = select.key("transpose_backward", grad_y.shape, w.shape, (2, 2), (1, 1), np.float32)
+    assert select.last_conv_algorithms[k] in select.PLANS
+    saved = select._read_cache(select.autotune_cache())
+    assert saved and not any(json.loads(tuned)[0] == "transpose_backward" for tuned in saved)
+
+
 def test_a_new_algorithm_gets_the_problem_timed_again(cache_dir, monkeypatch):
     """A winner cached before an algorithm joined the registry (same version string)
     is not reused: the problem is timed again with the newcomer among the candidates."""

@@ -51,20 +51,15 @@ def snapshot(*names: str) -> tuple:
     ``os.environ.get`` (which encodes the name and decodes the value every time)."""
     environ = os.environ
     data = getattr(environ, "_data", None)          # CPython's encoded mapping behind it
-    encode = getattr(environ, "encodekey", None)
-    if data is None or encode is None:
+    if data is None:
         return tuple(environ.get(name) for name in names)
-    return tuple(data.get(_encoded(encode, name)) for name in names)
+    keys = _ENCODED.get(names)
+    if keys is None:
+        keys = _ENCODED[names] = tuple(environ.encodekey(name) for name in names)
+    return tuple(map(data.get, keys))
 
 
-_ENCODED: dict = {}
-
-
-def _encoded(encode, name: str):
-    key = _ENCODED.get(name)
-    if key is None:
-        key = _ENCODED[name] = encode(name)
-    return key
+_ENCODED: dict = {}      # names -> their keys in ``os.environ._data``
 
 
 def positive_int(name: str) -> int | None:

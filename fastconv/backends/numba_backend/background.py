@@ -140,6 +140,12 @@ def _helper_exited(helper) -> None:
         generation += 1
 
 
+def busy() -> bool:
+    """Whether a helper is compiling (or has work queued)."""
+    with _lock:
+        return _running is not None or bool(_pending)
+
+
 def pending(item) -> bool:
     """Whether ``item`` was asked for and its helper may still deliver it."""
     return item in _requested and item not in _done and item not in _failed

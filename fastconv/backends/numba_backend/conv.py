@@ -54,7 +54,8 @@ def _backward(grad_y, x, w, mask, stride, padding, need_grad_x, pooled=False):
         grad_conv = _pool.avg_pool2d_backward(grad_y, mask.shape, *_POOL2) if pooled else grad_y
         return algorithm.backward(grad_conv, x, w, mask, stride, padding, need_grad_x)
 
-    return select.run_chosen("backward", x, w, stride, padding, run)
+    # a weight gradient alone is a problem of its own: the algorithm fastest at it may differ
+    return select.run_chosen("backward" if need_grad_x else "backward weights", x, w, stride, padding, run)
 
 
 def conv2d(x, w, b, stride, padding):

@@ -8,6 +8,8 @@ Wins for small channel counts (report 000).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from fastconv.backends.numba_backend import runtime as rt
@@ -44,22 +46,28 @@ def pooled_shape(y_shape) -> tuple:
 
 def forward(x, w, b, stride, padding, relu, pool=False):
     """``y``, or ``(pooled, y)`` with ``pool`` (2x2 average pooling fused in)."""
-    n, _, height, width = x.shape
-    c_out, c_in, kh, kw = w.shape
-    out_h, out_w = rt.out_hw(height, width, (kh, kw), stride, padding)
-    y = np.empty((n, c_out, out_h, out_w), dtype=x.dtype)
-    pooled = np.empty(pooled_shape(y.shape), dtype=x.dtype) if pool else rt.dummy(x.dtype, 4)
-    work = 2.0 * y.size * c_in * kh * kw
-    plane = (height + 2 * padding[0]) * (width + 2 * padding[1])
-    pairs = (c_out + 1) // 2
-    # Split the batch over the threads only when the channel pairs alone cannot.
-    threads = rt.get_num_threads()
-    share = n if pairs >= threads else -(-n // threads)
-    group = _group(share, c_in + 2, plane, x.itemsize)
-    chunks = rt.chunks(-(-n // group) * pairs, work)
+    y_shape, group, chunks = _forward_plan(x.shape, w.shape, stride, padding, x.itemsize, rt.get_num_threads())
+    y = np.empty(y_shape, dtype=x.dtype)
+    pooled = np.empty(pooled_shape(y_shape), dtype=x.dtype) if pool else rt.dummy(x.dtype, 4)
     rt.launch(_conv.conv2d_direct_forward, x, w, b, stride[0], stride[1], padding[0], padding[1],
               bool(relu), group, y, bool(pool), pooled, chunks)
     return (pooled, y) if pool else y
+
+
+@functools.lru_cache(maxsize=1024)
+def _forward_plan(x_shape, w_shape, stride, padding, itemsize, threads):
+    """(output shape, images per group, chunks) of a forward: worked out once per
+    problem (2 us of Python against a batch-1 layer's few us of work)."""
+    n, _, height, width = x_shape
+    c_out, c_in, kh, kw = w_shape
+    out_h, out_w = rt.out_hw(height, width, (kh, kw), stride, padding)
+    work = 2.0 * n * c_out * out_h * out_w * c_in * kh * kw
+    plane = (height + 2 * padding[0]) * (width + 2 * padding[1])
+    pairs = (c_out + 1) // 2
+    # Split the batch over the threads only when the channel pairs alone cannot.
+    share = n if pairs >= threads else -(-n // threads)
+    group = _group(share, c_in + 2, plane, itemsize)
+    return (n, c_out, out_h, out_w), group, rt.chunks(-(-n // group) * pairs, work)
 
 
 def backward(grad_y, x, w, mask, stride, padding, need_grad_x, pooled=False):

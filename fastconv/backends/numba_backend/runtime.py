@@ -63,11 +63,19 @@ def _set_team(n: int) -> None:
     its pool): numba's own setter without its checks once its threading layer runs
     (0.25 us a call against 1 us; a one-chunk launch sets it twice), the public one
     where numba has no such function."""
+    global _unchecked_setter
+    if _unchecked_setter is not None:
+        _unchecked_setter(n)
+        return
     unchecked = getattr(_numba_parallel, "_set_num_threads", None)
     if unchecked is None or not getattr(_numba_parallel, "_is_initialized", False):
         numba.set_num_threads(n)        # starts the threading layer, checks n
     else:
+        _unchecked_setter = unchecked
         unchecked(n)
+
+
+_unchecked_setter = None     # numba's setter without checks, once its threading layer runs
 
 
 def launch(kernel, *args):

@@ -53,6 +53,9 @@ _stats = {"problems": 0, "seconds": 0.0}
 # transposed convolution's backward as one fused kernel or composed of a convolution
 # and a weight gradient (each then choosing its own algorithm).
 PLANS = ("fused", "composed")
+PASSES = ("forward", "forward frozen", "backward", "backward weights")
+"""The passes an algorithm is chosen for: ``forward frozen`` has read-only weights,
+``backward weights`` computes no input gradient."""
 
 
 def set_conv_algorithm(algorithm: str | None) -> None:
@@ -203,9 +206,8 @@ def conv_algorithm(x_shape, w_shape, stride=(1, 1), padding=(0, 0), dtype=np.flo
                    pass_: str = "forward") -> str:
     """The algorithm a convolution with these arguments runs now, under the current
     mode: forced, tuned (if this problem was tuned already), or the rule."""
-    if pass_ not in ("forward", "backward", "forward frozen"):
-        raise ValueError(f"pass_ must be 'forward', 'forward frozen' (read-only weights) or 'backward', "
-                         f"got {pass_!r}")
+    if pass_ not in PASSES:
+        raise ValueError(f"pass_ must be one of {', '.join(map(repr, PASSES))}, got {pass_!r}")
     stride, padding = _as_pair(stride), _as_pair(padding)
     x_shape, w_shape = tuple(x_shape), tuple(w_shape)
     mode = get_conv_algorithm_mode()
@@ -366,8 +368,8 @@ def _decide(pass_, x, w, stride, padding, run, plans):
     mode = get_conv_algorithm_mode()
     tuning = mode in ("auto", "benchmark")
     if plans:
-        if tuning:
-            _tune(k, exact_only(), x, w, stride, padding, run, list(plans))
+        if tuning:      # the plans' algorithms may be missing candidates still compiling
+            _tune(k, exact_only(), x, w, stride, padding, run, list(plans), persist=not background.busy())
         return (*_plan_variant(k, plans, mode), k, None)
     allowed = candidates(x.shape, w.shape, stride, padding)
     revisit = None
@@ -420,6 +422,8 @@ def _plan_variant(k, plans, mode):
 def run_chosen(pass_, x, w, stride, padding, run, plans=None):
     """``run(name)`` with the algorithm (or plan) `choose` picks, on the threads it picked."""
     algorithm, threads = choose(pass_, x, w, stride, padding, run, plans)
+    if threads is None:
+        return run(algorithm)
     with rt.thread_limit(threads):
         return run(algorithm)
 
