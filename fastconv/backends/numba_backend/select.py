@@ -40,7 +40,12 @@ from fastconv.backends.numba_backend.tuning_cache import autotune_cache  # noqa:
 
 ALGORITHMS = {module.NAME: module for module in (direct, gemm, shifted, shifted_rows, winograd, blocked)}
 MODES = ("auto", "benchmark", "heuristic") + tuple(ALGORITHMS)
-_TUNE_MIN_FLOPS = 2e6          # below ~20 us a timing says more about noise than speed
+# Below this a problem takes the rule untimed: it runs in a few us, where bursts of
+# calls still measure but the choice hardly matters.  Above it the rule, fitted before
+# `blocked` existed, can be 1.3-2.7x off: batch-1 layers of 0.4-1.6 MFLOP (SqueezeNet's
+# 16->64 1x1 at 27x27: the rule's direct kernel 53 us, `blocked` 21; 6->16 5x5 at 14x14:
+# its GEMM path 47 us, `blocked` 19), which the rounds of 2 ms bursts time reliably.
+_TUNE_MIN_FLOPS = 2e5
 
 _forced: str | None = None
 _exact_only: bool | None = None
