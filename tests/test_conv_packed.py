@@ -129,3 +129,32 @@ def test_dilated_packed_forward_matches_the_writeable_path(seed):
                            c_out, (3, 3), dilation)
     assert relative_error(got, want) < bound(np.float32)
     assert relative_error(F.conv2d(x, w_frozen, b, 1, padding, dilation), want) < bound(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_large_frozen_layer_times_its_panels_and_keeps_the_winner(seed, monkeypatch, tmp_path):
+    """Past the positions the GEMM path runs on panels, a frozen layer times them
+    against the algorithm chosen: each plan gives the loops' result, and the winner
+    is saved and read back (a plan name the cache file accepts)."""
+    monkeypatch.setenv("FASTCONV_CACHE_DIR", str(tmp_path))
+    select.clear_autotune_cache(memory_only=True)
+    rng = np.random.default_rng(seed)
+    n, (kh, kw), stride, padding, (height, width) = conv_geometry(
+        rng, 5, 40, lambda columns, kernel, *_: G._PACKED_MAX_COLUMNS < columns <= 1200 and kernel != (1, 1))
+    c_in, c_out = int(rng.integers(1, 12)), int(rng.integers(1, 40))
+    x = rng.standard_normal((n, c_in, height, width)).astype(np.float32)
+    w = rng.standard_normal((c_out, c_in, kh, kw)).astype(np.float32)
+    b = rng.standard_normal(c_out).astype(np.float32)
+    want = loops.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), stride, padding)
+    key = select.key("forward frozen plan", x.shape, w.shape, stride, padding, np.float32)
+    fastconv.set_backend("numba")
+    for plan in ("packed", "chosen"):
+        select.clear_autotune_cache()
+        monkeypatch.setattr(select, "_time_candidates", lambda names, run, plan=plan: plan)
+        monkeypatch.setattr(select, "_TUNE_MIN_FLOPS", 0)
+        got = F.conv2d_relu(x, frozen(w), b, stride, padding)
+        assert select.last_conv_algorithms[key] == plan
+        assert relative_error(got, np.maximum(want, 0)) < bound(np.float32)
+        select.clear_autotune_cache(memory_only=True)           # another process reads the file
+        assert plan in select._load_winners().values()
+    select.clear_autotune_cache(memory_only=True)

@@ -58,6 +58,9 @@ _stats = {"problems": 0, "seconds": 0.0}
 # transposed convolution's backward as one fused kernel or composed of a convolution
 # and a weight gradient (each then choosing its own algorithm).
 PLANS = ("fused", "composed")
+PLAN_NAMES = frozenset(PLANS) | {"packed", "chosen"}
+"""Every plan a caller may time (a saved winner must be one, or an algorithm):
+``packed``, frozen weights' panels; ``chosen``, the algorithm the pass chooses."""
 PASSES = ("forward", "forward frozen", "backward", "backward weights")
 """The passes an algorithm is chosen for: ``forward frozen`` has read-only weights,
 ``backward weights`` computes no input gradient."""
@@ -249,7 +252,7 @@ def _split(variant: str):
 
 
 def _valid_variant(variant: str) -> bool:
-    return _split(variant)[0] in ALGORITHMS or _split(variant)[0] in PLANS
+    return _split(variant)[0] in ALGORITHMS or _split(variant)[0] in PLAN_NAMES
 
 
 def _variants(names, batch) -> list:
@@ -346,7 +349,7 @@ def _burst(name, run, seconds_per_call) -> float:
 def choose(pass_, x, w, stride, padding, run, plans=None):
     """Pick (and record) the algorithm for this call: ``(name, threads)``, threads
     None for all (`rt.thread_limit` applies it); ``run(name)`` executes one.  With
-    ``plans`` (names from `PLANS`), the choice is among those, the first by default.
+    ``plans`` (names from `PLAN_NAMES`), the choice is among those, the first by default.
 
     In ``auto``/``benchmark`` mode a problem seen for the first time (in this process
     and in the cache file) with more than one candidate is timed here, once -- among
