@@ -51,11 +51,12 @@ def snapshot(*names: str) -> tuple:
     ``os.environ.get`` (which encodes the name and decodes the value every time)."""
     environ = os.environ
     data = getattr(environ, "_data", None)          # CPython's encoded mapping behind it
-    if data is None:
+    encode = getattr(environ, "encodekey", None)
+    if data is None or encode is None:
         return tuple(environ.get(name) for name in names)
     keys = _ENCODED.get(names)
     if keys is None:
-        keys = _ENCODED[names] = tuple(environ.encodekey(name) for name in names)
+        keys = _ENCODED[names] = tuple(encode(name) for name in names)
     return tuple(map(data.get, keys))
 
 
