@@ -19,7 +19,7 @@ from fastconv.backends import numba_backend as NB  # noqa: E402
 from fastconv.backends.numba_backend import frozen_weights, select  # noqa: E402
 from tests import loops  # noqa: E402
 from tests.test_conv_algorithms import bound, relative_error  # noqa: E402
-from tests.test_conv_skinny import conv_geometry  # noqa: E402
+from tests.test_conv_skinny import conv_arrays, conv_geometry  # noqa: E402
 
 G = NB.ALGORITHMS["gemm"]
 pytestmark = pytest.mark.skipif(not G.available(), reason="no BLAS: the gemm algorithm cannot run")
@@ -38,9 +38,7 @@ def packed_problem(rng, dtype):
         rng, 5, 11, lambda columns, *_: G._SKINNY_MAX_COLUMNS < columns <= G._PACKED_MAX_COLUMNS)
     c_in = 1 if rng.random() < 0.2 else int(rng.integers(2, 40))
     c_out = 1 if rng.random() < 0.2 else int(rng.integers(2, 70))
-    x = rng.standard_normal((n, c_in, height, width)).astype(dtype)
-    w = rng.standard_normal((c_out, c_in, kh, kw)).astype(dtype)
-    b = rng.standard_normal(c_out).astype(dtype)
+    x, w, b = conv_arrays(rng, n, c_in, c_out, (kh, kw), (height, width), dtype)
     return x, w, b, stride, padding
 
 
@@ -120,9 +118,7 @@ def test_dilated_packed_forward_matches_the_writeable_path(seed):
     dilation = (int(rng.integers(1, 4)), int(rng.integers(2, 5)))
     padding = (int(rng.integers(0, 5)), int(rng.integers(0, 5)))
     n, c_in, c_out = int(rng.integers(1, 3)), int(rng.integers(1, 20)), int(rng.integers(1, 40))
-    x = rng.standard_normal((n, c_in, 9, 10)).astype(np.float32)
-    w = rng.standard_normal((c_out, c_in, 3, 3)).astype(np.float32)
-    b = rng.standard_normal(c_out).astype(np.float32)
+    x, w, b = conv_arrays(rng, n, c_in, c_out, (3, 3), (9, 10), np.float32)
     fastconv.set_backend("numba")
     want = F.conv2d(x, w, b, 1, padding, dilation)
     w_frozen = frozen(w)
@@ -143,9 +139,7 @@ def test_a_large_frozen_layer_times_its_panels_and_keeps_the_winner(seed, monkey
     n, (kh, kw), stride, padding, (height, width) = conv_geometry(
         rng, 5, 40, lambda columns, kernel, *_: G._PACKED_MAX_COLUMNS < columns <= 1200 and kernel != (1, 1))
     c_in, c_out = int(rng.integers(1, 12)), int(rng.integers(1, 40))
-    x = rng.standard_normal((n, c_in, height, width)).astype(np.float32)
-    w = rng.standard_normal((c_out, c_in, kh, kw)).astype(np.float32)
-    b = rng.standard_normal(c_out).astype(np.float32)
+    x, w, b = conv_arrays(rng, n, c_in, c_out, (kh, kw), (height, width), np.float32)
     want = loops.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), stride, padding)
     key = select.key("forward frozen plan", x.shape, w.shape, stride, padding, np.float32)
     fastconv.set_backend("numba")

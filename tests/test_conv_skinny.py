@@ -36,6 +36,13 @@ def conv_geometry(rng, max_kernel, max_size, accept):
             return n, (kh, kw), stride, padding, (height, width)
 
 
+def conv_arrays(rng, n, c_in, c_out, kernel, hw, dtype):
+    """Standard-normal ``(x, w, b)`` of a convolution, drawn in that order."""
+    x = rng.standard_normal((n, c_in, *hw)).astype(dtype)
+    w = rng.standard_normal((c_out, c_in, *kernel)).astype(dtype)
+    return x, w, rng.standard_normal(c_out).astype(dtype)
+
+
 def skinny_problem(rng, dtype):
     lanes = simd.lanes(np.dtype(dtype))
     n, (kh, kw), stride, padding, (height, width) = conv_geometry(
@@ -44,9 +51,7 @@ def skinny_problem(rng, dtype):
     # a depth c_in*kh*kw of whole vectors
     c_in = lanes * int(rng.integers(1, 4)) // np.gcd(lanes, kh * kw)
     c_out = 1 if rng.random() < 0.2 else int(rng.integers(2, 19))
-    x = rng.standard_normal((n, c_in, height, width)).astype(dtype)
-    w = rng.standard_normal((c_out, c_in, kh, kw)).astype(dtype)
-    b = rng.standard_normal(c_out).astype(dtype)
+    x, w, b = conv_arrays(rng, n, c_in, c_out, (kh, kw), (height, width), dtype)
     return x, w, b, stride, padding
 
 
