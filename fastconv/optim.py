@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+import fastconv.functional as F
 from fastconv.nn.module import Parameter, check_state_keys
 
 
@@ -51,22 +52,14 @@ class SGD:
 
     def step(self) -> None:
         """Update every parameter from its ``.grad`` (which is left unchanged)."""
-        lr, momentum, weight_decay = self.lr, self.momentum, self.weight_decay
         buffers = self.momentum_buffers
         for index, param in enumerate(self.params):
-            grad = param.grad
-            if weight_decay:
-                grad = grad + weight_decay * param.data
-            if buffers is not None:
-                buffer = buffers[index]
-                buffer *= momentum
-                buffer += grad
-                grad = buffer
-            param.data -= lr * grad
+            buffer = buffers[index] if buffers is not None else None
+            F.sgd_step(param.data, param.grad, buffer, self.lr, self.momentum, self.weight_decay)
 
     def zero_grad(self) -> None:
         for param in self.params:
-            param.grad.fill(0)
+            param.zero_grad()
 
     def _buffer_keys(self) -> list[str]:
         return [f"momentum_buffer.{index}" for index in range(len(self.params))] if self.momentum_buffers else []
@@ -154,7 +147,7 @@ class Adam:
 
     def zero_grad(self) -> None:
         for param in self.params:
-            param.grad.fill(0)
+            param.zero_grad()
 
     def _state_keys(self, amsgrad: bool) -> list[str]:
         names = ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if amsgrad else [])

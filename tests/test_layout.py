@@ -234,7 +234,7 @@ def test_functional_keeps_its_public_names():
                "conv_transpose2d", "conv_transpose2d_backward", "avg_pool2d", "avg_pool2d_backward",
                "max_pool2d", "max_pool2d_backward", "batch_norm", "batch_norm_backward", "linear",
                "linear_backward", "softmax_cross_entropy", "relu", "relu_backward", "clamp", "clamp_backward",
-               "add", "channel_affine"}
+               "add", "channel_affine", "sgd_step"}
     assert set(F.__all__) == kernels
     assert {"FLOAT_DTYPES", "MAX_AXIS", "as_array", "get_backend"} <= set(dir(F))
 

@@ -231,7 +231,8 @@ MLP_IN_A_COLD_CACHE = textwrap.dedent("""
 
 def test_a_model_without_convolutions_compiles_no_conv_kernels(tmp_path):
     """mlp1 in an empty numba cache: only the loss, fully connected and elementwise
-    kernels are compiled (seconds), not the minutes of every kernel."""
+    kernels (the optimizer's step among them) are compiled (seconds), not the minutes
+    of every kernel."""
     pytest.importorskip("numba")
     env = {k: v for k, v in os.environ.items() if not k.startswith("FASTCONV_")}
     env.update(NUMBA_CACHE_DIR=str(tmp_path / "cache"),
@@ -242,7 +243,8 @@ def test_a_model_without_convolutions_compiles_no_conv_kernels(tmp_path):
     result = json.loads(done.stdout.strip().splitlines()[-1])
     compiled = {name for name, count in result["signatures"].items() if count}
     assert compiled == {"softmax_cross_entropy", "linear_forward", "linear_backward", "relu_forward",
-                        "relu_backward", "clamp_forward", "clamp_backward", "add", "channel_affine"}, compiled
+                        "relu_backward", "clamp_forward", "clamp_backward", "add", "channel_affine",
+                        "sgd_step"}, compiled
 
 
 def test_cold_cache_is_detected_in_a_fresh_process(tmp_path):

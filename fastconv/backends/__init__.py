@@ -49,7 +49,9 @@ OPTIONAL_KERNELS = ("conv2d_relu", "conv2d_relu_backward", "conv2d_backward_weig
                     # elementwise (`fastconv.functional.elementwise`): relu(x), relu_backward(grad_y, y),
                     # clamp(x, low, high), clamp_backward(grad_y, y, low, high), add(a, b),
                     # channel_affine(x, scale, shift) -> new array
-                    "relu", "relu_backward", "clamp", "clamp_backward", "add", "channel_affine")
+                    "relu", "relu_backward", "clamp", "clamp_backward", "add", "channel_affine",
+                    # sgd_step(param, grad, buffer or None, lr, momentum, weight_decay): in place
+                    "sgd_step")
 # General convolution, also optional; `fastconv.functional.compose` composes
 # them from `KERNELS` (dilated unfold + one batched matmul over the groups):
 #   im2col_dilated(x, kernel_size, stride, padding, dilation)

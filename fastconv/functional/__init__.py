@@ -22,8 +22,8 @@ The kernels live in one module per family, each parsing its arguments once:
 `conv` (the convolution entry points, which send a call to `plain_conv` or, with
 dilation, groups or a string padding, to `general_conv`; `compose` builds the
 general cases for a backend without their kernels; `conv_params` checks their
-parameters), `unfold`, `pool`, `loss`, `norm`, `dense` and `elementwise` (ReLU,
-clamp, sums); `arguments` holds the checks they share.
+parameters), `unfold`, `pool`, `loss`, `norm`, `dense`, `elementwise` (ReLU,
+clamp, sums) and `update` (the optimizer's step); `arguments` holds the checks they share.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from fastconv.functional.loss import softmax_cross_entropy
 from fastconv.functional.norm import batch_norm, batch_norm_backward
 from fastconv.functional.pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
 from fastconv.functional.unfold import col2im, im2col
+from fastconv.functional.update import sgd_step
 
 __all__ = [
     "conv_output_size",
@@ -54,4 +55,5 @@ __all__ = [
     "linear", "linear_backward",
     "softmax_cross_entropy",
     "relu", "relu_backward", "clamp", "clamp_backward", "add", "channel_affine",
+    "sgd_step",
 ]

@@ -58,9 +58,9 @@ class ConvTranspose2d(Module):
         if self._x is None:
             raise RuntimeError("ConvTranspose2d.backward called before forward")
         grad_x, grad_w, grad_b = F.conv_transpose2d_backward(grad_y, self._x, self.weight.data, *self._args())
-        self.weight.grad += grad_w
+        self.weight.accumulate_grad(grad_w)
         if self.bias is not None:
-            self.bias.grad += grad_b
+            self.bias.accumulate_grad(grad_b)
         return grad_x
 
     def kernel_ops(self) -> frozenset:

@@ -94,9 +94,9 @@ class Conv2d(Module):
         return grad_x
 
     def _accumulate(self, grad_w: np.ndarray, grad_b: np.ndarray) -> None:
-        self.weight.grad += grad_w
+        self.weight.accumulate_grad(grad_w)
         if self.bias is not None:
-            self.bias.grad += grad_b
+            self.bias.accumulate_grad(grad_b)
 
     def kernel_ops(self) -> frozenset:
         return frozenset({self._kernel})
@@ -202,9 +202,9 @@ class Linear(Module):
         if self._x is None:
             raise _not_run(self)
         grad_x, grad_w, grad_b = F.linear_backward(grad_y, self._x, self.weight.data)
-        self.weight.grad += grad_w
+        self.weight.accumulate_grad(grad_w)
         if self.bias is not None:
-            self.bias.grad += grad_b
+            self.bias.accumulate_grad(grad_b)
         return grad_x
 
     def kernel_ops(self) -> frozenset:

@@ -2,7 +2,7 @@
 
 A module's ``forward(x)`` caches what its ``backward`` needs; ``backward(grad_y)``
 returns the gradient w.r.t. ``x`` and *adds* the parameter gradients into each
-``Parameter.grad`` (as PyTorch accumulates into ``.grad``), so ``zero_grad()`` must run
+``Parameter.grad`` (`Parameter.accumulate_grad`, as PyTorch accumulates into ``.grad``), so ``zero_grad()`` must run
 between steps.
 
 As in PyTorch, assigning a `Parameter` or a `Module` to an attribute registers it
@@ -41,14 +41,40 @@ def _model_entries(state: Mapping) -> Mapping:
 
 class Parameter:
     """A trainable array: ``data``, its gradient ``grad`` (same shape and dtype,
-    zero-initialised) and a ``name`` (the attribute name in its module)."""
+    zero-initialised) and a ``name`` (the attribute name in its module).
 
-    __slots__ = ("data", "grad", "name")
+    `zero_grad` only marks the gradient as zero: the next `accumulate_grad` then
+    writes instead of adding (one pass over the array instead of a fill and an add),
+    and reading ``grad`` before that fills it with zeros.  An array taken from
+    ``grad`` before `zero_grad` keeps its values, as a tensor does in PyTorch."""
+
+    __slots__ = ("data", "_grad", "_grad_is_zero", "name")
 
     def __init__(self, data: np.ndarray, name: str = ""):
         self.data = np.ascontiguousarray(data)
-        self.grad = np.zeros_like(self.data)
+        self._grad = np.zeros_like(self.data)
+        self._grad_is_zero = False
         self.name = name
+
+    @property
+    def grad(self) -> np.ndarray:
+        if self._grad_is_zero:
+            self._grad.fill(0)
+            self._grad_is_zero = False
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: np.ndarray) -> None:
+        self._grad = value
+        self._grad_is_zero = False
+
+    def accumulate_grad(self, grad) -> None:
+        """``self.grad += grad`` (NumPy's broadcasting and casting rules)."""
+        if self._grad_is_zero:
+            np.copyto(self._grad, grad, casting="same_kind")
+            self._grad_is_zero = False
+        else:
+            self._grad += grad
 
     @property
     def shape(self) -> tuple:
@@ -63,7 +89,7 @@ class Parameter:
         return self.data.size
 
     def zero_grad(self) -> None:
-        self.grad.fill(0)
+        self._grad_is_zero = True
 
     def __repr__(self) -> str:
         return f"Parameter(name={self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"
@@ -270,7 +296,7 @@ class Module:
 
     def zero_grad(self) -> None:
         for param in self.parameters():
-            param.grad.fill(0)
+            param.zero_grad()
 
     # ------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, np.ndarray]:

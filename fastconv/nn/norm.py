@@ -120,8 +120,8 @@ class _BatchNorm(Module):
                                 np.einsum("ncl,ncl->c", grad3, xhat, dtype=np.float64)])
         totals = self.stats_reducer(local)
         c = self.num_features
-        self.bias.grad += local[:c].astype(grad3.dtype)
-        self.weight.grad += local[c:].astype(grad3.dtype)
+        self.bias.accumulate_grad(local[:c].astype(grad3.dtype))
+        self.weight.accumulate_grad(local[c:].astype(grad3.dtype))
         mean_grad = (totals[:c] / count).astype(grad3.dtype)
         mean_grad_xhat = (totals[c:] / count).astype(grad3.dtype)
         grad_x = grad3 - mean_grad[:, None] - xhat * mean_grad_xhat[:, None]
@@ -137,14 +137,14 @@ class _BatchNorm(Module):
             _, x, mean, var = self._cache
             grad_x, grad_weight, grad_bias = F.batch_norm_backward(
                 grad_y, x, mean, var, self.weight.data, self.eps)
-            self.weight.grad += grad_weight
-            self.bias.grad += grad_bias
+            self.weight.accumulate_grad(grad_weight)
+            self.bias.accumulate_grad(grad_bias)
             return grad_x
         _, x3, inv_std, running_mean = self._cache
         centered = x3 - running_mean[:, None]
         grad3 = grad_y.reshape(x3.shape)
-        self.weight.grad += np.einsum("ncl,ncl->c", grad3, centered) * inv_std
-        self.bias.grad += np.einsum("ncl->c", grad3)
+        self.weight.accumulate_grad(np.einsum("ncl,ncl->c", grad3, centered) * inv_std)
+        self.bias.accumulate_grad(np.einsum("ncl->c", grad3))
         return (grad3 * (self.weight.data * inv_std)[:, None]).reshape(grad_y.shape)
 
     def kernel_ops(self) -> frozenset:

@@ -46,7 +46,7 @@ from fastconv.backends.numba_backend.conv import (  # noqa: E402,F401
     conv2d_relu_avgpool2_backward, conv2d_relu_backward)
 from fastconv.backends.numba_backend.dense import linear, linear_backward  # noqa: E402,F401
 from fastconv.backends.numba_backend.elementwise import (  # noqa: E402,F401
-    add, channel_affine, clamp, clamp_backward, relu, relu_backward)
+    add, channel_affine, clamp, clamp_backward, relu, relu_backward, sgd_step)
 from fastconv.backends.numba_backend.general import (  # noqa: E402,F401
     col2im_dilated, conv2d_general, conv2d_general_backward, conv_transpose2d, conv_transpose2d_backward,
     im2col_dilated)

@@ -54,6 +54,14 @@ def channel_affine(x, scale, shift):
     return out.reshape(x.shape)
 
 
+def sgd_step(param, grad, buffer, lr, momentum, weight_decay):
+    scalar = param.dtype.type
+    flat = [a.reshape(-1) for a in (param, grad)]
+    buffer = rt.dummy(param.dtype, 1)[:0] if buffer is None else buffer.reshape(-1)
+    rt.launch(_k.sgd_step, *flat, buffer, scalar(lr), scalar(momentum), scalar(weight_decay),
+              rt.chunks(param.size, param.size, _MIN_ELEMENTS))
+
+
 def warm(dtype) -> None:
     """Run every kernel here once on a tiny ``dtype`` array (for `warmup`)."""
     x = np.linspace(-1.0, 7.0, 9).astype(dtype)
@@ -64,3 +72,5 @@ def warm(dtype) -> None:
     add(x, y)
     planes = x[:8].reshape(2, 2, 2)
     channel_affine(planes, x[:2].copy(), x[2:4].copy())
+    sgd_step(x, y, c, 0.1, 0.9, 0.0)
+    sgd_step(x, y, None, 0.1, 0.0, 0.01)

@@ -98,3 +98,24 @@ def add(a, b, out, n_chunks):
         for i in range(first.shape[0]):
             dst[i] = first[i] + second[i]
     return out
+
+
+@njit(**_PJIT)
+def sgd_step(param, grad, buffer, lr, momentum, weight_decay, n_chunks):
+    """One SGD step in place, in one pass: ``d = grad + weight_decay * param`` (when
+    ``weight_decay``), ``buffer = momentum * buffer + d`` (when ``buffer`` is not
+    empty: else ``buffer`` is d), ``param -= lr * buffer``.  The scalars are of the
+    arrays' dtype, so each operation rounds as NumPy's in-place passes do."""
+    n = param.shape[0]
+    decay = weight_decay != 0
+    has_buffer = buffer.shape[0] == n
+    for chunk in prange(n_chunks):
+        lo, hi = n * chunk // n_chunks, n * (chunk + 1) // n_chunks
+        p, g = param[lo:hi], grad[lo:hi]
+        v = buffer[lo:hi] if has_buffer else buffer[0:0]
+        for i in range(p.shape[0]):
+            d = g[i] + weight_decay * p[i] if decay else g[i]
+            if has_buffer:
+                d = momentum * v[i] + d
+                v[i] = d
+            p[i] -= lr * d
