@@ -4,6 +4,7 @@ the helper reports them.  A helper that dies costs time, never a result."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -178,6 +179,43 @@ def test_warmup_gives_a_helper_its_share_and_the_helper_does_it(tmp_path):
     assert sorted(result["helper"] + result["here"]) == ["float32:dense", "float32:loss", "float32:norm"]
     helper_log = tmp_path / "fastconv" / "compile-helper.log"
     assert not helper_log.exists() or "Traceback" not in helper_log.read_text()
+
+
+def test_two_processes_share_one_algorithm_by_its_forward_and_backward(tmp_path):
+    """One cold convolution algorithm and jobs=2: the helper compiles one of its parts
+    and this process the other (instead of one process compiling it all while the
+    other idles); the group is then ready, and each part's seconds are kept."""
+    result = _run("""
+        import importlib, json
+        from fastconv.backends.numba_backend import compile_clock, select
+        for name in list(select.ALGORITHMS):
+            if name != "direct":
+                del select.ALGORITHMS[name]
+        warmup = importlib.import_module("fastconv.backends.numba_backend.warmup")
+        warmup.warmup(jobs=2, ops={("conv2d", (3, 3), (1, 1), (1, 1))}, background=False)
+        print(json.dumps(dict(warmup.last_run, ready=warmup.group_ready("float32", "direct"),
+                              seconds=compile_clock.seconds("float32:direct"))))
+    """, tmp_path)
+    parts = ["float32:direct:backward", "float32:direct:forward"]
+    assert sorted(result["helper"] + result["here"]) == parts and len(result["helper"]) == 1, result
+    assert result["helper_exit"] == 0 and result["helper_ready"] == result["helper"]
+    assert result["ready"] is True
+    assert result["seconds"][1] is True and result["seconds"][0] > 0     # the parts' sum, measured
+
+
+def test_parts_split_only_the_convolution_algorithms(monkeypatch, tmp_path):
+    from fastconv.backends.numba_backend import compile_clock
+
+    warmup = importlib.import_module("fastconv.backends.numba_backend.warmup")
+    assert warmup._parts(["float32:direct", "float64:loss"]) == [
+        "float32:direct:forward", "float32:direct:backward", "float64:loss"]
+    monkeypatch.setattr(compile_clock, "_measured", {"float32:gemm:forward": 3.0, "float32:gemm:backward": 4.5,
+                                                     "float32:winograd:forward": 2.0})
+    monkeypatch.setattr(compile_clock, "_speed", [])
+    assert compile_clock.seconds("float32:gemm") == (7.5, True)
+    reference = compile_clock.REFERENCE_SECONDS["winograd"]
+    assert compile_clock.seconds("float32:winograd") == (reference, False)    # one part is not enough
+    assert compile_clock.seconds("float32:winograd:backward") == (reference / 2, False)
 
 
 @pytest.mark.slow

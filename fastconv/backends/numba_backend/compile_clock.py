@@ -19,6 +19,9 @@ REFERENCE_SECONDS = {"direct": 18.2, "gemm": 20.4, "shifted": 21.6, "shifted_row
                      "blocked": 17.2, "loss": 0.5, "pool": 7.4, "norm": 2.8, "dense": 3.2, "unfold": 1.3,
                      "general": 45.2, "elementwise": 3.2}
 REFERENCE_MACHINE = "a 2-core AMD EPYC Zen 4"
+# A convolution algorithm's group splits into these parts when two processes share a
+# cold compile (`warmup`); each part's seconds are kept under ``"dtype:group:part"``.
+PARTS = ("forward", "backward")
 _UNKNOWN_GROUP_SECONDS = 10.0
 _FILE = "compile-seconds.json"
 _MAX_BYTES = 1 << 16             # a few dozen entries; anything bigger is not ours
@@ -51,12 +54,17 @@ def _load() -> dict:
 
 
 def _reference(item: str) -> float:
-    return REFERENCE_SECONDS.get(item.split(":")[1], _UNKNOWN_GROUP_SECONDS)
+    _, group, *part = item.split(":")
+    return REFERENCE_SECONDS.get(group, _UNKNOWN_GROUP_SECONDS) / (len(PARTS) if part else 1)
 
 
 def seconds(item: str) -> tuple[float, bool]:
-    """(estimated cold seconds of ``"dtype:group"``, whether measured on this machine)."""
+    """(estimated cold seconds of ``"dtype:group"`` or ``"dtype:group:part"``, whether
+    measured on this machine)."""
     measured = _load().get(item)
+    if measured is None and item.count(":") == 1:      # a group last compiled in parts
+        parts = [_load().get(f"{item}:{part}") for part in PARTS]
+        measured = None if None in parts else sum(parts)
     if measured is not None:
         return measured, True
     if _speed:

@@ -136,8 +136,10 @@ def compile_plan(ops=None, background: bool | None = None) -> tuple[tuple, tuple
     return tuple(group for group in needed if group not in later), tuple(later)
 
 
-def _warm(dtype, group: str) -> None:
-    """Run every kernel of ``group`` once on tiny ``dtype`` inputs (all code paths)."""
+def _warm(dtype, group: str, part: str | None = None) -> None:
+    """Run every kernel of ``group`` once on tiny ``dtype`` inputs (all code paths);
+    of a convolution algorithm, only its forward or backward kernels with ``part``
+    (`compile_clock.PARTS`)."""
     dtype = np.dtype(dtype)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, 6, 5)).astype(dtype)
@@ -147,9 +149,13 @@ def _warm(dtype, group: str) -> None:
         algorithm = select.ALGORITHMS[group]
         if not algorithm.supports(x.shape, w.shape, (1, 1), (1, 1)):
             return
-        y = algorithm.forward(x, w, b, (1, 1), (1, 1), True)
-        algorithm.backward(np.ones_like(y), x, w, y, (1, 1), (1, 1), True)
-        if hasattr(algorithm, "warm"):           # code paths the tiny problem does not take
+        # 3x3, padding 1, stride 1: the output has x's size (a stand-in when only backward runs)
+        y = np.ones((x.shape[0], w.shape[0], *x.shape[2:]), dtype)
+        if part != "backward":
+            y = algorithm.forward(x, w, b, (1, 1), (1, 1), True)
+        if part != "forward":
+            algorithm.backward(np.ones_like(y), x, w, y, (1, 1), (1, 1), True)
+        if part != "backward" and hasattr(algorithm, "warm"):   # paths the tiny problem does not take
             algorithm.warm(x, w, b)
     elif group == "unfold":
         cols = unfold.im2col(x, (2, 2), (1, 1), (0, 0))
@@ -201,6 +207,19 @@ def _cold(items) -> list:
     return [item for item in items if not group_ready(*item.split(":"))]
 
 
+def _parts(items) -> list:
+    """``items`` with each convolution algorithm's group split into its forward and
+    backward parts (`compile_clock.PARTS`), for two processes to share: one large
+    group (direct convolution: 14-17 s) then no longer leaves the other one idle."""
+    split = []
+    for item in items:
+        if item.split(":")[1] in select.ALGORITHMS:
+            split += [f"{item}:{part}" for part in compile_clock.PARTS]
+        else:
+            split.append(item)
+    return split
+
+
 def kernels_cached(dtypes=(np.float32,), ops=None) -> bool:
     """Whether `warmup` of ``ops`` for ``dtypes`` only loads from numba's cache,
     compiling nothing before the first step (a hint: False when unsure)."""
@@ -209,7 +228,8 @@ def kernels_cached(dtypes=(np.float32,), ops=None) -> bool:
 
 def estimated_seconds(dtypes=(np.float32,), ops=None, jobs: int = 1) -> float:
     """Wall seconds `warmup` of ``ops`` waits for compilation (`compile_clock`)."""
-    return compile_clock.estimate(_cold(_items(dtypes, compile_plan(ops)[0])), jobs)[0]
+    cold = _cold(_items(dtypes, compile_plan(ops)[0]))
+    return compile_clock.estimate(_parts(cold) if jobs > 1 else cold, jobs)[0]
 
 
 def cache_note() -> str:
@@ -232,10 +252,10 @@ def estimate_basis(dtypes=(np.float32,), ops=None) -> str:
 def warm_items(items, progress=None) -> None:
     """Compile (or load) each ``"dtype:group"``; a cold group's seconds are recorded."""
     for item in items:
-        dtype, group = item.split(":")
+        dtype, group, *part = item.split(":")
         cold = not group_ready(dtype, group)
         start = time.perf_counter()
-        _warm(dtype, group)
+        _warm(dtype, group, *part)
         if cold:
             compile_clock.record(item, time.perf_counter() - start)
         if progress is not None:
@@ -281,7 +301,12 @@ def _warmup(dtypes, jobs, ops, progress, background) -> float:
     start = time.perf_counter()
     now, later = compile_plan(ops, background)
     items = _items(dtypes, now)
-    mine, theirs = _share(_cold(items)) if jobs > 1 else (items, [])
+    if jobs > 1:
+        cold = _cold(items)
+        items = [item for item in items if item not in cold] + _parts(cold)
+        theirs = _share(_parts(cold))[1]
+    else:
+        theirs = []
     mine = [item for item in items if item not in theirs]
     done = []
     lock = threading.Lock()
