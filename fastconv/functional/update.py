@@ -28,17 +28,32 @@ def _check(name: str, array, param: np.ndarray, writes: bool) -> None:
         raise ValueError(f"sgd_step: {name} is read-only")
 
 
-def sgd_step(param, grad, buffer, lr: float, momentum: float = 0.0, weight_decay: float = 0.0) -> None:
-    """One SGD step on ``param`` in place, as `torch.optim.SGD` (no dampening, not
-    Nesterov): ``d = grad + weight_decay * param``; with a momentum ``buffer``
-    (updated in place), ``buffer = momentum * buffer + d`` and ``d = buffer``; then
-    ``param -= lr * d``.  ``buffer`` is None without momentum."""
+def _same(array, param, writes: bool) -> bool:
+    """The usual case, checked in a few attribute reads (an optimizer calls this once
+    per parameter and step): a writable-where-needed array of the parameter's kind."""
+    return (type(array) is np.ndarray and array.dtype is param.dtype and array.shape == param.shape
+            and (not writes or array.flags.writeable))
+
+
+def _check_all(param, grad, buffer) -> None:
+    """The checks in full, naming what is wrong (an ndarray subclass or an equal but
+    distinct dtype object passes them)."""
     if not isinstance(param, np.ndarray) or param.dtype not in FLOAT_DTYPES:
         raise TypeError("sgd_step: param must be a float32 or float64 NumPy array")
     _check("param", param, param, writes=True)
     _check("grad", grad, param, writes=False)
     if buffer is not None:
         _check("buffer", buffer, param, writes=True)
+
+
+def sgd_step(param, grad, buffer, lr: float, momentum: float = 0.0, weight_decay: float = 0.0) -> None:
+    """One SGD step on ``param`` in place, as `torch.optim.SGD` (no dampening, not
+    Nesterov): ``d = grad + weight_decay * param``; with a momentum ``buffer``
+    (updated in place), ``buffer = momentum * buffer + d`` and ``d = buffer``; then
+    ``param -= lr * d``.  ``buffer`` is None without momentum."""
+    if not (type(param) is np.ndarray and param.dtype in FLOAT_DTYPES and param.flags.writeable
+            and _same(grad, param, False) and (buffer is None or _same(buffer, param, True))):
+        _check_all(param, grad, buffer)
     arrays = (param, grad) if buffer is None else (param, grad, buffer)
     kernel = optional_kernel("sgd_step") if param.size >= KERNEL_MIN_SIZE else None
     if kernel is not None and all(a.flags.c_contiguous for a in arrays):

@@ -287,7 +287,8 @@ def warmup(dtypes=(np.float32,), jobs: int = 1, ops=None, progress=None, backgro
     backward, with and without ReLU/mask -- so that no later call pays compilation.
     With ``jobs=2`` a helper process compiles about half of the cold groups into
     numba's cache while this one compiles the others, then this process loads them
-    (each group is compiled by one process only).  With background compilation
+    (each group is compiled by one process only; a convolution algorithm's forward
+    and backward kernels count as two, `_parts`).  With background compilation
     (`compile_plan`), the groups only the other autotuning candidates need are left to
     a low-priority helper that keeps compiling while the run works.  ``progress(done,
     total, item)`` is called once before anything compiles (``item`` None) and after
