@@ -2,8 +2,8 @@
 
 A module's ``forward(x)`` caches what its ``backward`` needs; ``backward(grad_y)``
 returns the gradient w.r.t. ``x`` and *adds* the parameter gradients into each
-``Parameter.grad`` (`Parameter.accumulate_grad`, as PyTorch accumulates into ``.grad``), so ``zero_grad()`` must run
-between steps.
+``Parameter.grad`` (`Parameter.accumulate_grad`, as PyTorch accumulates into
+``.grad``), so ``zero_grad()`` must run between steps.
 
 As in PyTorch, assigning a `Parameter` or a `Module` to an attribute registers it
 (``self.conv = nn.Conv2d(...)``); `register_parameter`, `register_buffer` and

@@ -250,7 +250,8 @@ def estimate_basis(dtypes=(np.float32,), ops=None) -> str:
 
 # --------------------------------------------------------------------------- warmup
 def warm_items(items, progress=None) -> None:
-    """Compile (or load) each ``"dtype:group"``; a cold group's seconds are recorded."""
+    """Compile (or load) each ``"dtype:group"`` or ``"dtype:group:part"`` (`_parts`);
+    the seconds of one that was cold are recorded."""
     for item in items:
         dtype, group, *part = item.split(":")
         cold = not group_ready(dtype, group)
