@@ -149,9 +149,9 @@ def _warm(dtype, group: str, part: str | None = None) -> None:
         algorithm = select.ALGORITHMS[group]
         if not algorithm.supports(x.shape, w.shape, (1, 1), (1, 1)):
             return
-        # 3x3, padding 1, stride 1: the output has x's size (a stand-in when only backward runs)
-        y = np.ones((x.shape[0], w.shape[0], *x.shape[2:]), dtype)
-        if part != "backward":
+        if part == "backward":    # a stand-in output: 3x3, padding 1, stride 1 keep x's size
+            y = np.ones((x.shape[0], w.shape[0], *x.shape[2:]), dtype)
+        else:
             y = algorithm.forward(x, w, b, (1, 1), (1, 1), True)
         if part != "forward":
             algorithm.backward(np.ones_like(y), x, w, y, (1, 1), (1, 1), True)
@@ -305,8 +305,9 @@ def _warmup(dtypes, jobs, ops, progress, background) -> float:
     items = _items(dtypes, now)
     if jobs > 1:
         cold = _cold(items)
-        items = [item for item in items if item not in cold] + _parts(cold)
-        theirs = _share(_parts(cold))[1]
+        parts = _parts(cold)
+        items = [item for item in items if item not in cold] + parts
+        theirs = _share(parts)[1]
     else:
         theirs = []
     mine = [item for item in items if item not in theirs]
