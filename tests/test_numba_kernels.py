@@ -258,6 +258,24 @@ def test_max_pool_indices_on_ties(seed, dtype):
     np.testing.assert_array_equal(idx, loop_idx)
 
 
+@pytest.mark.parametrize("height,width", [(2, 2), (3, 5), (7, 9), (12, 12), (5, 31), (6, 32), (4, 33), (9, 47)])
+def test_max_pool_2x2_short_and_long_rows(height, width, dtype):
+    """The 2x2 stride-2 path, rows shorter and longer than a vector: odd sizes drop
+    the last row / column; ties, NaN and inf."""
+    rng = np.random.default_rng(height * 100 + width)
+    x = rng.integers(-2, 3, size=(3, 2, height, width)).astype(dtype)
+    x[rng.random(x.shape) < 0.05] = np.inf
+    y, idx = on("numba", F.max_pool2d, x, 2)
+    loop_y, loop_idx = loops.max_pool2d(x, (2, 2), (2, 2), (0, 0))
+    np.testing.assert_array_equal(idx, loop_idx)
+    np.testing.assert_array_equal(y, loop_y)
+    x[rng.random(x.shape) < 0.05] = np.nan       # the first NaN of a window wins, as np.argmax
+    want_y, want_idx = on("numpy", F.max_pool2d, x, 2)
+    y, idx = on("numba", F.max_pool2d, x, 2)
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_array_equal(y, want_y)
+
+
 def test_max_pool_nan_and_inf(dtype):
     x = np.array([[[[1, np.nan, 3, np.nan], [-np.inf, -np.inf, np.inf, 2],
                     [0, 0, -1, -2], [5, np.nan, 7, 7]]]], dtype=dtype)

@@ -9,7 +9,10 @@ error naming the variable.
   and numba's compile cache when numba finds no writable folder of its own;
 * ``FASTCONV_BLAS``        -- mkl, openblas or auto: the BLAS the numba GEMMs call;
 * ``FASTCONV_OPENBLAS_CORETYPE`` -- the kernels (OpenBLAS core type) of fastconv's own
-  OpenBLAS, default: what OpenBLAS detects on this CPU.
+  OpenBLAS, default: what OpenBLAS detects on this CPU;
+* ``FASTCONV_BACKGROUND_COMPILE`` -- 0: a first call compiles what it needs instead of
+  running on what is compiled while a helper process compiles the rest;
+* ``FASTCONV_LEAN_CODEGEN`` -- 0: numba's plain code generation (`numba_backend.lean_codegen`).
 
 The data folders (``FASTCONV_DATA``, ``FASTCONV_CACHE``) are read by `fastconv.data`.
 `check` validates every variable whose valid values are known here, for a command to
@@ -34,6 +37,7 @@ OPENBLAS_CORETYPE = "FASTCONV_OPENBLAS_CORETYPE"
 DATA = "FASTCONV_DATA"
 DATA_CACHE = "FASTCONV_CACHE"
 BACKGROUND_COMPILE = "FASTCONV_BACKGROUND_COMPILE"
+LEAN_CODEGEN = "FASTCONV_LEAN_CODEGEN"
 
 
 class EnvironmentVariableError(Exception):
@@ -108,6 +112,12 @@ def background_compile() -> bool:
     return not raw(BACKGROUND_COMPILE) or flag(BACKGROUND_COMPILE)
 
 
+def lean_codegen() -> bool:
+    """``FASTCONV_LEAN_CODEGEN``: whether numba skips the code generation whose result
+    it throws away (`numba_backend.lean_codegen`; default: yes)."""
+    return not raw(LEAN_CODEGEN) or flag(LEAN_CODEGEN)
+
+
 def cache_dir() -> str:
     """``FASTCONV_CACHE_DIR``, else ``$XDG_CACHE_HOME/fastconv`` (default
     ``~/.cache/fastconv``); not created here."""
@@ -132,7 +142,7 @@ def check() -> None:
     `EnvironmentVariableError` naming the first bad one); the backend and algorithm
     names are checked by their owners (`fastconv.cli.console` asks them)."""
     num_threads()
-    for name in (CONV_EXACT, BACKGROUND_COMPILE):
+    for name in (CONV_EXACT, BACKGROUND_COMPILE, LEAN_CODEGEN):
         flag(name)
     background_compile()
     for name in (CACHE_DIR, DATA, DATA_CACHE):

@@ -13,12 +13,12 @@ import tempfile
 from fastconv.system import env
 
 # Seconds per group, float32, one process, cold cache, in `warmup.groups()` order, on
-# a 2-core AMD EPYC Zen 4 (`python bench/compile_times.py`).  A later group loads the
-# helpers an earlier one compiled (shifted_rows runs shifted's kernels).
-REFERENCE_SECONDS = {"direct": 18.2, "gemm": 20.4, "shifted": 21.6, "shifted_rows": 0.1, "winograd": 34.4,
-                     "blocked": 17.2, "loss": 0.5, "pool": 7.4, "norm": 2.8, "dense": 3.2, "unfold": 1.3,
-                     "general": 45.2, "elementwise": 3.2}
-REFERENCE_MACHINE = "a 2-core AMD EPYC Zen 4"
+# a 2-core Intel Xeon (family 6 model 167) (`python bench/compile_times.py`).  A later
+# group loads the helpers an earlier one compiled (shifted_rows runs shifted's kernels).
+REFERENCE_SECONDS = {"direct": 7.4, "gemm": 11.6, "shifted": 11.0, "shifted_rows": 0.1, "winograd": 17.9,
+                     "blocked": 9.3, "loss": 0.2, "pool": 4.2, "norm": 1.2, "dense": 2.0, "unfold": 0.6,
+                     "general": 26.6, "elementwise": 2.6}
+REFERENCE_MACHINE = "a 2-core Intel Xeon"
 # A convolution algorithm's group splits into these parts when two processes share a
 # cold compile (`warmup`); each part's seconds are kept under ``"dtype:group:part"``.
 PARTS = ("forward", "backward")

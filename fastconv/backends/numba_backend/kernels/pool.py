@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from fastconv.backends.numba_backend.lean_codegen import plain
+
 _JIT = dict(cache=True, nogil=True)
 _PJIT = dict(cache=True, nogil=True, parallel=True)
 
@@ -176,6 +178,7 @@ def avg_pool2d_backward(grad_y, kh, kw, sh, sw, ph, pw, grad_x, n_chunks):
                             d[q] += s[q]
 
 
+@plain      # its 2x2 path's scalar loop for short rows: 1.1-1.3x faster so
 @njit(**_PJIT)
 def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, out, indices, n_chunks):
     """Max over each clipped window; ties (and NaNs) go to the first in row-major order."""

@@ -1,15 +1,16 @@
-"""Run time and cold compile time of the kernels at LLVM optimisation levels.
+"""Run time and cold compile time of the kernels under different compile settings.
 
-    python bench/opt_levels.py                     # levels 3,2 (numba's default is 3)
-    python bench/opt_levels.py --levels 3,2,1 --rounds 3
+    python bench/compile_variants.py               # numba's plain code generation vs fastconv's lean one
+    python bench/compile_variants.py --variants "O3:NUMBA_OPT=3;O2:NUMBA_OPT=2" --rounds 3
 
-Each (round, level) is a fresh process with ``NUMBA_OPT`` set and a numba cache of
-its own (cold in the first round, so that round also gives the compile seconds), on
-one thread, timing every convolution algorithm forward + backward on a few layers and
-the other kernel families.  Time is the process's CPU time per call (median of
-repeated calls): on a machine where other processes run it moves far less than wall
-time does.  Levels alternate within each round; printed: per case, each level's
-median over rounds relative to the first level's, and their geometric mean.
+A variant is ``name:VAR=value,VAR=value`` (environment variables of its processes);
+the first is the baseline.  Each (round, variant) is a fresh process with a numba
+cache of its own (cold in the first round, so that round also gives the compile
+seconds), on one thread, timing every convolution algorithm forward + backward on a
+few layers and the other kernel families.  Time is the process's CPU time per call
+(median of repeated calls): on a machine where other processes run it moves far less
+than wall time does.  Variants alternate within each round; printed: per case, each
+variant's median over rounds relative to the baseline's, and their geometric mean.
 """
 
 from __future__ import annotations
@@ -101,9 +102,24 @@ def child(repeats: int) -> dict:
     return result
 
 
+def _parse_variants(text: str) -> dict:
+    """``{name: {VAR: value}}`` from ``name:VAR=value,...;name:...``."""
+    variants = {}
+    for item in filter(None, (part.strip() for part in text.split(";"))):
+        name, _, settings = item.partition(":")
+        pairs = [setting.split("=", 1) for setting in settings.split(",") if setting]
+        if not name or name in variants or any(len(pair) != 2 for pair in pairs):
+            raise SystemExit(f"bad variant {item!r}: expected a new name:VAR=value,...")
+        variants[name] = dict(pairs)
+    if len(variants) < 2:
+        raise SystemExit("give at least two variants")
+    return variants
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--levels", default="3,2", help="NUMBA_OPT levels, the first the baseline")
+    parser.add_argument("--variants", default="plain:FASTCONV_LEAN_CODEGEN=0;lean:FASTCONV_LEAN_CODEGEN=1",
+                        help="name:VAR=value,... separated by ';', the first the baseline")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=15, help="timed calls per case and process")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -111,37 +127,37 @@ def main(argv=None):
     if args.child:
         print(json.dumps(child(args.repeats)))
         return
-    levels = args.levels.split(",")
-    runs = {level: [] for level in levels}
-    with tempfile.TemporaryDirectory(prefix="fastconv-opt-levels-") as root:
+    variants = _parse_variants(args.variants)
+    names = list(variants)
+    runs = {variant: [] for variant in names}
+    with tempfile.TemporaryDirectory(prefix="fastconv-compile-variants-") as root:
         for round_index in range(args.rounds):
-            order = levels if round_index % 2 == 0 else levels[::-1]
-            for level in order:
-                env = dict(os.environ, NUMBA_OPT=level, NUMBA_CACHE_DIR=os.path.join(root, level),
+            order = names if round_index % 2 == 0 else names[::-1]
+            for variant in order:
+                env = dict(os.environ, **variants[variant], NUMBA_CACHE_DIR=os.path.join(root, variant),
                            FASTCONV_NUM_THREADS="1", FASTCONV_BACKGROUND_COMPILE="0",
                            FASTCONV_CACHE_DIR=os.path.join(root, "tune"))
                 done = subprocess.run([sys.executable, __file__, "--child", "--repeats", str(args.repeats)],
                                       env=env, capture_output=True, text=True, check=True)
-                runs[level].append(json.loads(done.stdout.strip().splitlines()[-1]))
-                print(f"round {round_index + 1} level {level}: first calls {runs[level][-1]['compile_cpu_s']:.1f} "
+                runs[variant].append(json.loads(done.stdout.strip().splitlines()[-1]))
+                print(f"round {round_index + 1} {variant}: first calls {runs[variant][-1]['compile_cpu_s']:.1f} "
                       f"CPU s", file=sys.stderr, flush=True)
-    base = levels[0]
-    names = list(runs[base][0]["cases"])
-    print(f"| case | O{base} ms | " + " | ".join(f"O{level} / O{base}" for level in levels[1:]) + " |")
-    print("|---|---:|" + "---:|" * (len(levels) - 1))
-    ratios = {level: [] for level in levels[1:]}
-    for name in names:
-        medians = {level: float(np.median([run["cases"][name] for run in runs[level]])) for level in levels}
+    base, others = names[0], names[1:]
+    print(f"| case | {base} ms | " + " | ".join(f"{variant} / {base}" for variant in others) + " |")
+    print("|---|---:|" + "---:|" * len(others))
+    ratios = {variant: [] for variant in others}
+    for case in runs[base][0]["cases"]:
+        medians = {variant: float(np.median([run["cases"][case] for run in runs[variant]])) for variant in names}
         cells = []
-        for level in levels[1:]:
-            ratio = medians[level] / medians[base]
-            ratios[level].append(ratio)
+        for variant in others:
+            ratio = medians[variant] / medians[base]
+            ratios[variant].append(ratio)
             cells.append(f"{ratio:.2f}")
-        print(f"| {name} | {medians[base] * 1e3:.2f} | " + " | ".join(cells) + " |")
-    for level in levels[1:]:
-        geo = math.exp(sum(math.log(r) for r in ratios[level]) / len(ratios[level]))
-        print(f"O{level} / O{base}: geometric mean {geo:.3f}, worst {max(ratios[level]):.2f}, "
-              f"cold first calls {runs[level][0]['compile_cpu_s']:.0f} vs {runs[base][0]['compile_cpu_s']:.0f} CPU s")
+        print(f"| {case} | {medians[base] * 1e3:.2f} | " + " | ".join(cells) + " |")
+    for variant in others:
+        geo = math.exp(sum(math.log(r) for r in ratios[variant]) / len(ratios[variant]))
+        print(f"{variant} / {base}: geometric mean {geo:.3f}, worst {max(ratios[variant]):.2f}, "
+              f"cold first calls {runs[variant][0]['compile_cpu_s']:.0f} vs {runs[base][0]['compile_cpu_s']:.0f} CPU s")
 
 
 if __name__ == "__main__":

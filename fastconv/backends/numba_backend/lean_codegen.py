@@ -1,0 +1,126 @@
+"""numba's code generation without the work whose result is thrown away.
+
+numba turns each compiled function into a "library": an LLVM module that is
+optimised and then compiled to machine code on its own, with every library it calls
+linked in as IR (and optimised and compiled again as part of the caller).  A
+``parallel=True`` kernel is four libraries deep -- the loop body (numba's parfor
+gufunc), two gufunc wrappers, the kernel -- so its body was optimised four times and
+turned into machine code four times, although only the outermost copy ever runs.
+`bench/compile_times.py` measured that as half of the cold compile of the kernels.
+
+`install` removes the two kinds of repeated work:
+
+* **machine code on demand**: a library's machine code is emitted when an address in
+  it is first asked for (LLVM's MCJIT does this by itself once numba stops forcing
+  every module through ``finalize_object`` as it is finished), so a library that is
+  only ever linked into others -- a parfor body, a gufunc wrapper -- never is;
+  saving a library to numba's on-disk cache asks for its machine code first, and one
+  loaded from that cache (an empty module whose object code MCJIT takes from numba's
+  hook) is made ready at once, as numba does;
+* **no second optimisation of a parfor's wrappers**: the two gufunc wrapper libraries
+  of a parfor are linked into the kernel's library, whose full optimisation covers
+  them, so their own full module optimisation (of the already optimised loop body
+  they link) is skipped; other gufunc wrappers (``@guvectorize``) are left alone.
+
+What runs is the code of the outermost library, optimised and compiled as before,
+but its linked modules are now optimised IR rather than IR that had also been through
+the optimiser and a code generator three more times, so instructions differ in places.
+`bench/compile_variants.py` times the kernels both ways: the same within noise,
+except the 2x2 max pool on rows shorter than a vector, whose scalar loop numba's
+repeated passes made 1.1-1.3x faster; a kernel decorated with `plain` keeps numba's
+own code generation.
+
+It relies on numba internals -- ``JITCodeLibrary._finalize_specific``,
+``CPUCodeLibrary._optimize_final_module`` / ``serialize_using_object_code`` /
+``_linking_libraries``, the parfor wrappers' library names -- checked here; where one
+has moved nothing is changed.  ``FASTCONV_LEAN_CODEGEN=0`` keeps numba's plain
+behaviour.
+"""
+
+from __future__ import annotations
+
+from fastconv.system import env
+
+_PARFOR_BODY = "__numba_parfor_gufunc_"
+_GUFUNC_WRAPPER = "<numba.np.ufunc.wrappers._GufuncWrapper"
+_PARALLEL_WRAPPER = "parallelgufuncwrapper"
+
+_installed = False
+_plain = 0          # > 0 while a `plain` kernel compiles
+
+
+def plain(dispatcher):
+    """Decorator (above ``@njit``): compile this kernel with numba's own code
+    generation, for a kernel measured faster that way."""
+    from numba.core.compiler_lock import global_compiler_lock
+
+    compile_ = dispatcher.compile
+
+    def compile(sig):
+        global _plain
+        with global_compiler_lock:      # the libraries a compile finishes are all its own
+            _plain += 1
+            try:
+                return compile_(sig)
+            finally:
+                _plain -= 1
+
+    dispatcher.compile = compile
+    return dispatcher
+
+
+def _wraps_parfor(library) -> bool:
+    """Whether ``library`` is a gufunc wrapper around a parfor body (directly or
+    through the other wrapper)."""
+    name = library.name
+    if name != _PARALLEL_WRAPPER and not name.startswith(_GUFUNC_WRAPPER):
+        return False
+    return any(linked.name.startswith(_PARFOR_BODY) or _wraps_parfor(linked)
+               for linked in library._linking_libraries)
+
+
+def install() -> bool:
+    """Put the lean code generation in place (once per process); False when it is
+    switched off or numba's internals are not as expected (then nothing changes)."""
+    global _installed
+    if _installed:
+        return True
+    if not env.lean_codegen():
+        return False
+    try:
+        from numba.core import codegen
+    except ImportError:
+        return False
+    jit_library = getattr(codegen, "JITCodeLibrary", None)
+    cpu_library = getattr(codegen, "CPUCodeLibrary", None)
+    needed = ((jit_library, "_finalize_specific"), (cpu_library, "_optimize_final_module"),
+              (cpu_library, "serialize_using_object_code"), (cpu_library, "_get_compiled_object"))
+    if any(cls is None or not callable(getattr(cls, name, None)) for cls, name in needed):
+        return False
+    plain_finalize = jit_library._finalize_specific
+    plain_optimize = cpu_library._optimize_final_module
+    plain_serialize = cpu_library.serialize_using_object_code
+
+    def _finalize_specific(self):
+        if _plain or getattr(self, "_compiled_object", None) is not None:
+            plain_finalize(self)     # loaded from the cache: an empty module and its object code
+            return
+        # as numba's, without finalize_object(): machine code is emitted on first use
+        self._codegen._scan_and_fix_unresolved_refs(self._final_module)
+
+    def _optimize_final_module(self):
+        if not _plain and _wraps_parfor(self):
+            return          # the kernel's library optimises these modules once linked
+        plain_optimize(self)
+
+    def serialize_using_object_code(self):
+        self._ensure_finalized()
+        if getattr(self, "_compiled_object", None) is None:
+            self._codegen._engine.finalize_object()     # emits the pending machine code
+        return plain_serialize(self)
+
+    jit_library._finalize_specific = _finalize_specific
+    cpu_library._optimize_final_module = _optimize_final_module
+    cpu_library.serialize_using_object_code = serialize_using_object_code
+    _installed = True
+    return True
