@@ -15,8 +15,10 @@ turned into machine code four times, although only the outermost copy ever runs.
   every module through ``finalize_object`` as it is finished), so a library that is
   only ever linked into others -- a parfor body, a gufunc wrapper -- never is;
   saving a library to numba's on-disk cache asks for its machine code first, and one
-  loaded from that cache (an empty module whose object code MCJIT takes from numba's
-  hook) is made ready at once, as numba does;
+  loaded from that cache is added to MCJIT as an object file of its own (numba's
+  ``finalize_object`` would also emit every module still pending, which in a process
+  that both compiles and loads -- two warm-up processes sharing a cold cache -- is
+  most of them);
 * **no second optimisation of a parfor's wrappers**: the two gufunc wrapper libraries
   of a parfor are linked into the kernel's library, whose full optimisation covers
   them, so their own full module optimisation (of the already optimised loop body
@@ -79,6 +81,27 @@ def _wraps_parfor(library) -> bool:
                for linked in library._linking_libraries)
 
 
+def _emit(library) -> None:
+    """Machine code for ``library``'s module alone: MCJIT emits a module when a symbol
+    it defines is first looked up (its own functions: no other module has them yet)."""
+    from llvmlite import binding as ll
+
+    for function in library._final_module.functions:
+        if not function.is_declaration and function.linkage == ll.Linkage.external:
+            library._codegen._engine.get_function_address(function.name)
+            return
+
+
+def _load_object(library) -> None:
+    """Load a library read from numba's cache (an empty module; its object code kept
+    for numba's hook) as an object file of its own, at once."""
+    from llvmlite import binding as ll
+
+    engine = library._codegen._engine
+    getattr(engine, "_ee", engine).add_object_file(ll.ObjectFileRef.from_data(library._compiled_object))
+    library._compiled_object = None       # numba's hook must not hand MCJIT the same code again
+
+
 def install() -> bool:
     """Put the lean code generation in place (once per process); False when it is
     switched off or numba's internals are not as expected (then nothing changes)."""
@@ -97,16 +120,17 @@ def install() -> bool:
               (cpu_library, "serialize_using_object_code"), (cpu_library, "_get_compiled_object"))
     if any(cls is None or not callable(getattr(cls, name, None)) for cls, name in needed):
         return False
-    plain_finalize = jit_library._finalize_specific
     plain_optimize = cpu_library._optimize_final_module
     plain_serialize = cpu_library.serialize_using_object_code
 
     def _finalize_specific(self):
-        if _plain or getattr(self, "_compiled_object", None) is not None:
-            plain_finalize(self)     # loaded from the cache: an empty module and its object code
-            return
-        # as numba's, without finalize_object(): machine code is emitted on first use
+        # as numba's, without finalize_object(), which would emit every module still
+        # pending (all the linked-only ones) rather than this one
         self._codegen._scan_and_fix_unresolved_refs(self._final_module)
+        if getattr(self, "_compiled_object", None) is not None:
+            _load_object(self)
+        elif _plain:
+            _emit(self)
 
     def _optimize_final_module(self):
         if not _plain and _wraps_parfor(self):
@@ -116,7 +140,9 @@ def install() -> bool:
     def serialize_using_object_code(self):
         self._ensure_finalized()
         if getattr(self, "_compiled_object", None) is None:
-            self._codegen._engine.finalize_object()     # emits the pending machine code
+            _emit(self)
+        if getattr(self, "_compiled_object", None) is None:
+            self._codegen._engine.finalize_object()     # emits every pending module
         return plain_serialize(self)
 
     jit_library._finalize_specific = _finalize_specific
