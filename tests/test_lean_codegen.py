@@ -63,6 +63,8 @@ RUN = textwrap.dedent("""
     import importlib.util, json, sys
     import numpy as np
     from numba.core import codegen
+    if "moved-internals" in sys.argv:
+        codegen.CPUCodeLibrary.serialize_using_object_code = None
     calls = {"finalize_object": 0, "full_optimisations": []}
     plain_finalize = codegen.JitEngine.finalize_object
     def counted(self):
@@ -93,7 +95,7 @@ RUN = textwrap.dedent("""
                           **calls)))
 """)
 
-def _run(tmp_path, lean: bool) -> dict:
+def _run(tmp_path, lean: bool, *flags) -> dict:
     tmp_path.mkdir(parents=True, exist_ok=True)
     source = tmp_path / "probe_parallel.py"
     if not source.exists():
@@ -102,7 +104,7 @@ def _run(tmp_path, lean: bool) -> dict:
     script.write_text(RUN)
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"),
                FASTCONV_LEAN_CODEGEN="1" if lean else "0", PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, str(script), str(source)], env=env, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, str(script), str(source), *flags], env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -124,6 +126,13 @@ def test_results_and_cache_round_trip(tmp_path, lean):
         assert run["doubled"] == [2.0 * i for i in range(10)]
     assert (cold["misses"], cold["hits"]) == (1, 0)
     assert (warm["misses"], warm["hits"]) == (0, 1)      # saved by the cold run, loaded here
+
+
+def test_numba_internals_moved_leave_numba_as_it_is(tmp_path):
+    run = _run(tmp_path, True, "moved-internals")
+    assert run["installed"] is False
+    assert run["out"] == _expected_chunks() and run["doubled"] == [2.0 * i for i in range(10)]
+    assert run["finalize_object"] >= 6                    # numba's eager machine code
 
 
 def test_machine_code_only_on_demand(tmp_path):

@@ -32,11 +32,13 @@ except the 2x2 max pool on rows shorter than a vector, whose scalar loop numba's
 repeated passes made 1.1-1.3x faster; a kernel decorated with `plain` keeps numba's
 own code generation.
 
-It relies on numba internals -- ``JITCodeLibrary._finalize_specific``,
-``CPUCodeLibrary._optimize_final_module`` / ``serialize_using_object_code`` /
-``_linking_libraries``, the parfor wrappers' library names -- checked here; where one
-has moved nothing is changed.  ``FASTCONV_LEAN_CODEGEN=0`` keeps numba's plain
-behaviour.
+It applies to every numba function the process compiles once the numba backend is
+loaded, not only fastconv's.  It relies on numba internals --
+``JITCodeLibrary._finalize_specific``, ``CPUCodeLibrary._optimize_final_module`` /
+``serialize_using_object_code`` / ``_linking_libraries``, the parfor wrappers' library
+names -- and llvmlite's ``ExecutionEngine.add_object_file`` /
+``ObjectFileRef.from_data``, checked here; where one has moved nothing is changed.
+``FASTCONV_LEAN_CODEGEN=0`` keeps numba's plain behaviour.
 """
 
 from __future__ import annotations
@@ -111,13 +113,15 @@ def install() -> bool:
     if not env.lean_codegen():
         return False
     try:
+        from llvmlite import binding as ll
         from numba.core import codegen
     except ImportError:
         return False
     jit_library = getattr(codegen, "JITCodeLibrary", None)
     cpu_library = getattr(codegen, "CPUCodeLibrary", None)
     needed = ((jit_library, "_finalize_specific"), (cpu_library, "_optimize_final_module"),
-              (cpu_library, "serialize_using_object_code"), (cpu_library, "_get_compiled_object"))
+              (cpu_library, "serialize_using_object_code"), (cpu_library, "_get_compiled_object"),
+              (ll.ExecutionEngine, "add_object_file"), (ll.ObjectFileRef, "from_data"))
     if any(cls is None or not callable(getattr(cls, name, None)) for cls, name in needed):
         return False
     plain_optimize = cpu_library._optimize_final_module
