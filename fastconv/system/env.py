@@ -96,10 +96,12 @@ def choice(name: str, valid) -> str | None:
     return value.lower()
 
 
-def flag(name: str) -> bool:
-    """The variable as a yes/no switch (1/true/yes or 0/false/no); False when unset."""
+def flag(name: str, default: bool = False) -> bool:
+    """The variable as a yes/no switch (1/true/yes or 0/false/no); ``default`` when unset."""
     value = raw(name).lower()
-    if value in ("", "0", "false", "no"):
+    if not value:
+        return default
+    if value in ("0", "false", "no"):
         return False
     if value in ("1", "true", "yes"):
         return True
@@ -109,13 +111,13 @@ def flag(name: str) -> bool:
 def background_compile() -> bool:
     """``FASTCONV_BACKGROUND_COMPILE``: whether a first call may run on the algorithm that
     is compiled while a helper process compiles the others (default: yes)."""
-    return not raw(BACKGROUND_COMPILE) or flag(BACKGROUND_COMPILE)
+    return flag(BACKGROUND_COMPILE, default=True)
 
 
 def lean_codegen() -> bool:
     """``FASTCONV_LEAN_CODEGEN``: whether numba skips the code generation whose result
     it throws away (`numba_backend.lean_codegen`; default: yes)."""
-    return not raw(LEAN_CODEGEN) or flag(LEAN_CODEGEN)
+    return flag(LEAN_CODEGEN, default=True)
 
 
 def cache_dir() -> str:
@@ -144,6 +146,5 @@ def check() -> None:
     num_threads()
     for name in (CONV_EXACT, BACKGROUND_COMPILE, LEAN_CODEGEN):
         flag(name)
-    background_compile()
     for name in (CACHE_DIR, DATA, DATA_CACHE):
         folder(name)
